@@ -1,0 +1,88 @@
+//! The command line: argument parsing and output only. All behaviour lives in
+//! the library layers (kms, envelope, fs) this module calls.
+
+pub mod awscli;
+pub mod kms;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use crate::kms::KmsError;
+use crate::kms::clock::Clock;
+use crate::kms::local::LocalKms;
+use crate::kms::store::{RootSecret, default_store_path};
+
+/// Exit codes of the AWS CLI: 252 for bad usage, 254 for a service error.
+pub const EXIT_USAGE: i32 = 252;
+pub const EXIT_SERVICE: i32 = 254;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("An error occurred ({code}) when calling the {0} operation: {msg}", code = .1.code(), msg = .1.message())]
+    Service(&'static str, KmsError),
+    #[error("{0}")]
+    Kms(#[from] KmsError),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::Service(..) | CliError::Kms(_) => EXIT_SERVICE,
+            CliError::Failed(_) => 1,
+        }
+    }
+
+    /// The line printed on stderr: for KMS errors, always led by the AWS
+    /// exception name so scripts can match on it.
+    pub fn report(&self) -> String {
+        match self {
+            CliError::Kms(e) => format!("{}: {}", e.code(), e.message()),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Reads the passphrase from KMSFS_PASSPHRASE_FILE, or asks on the terminal.
+fn ask_passphrase() -> crate::kms::error::Result<Zeroizing<String>> {
+    if let Some(path) = std::env::var_os("KMSFS_PASSPHRASE_FILE") {
+        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+            KmsError::Store(format!(
+                "cannot read KMSFS_PASSPHRASE_FILE {}: {e}",
+                PathBuf::from(&path).display()
+            ))
+        })?);
+        let trimmed = text.trim_end_matches(['\n', '\r']);
+        if trimmed.is_empty() {
+            return Err(KmsError::Store("the passphrase file is empty".into()));
+        }
+        return Ok(Zeroizing::new(trimmed.to_string()));
+    }
+    rpassword::prompt_password("kmsfs key store passphrase: ")
+        .map(Zeroizing::new)
+        .map_err(|e| KmsError::Store(format!("cannot read a passphrase from the terminal: {e}")))
+}
+
+/// Opens the embedded store named by --keystore / KMSFS_KEYSTORE or the
+/// default path. A new store is protected by a passphrase when
+/// KMSFS_PASSPHRASE_FILE is set, otherwise by a root key file beside it.
+pub fn open_local_kms(
+    keystore: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+) -> Result<LocalKms, CliError> {
+    let path = keystore.unwrap_or_else(default_store_path);
+    let use_passphrase = std::env::var_os("KMSFS_PASSPHRASE_FILE").is_some()
+        || (path.exists() && std::io::IsTerminal::is_terminal(&std::io::stdin()));
+    let secret = if use_passphrase {
+        RootSecret::Passphrase(&ask_passphrase)
+    } else {
+        RootSecret::KeyFile
+    };
+    Ok(LocalKms::open(&path, &secret, clock)?)
+}

@@ -1,0 +1,1052 @@
+//! `LocalKms`: the embedded key management service. Every AWS KMS operation
+//! the CLI offers, over the on-disk key store, with the key policy checked for
+//! the caller, the key state rules of AWS, and an audit record of each call.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::audit::{AuditEvent, AuditLog};
+use super::blob::{self, BlobHeader, EncryptionContext, MAX_PLAINTEXT};
+use super::clock::Clock;
+use super::error::{KmsError, Result};
+use super::material::{KeyMaterial, SecretBytes, random_nonce};
+use super::model::{
+    Alias, Key, KeyState, KeyVersion, Origin, PendingImport, RotationType, SECONDS_PER_DAY,
+    StoreData, Tag, Timestamp, validate_alias_name,
+};
+use super::policy::{Caller, PolicyDocument};
+use super::store::{KeyStore, RootSecret};
+use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, Wrapped};
+
+/// What an operation tells the audit log about itself as it goes.
+#[derive(Default)]
+struct Trail {
+    key_id: Option<String>,
+    key_version: Option<u32>,
+}
+
+pub struct CreateKeyInput {
+    pub description: String,
+    pub origin: Origin,
+    pub key_usage: String,
+    pub key_spec: String,
+    pub tags: Vec<(String, String)>,
+    pub policy: Option<String>,
+    pub bypass_policy_lockout_safety_check: bool,
+}
+
+impl Default for CreateKeyInput {
+    fn default() -> Self {
+        CreateKeyInput {
+            description: String::new(),
+            origin: Origin::AwsKms,
+            key_usage: "ENCRYPT_DECRYPT".into(),
+            key_spec: "SYMMETRIC_DEFAULT".into(),
+            tags: vec![],
+            policy: None,
+            bypass_policy_lockout_safety_check: false,
+        }
+    }
+}
+
+/// A snapshot of a key's metadata, as DescribeKey reports it.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub key_id: Uuid,
+    pub arn: String,
+    pub account: String,
+    pub description: String,
+    pub creation_date: Timestamp,
+    pub state: KeyState,
+    pub origin: Origin,
+    pub deletion_date: Option<Timestamp>,
+    pub pending_window_days: Option<u32>,
+    pub current_version: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AliasInfo {
+    pub name: String,
+    pub arn: String,
+    pub target: Uuid,
+    pub created: Timestamp,
+    pub updated: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct RotationStatus {
+    pub arn: String,
+    pub enabled: bool,
+    pub period_days: Option<u32>,
+    pub next_rotation: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RotationInfo {
+    pub arn: String,
+    pub version: u32,
+    pub date: Timestamp,
+    pub kind: RotationType,
+}
+
+pub struct ImportParameters {
+    pub arn: String,
+    pub import_token: Vec<u8>,
+    /// DER SubjectPublicKeyInfo of the RSA wrapping key.
+    pub public_key: Vec<u8>,
+    pub valid_to: Timestamp,
+}
+
+pub struct LocalKms {
+    store: Mutex<KeyStore>,
+    audit: AuditLog,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for LocalKms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalKms").finish_non_exhaustive()
+    }
+}
+
+fn info(data: &StoreData, key: &Key) -> KeyInfo {
+    KeyInfo {
+        key_id: key.key_id,
+        arn: data.key_arn(&key.key_id),
+        account: data.account.clone(),
+        description: key.description.clone(),
+        creation_date: key.creation_date,
+        state: key.state,
+        origin: key.origin,
+        deletion_date: key.deletion_date,
+        pending_window_days: key.pending_window_days,
+        current_version: key.current_version().map(|v| v.version),
+    }
+}
+
+fn policy_of(key: &Key) -> Result<PolicyDocument> {
+    PolicyDocument::parse(&key.policy)
+}
+
+fn check(data: &StoreData, key: &Key, caller: &Caller, action: &str) -> Result<()> {
+    policy_of(key)?.check(caller, action, &data.key_arn(&key.key_id))
+}
+
+impl LocalKms {
+    /// Opens (or creates) the store at `path`; the audit log goes beside it.
+    pub fn open(path: &Path, secret: &RootSecret, clock: Arc<dyn Clock>) -> Result<LocalKms> {
+        let region = std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|_| "local".into());
+        let store = KeyStore::open_or_create(path, secret, &region)?;
+        let mut audit_path = path.as_os_str().to_os_string();
+        audit_path.push(".audit.log");
+        let kms = LocalKms {
+            store: Mutex::new(store),
+            audit: AuditLog::at(&PathBuf::from(audit_path)),
+            clock,
+        };
+        // Rotation and deletion that came due while nobody had the store open.
+        drop(kms.lock()?);
+        Ok(kms)
+    }
+
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The store, refreshed from disk and with due rotations and deletions
+    /// applied.
+    fn lock(&self) -> Result<MutexGuard<'_, KeyStore>> {
+        let mut store = self
+            .store
+            .lock()
+            .map_err(|_| KmsError::Internal("key store lock poisoned".into()))?;
+        store.refresh()?;
+        let now = self.clock.now();
+        if store.data().needs_maintenance(now) {
+            let (destroyed, rotated) = store.update(|d| Ok(d.maintain(now)))?;
+            for id in destroyed {
+                self.system_event("DeleteKey", &store.data().key_arn(&id), None);
+            }
+            for id in rotated {
+                let version = store.data().key(&id).ok().and_then(|k| k.current_version()).map(|v| v.version);
+                self.system_event("RotateKey", &store.data().key_arn(&id), version);
+            }
+        }
+        Ok(store)
+    }
+
+    fn system_event(&self, name: &str, arn: &str, version: Option<u32>) {
+        self.audit.record(&AuditEvent {
+            event_time: iso_now(self.clock.now()),
+            caller_uid: nix::unistd::getuid().as_raw(),
+            event_name: name,
+            key_id: Some(arn.to_string()),
+            key_version: version,
+            encryption_context: None,
+            outcome: "Success",
+            error_message: None,
+        });
+    }
+
+    /// Runs one operation and records it in the audit log, whatever the outcome.
+    fn run<T>(
+        &self,
+        caller: &Caller,
+        op: &str,
+        key_hint: Option<&str>,
+        ctx: Option<&EncryptionContext>,
+        f: impl FnOnce(&mut Trail) -> Result<T>,
+    ) -> Result<T> {
+        let mut trail = Trail {
+            key_id: key_hint.map(str::to_string),
+            key_version: None,
+        };
+        let out = f(&mut trail);
+        let (outcome, error_message) = match &out {
+            Ok(_) => ("Success", None),
+            Err(e) => (e.code(), Some(e.message())),
+        };
+        self.audit.record(&AuditEvent {
+            event_time: iso_now(self.clock.now()),
+            caller_uid: caller.uid,
+            event_name: op,
+            key_id: trail.key_id,
+            key_version: trail.key_version,
+            encryption_context: ctx.filter(|c| !c.is_empty()),
+            outcome,
+            error_message,
+        });
+        out
+    }
+
+    /// A read-only operation on one key: resolve, check policy, then `f`.
+    fn read_key<T>(
+        &self,
+        caller: &Caller,
+        op: &str,
+        action: &str,
+        key_id: &str,
+        f: impl FnOnce(&StoreData, &Key) -> Result<T>,
+    ) -> Result<T> {
+        self.run(caller, op, Some(key_id), None, |trail| {
+            let store = self.lock()?;
+            let data = store.data();
+            let id = data.resolve(key_id)?;
+            trail.key_id = Some(data.key_arn(&id));
+            let key = data.key(&id)?;
+            check(data, key, caller, action)?;
+            f(data, key)
+        })
+    }
+
+    /// A management operation on one key: resolve, check policy and apply
+    /// `f` under the store's write lock.
+    fn change_key<T>(
+        &self,
+        caller: &Caller,
+        op: &str,
+        action: &str,
+        key_id: &str,
+        key_only: bool,
+        f: impl FnOnce(&mut Key, Timestamp, &str) -> Result<T>,
+    ) -> Result<T> {
+        self.run(caller, op, Some(key_id), None, |trail| {
+            let mut store = self.lock()?;
+            let now = self.clock.now();
+            store.update(|data| {
+                let id = if key_only {
+                    data.resolve_key_only(key_id)?
+                } else {
+                    data.resolve(key_id)?
+                };
+                let arn = data.key_arn(&id);
+                trail.key_id = Some(arn.clone());
+                check(data, data.key(&id)?, caller, action)?;
+                let key = data.key_mut(&id)?;
+                f(key, now, &arn)
+            })
+        })
+    }
+
+    pub fn create_key(&self, caller: &Caller, input: CreateKeyInput) -> Result<KeyInfo> {
+        self.run(caller, "CreateKey", None, None, |trail| {
+            if input.key_usage != "ENCRYPT_DECRYPT" {
+                return Err(KmsError::Validation(format!(
+                    "KeyUsage {} is not supported: kmsfs keys are ENCRYPT_DECRYPT",
+                    input.key_usage
+                )));
+            }
+            if input.key_spec != "SYMMETRIC_DEFAULT" {
+                return Err(KmsError::Validation(format!(
+                    "KeySpec {} is not supported: kmsfs keys are SYMMETRIC_DEFAULT (AES-256-GCM)",
+                    input.key_spec
+                )));
+            }
+            if input.description.len() > 8192 {
+                return Err(KmsError::Validation(
+                    "Description must be at most 8192 characters".into(),
+                ));
+            }
+            let policy = match &input.policy {
+                Some(text) => {
+                    let doc = PolicyDocument::parse(text)?;
+                    lockout_check(&doc, caller, input.bypass_policy_lockout_safety_check)?;
+                    text.clone()
+                }
+                None => PolicyDocument::default_for(caller.uid).to_json(),
+            };
+            let now = self.clock.now();
+            let key_id = Uuid::new_v4();
+            let (state, versions) = match input.origin {
+                Origin::AwsKms => (
+                    KeyState::Enabled,
+                    vec![KeyVersion {
+                        version: 1,
+                        created: now,
+                        rotation_type: None,
+                        material: KeyMaterial::random(),
+                    }],
+                ),
+                Origin::External => (KeyState::PendingImport, vec![]),
+            };
+            let key = Key {
+                key_id,
+                description: input.description.clone(),
+                creation_date: now,
+                origin: input.origin,
+                state,
+                deletion_date: None,
+                pending_window_days: None,
+                rotation_period_days: None,
+                next_rotation: None,
+                versions,
+                policy,
+                tags: input
+                    .tags
+                    .iter()
+                    .map(|(k, v)| Tag {
+                        key: k.clone(),
+                        value: v.clone(),
+                    })
+                    .collect(),
+                pending_import: None,
+            };
+            let mut store = self.lock()?;
+            store.update(|data| {
+                trail.key_id = Some(data.key_arn(&key_id));
+                trail.key_version = key.current_version().map(|v| v.version);
+                let out = info(data, &key);
+                data.keys.insert(key_id, key);
+                Ok(out)
+            })
+        })
+    }
+
+    pub fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyInfo> {
+        self.read_key(caller, "DescribeKey", "kms:DescribeKey", key_id, |data, key| {
+            Ok(info(data, key))
+        })
+    }
+
+    pub fn list_keys(&self, caller: &Caller) -> Result<Vec<(Uuid, String)>> {
+        self.run(caller, "ListKeys", None, None, |_| {
+            let store = self.lock()?;
+            let data = store.data();
+            Ok(data.keys.keys().map(|id| (*id, data.key_arn(id))).collect())
+        })
+    }
+
+    pub fn create_alias(&self, caller: &Caller, alias: &str, target: &str) -> Result<()> {
+        validate_alias_name(alias)?;
+        self.run(caller, "CreateAlias", Some(target), None, |trail| {
+            let mut store = self.lock()?;
+            let now = self.clock.now();
+            store.update(|data| {
+                let id = data.resolve_key_only(target)?;
+                trail.key_id = Some(data.key_arn(&id));
+                let key = data.key(&id)?;
+                check(data, key, caller, "kms:CreateAlias")?;
+                if key.state == KeyState::PendingDeletion {
+                    return Err(key.invalid_state(&data.key_arn(&id), "CreateAlias"));
+                }
+                if data.aliases.contains_key(alias) {
+                    return Err(KmsError::AlreadyExists(format!(
+                        "An alias with the name {} already exists",
+                        data.alias_arn(alias)
+                    )));
+                }
+                data.aliases.insert(
+                    alias.to_string(),
+                    Alias {
+                        target: id,
+                        created: now,
+                        updated: now,
+                    },
+                );
+                Ok(())
+            })
+        })
+    }
+
+    pub fn update_alias(&self, caller: &Caller, alias: &str, target: &str) -> Result<()> {
+        validate_alias_name(alias)?;
+        self.run(caller, "UpdateAlias", Some(target), None, |trail| {
+            let mut store = self.lock()?;
+            let now = self.clock.now();
+            store.update(|data| {
+                let current = data.aliases.get(alias).ok_or_else(|| {
+                    KmsError::NotFound(format!("Alias {} is not found.", data.alias_arn(alias)))
+                })?;
+                let old = current.target;
+                let id = data.resolve_key_only(target)?;
+                trail.key_id = Some(data.key_arn(&id));
+                // AWS requires UpdateAlias permission on both the old and the new key.
+                check(data, data.key(&old)?, caller, "kms:UpdateAlias")?;
+                let key = data.key(&id)?;
+                check(data, key, caller, "kms:UpdateAlias")?;
+                if key.state == KeyState::PendingDeletion {
+                    return Err(key.invalid_state(&data.key_arn(&id), "UpdateAlias"));
+                }
+                if let Some(a) = data.aliases.get_mut(alias) {
+                    a.target = id;
+                    a.updated = now;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    pub fn delete_alias(&self, caller: &Caller, alias: &str) -> Result<()> {
+        self.run(caller, "DeleteAlias", Some(alias), None, |trail| {
+            let mut store = self.lock()?;
+            store.update(|data| {
+                let target = data
+                    .aliases
+                    .get(alias)
+                    .ok_or_else(|| {
+                        KmsError::NotFound(format!("Alias {} is not found.", data.alias_arn(alias)))
+                    })?
+                    .target;
+                trail.key_id = Some(data.key_arn(&target));
+                check(data, data.key(&target)?, caller, "kms:DeleteAlias")?;
+                data.aliases.remove(alias);
+                Ok(())
+            })
+        })
+    }
+
+    pub fn list_aliases(&self, caller: &Caller, key_id: Option<&str>) -> Result<Vec<AliasInfo>> {
+        self.run(caller, "ListAliases", key_id, None, |_| {
+            let store = self.lock()?;
+            let data = store.data();
+            let only = key_id.map(|k| data.resolve_key_only(k)).transpose()?;
+            Ok(data
+                .aliases
+                .iter()
+                .filter(|(_, a)| only.is_none_or(|id| id == a.target))
+                .map(|(name, a)| AliasInfo {
+                    name: name.clone(),
+                    arn: data.alias_arn(name),
+                    target: a.target,
+                    created: a.created,
+                    updated: a.updated,
+                })
+                .collect())
+        })
+    }
+
+    pub fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
+        self.change_key(caller, "EnableKey", "kms:EnableKey", key_id, true, |key, _, arn| {
+            match key.state {
+                KeyState::Enabled | KeyState::Disabled => {
+                    key.state = KeyState::Enabled;
+                    Ok(())
+                }
+                _ => Err(key.invalid_state(arn, "EnableKey")),
+            }
+        })
+    }
+
+    pub fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
+        self.change_key(caller, "DisableKey", "kms:DisableKey", key_id, true, |key, _, arn| {
+            match key.state {
+                KeyState::Enabled | KeyState::Disabled => {
+                    key.state = KeyState::Disabled;
+                    Ok(())
+                }
+                _ => Err(key.invalid_state(arn, "DisableKey")),
+            }
+        })
+    }
+
+    /// Returns the deletion date.
+    pub fn schedule_key_deletion(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        pending_window_days: Option<u32>,
+    ) -> Result<(String, Timestamp, u32)> {
+        let days = pending_window_days.unwrap_or(30);
+        if !(7..=30).contains(&days) {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30"
+            )));
+        }
+        self.change_key(
+            caller,
+            "ScheduleKeyDeletion",
+            "kms:ScheduleKeyDeletion",
+            key_id,
+            true,
+            |key, now, arn| {
+                if key.state == KeyState::PendingDeletion {
+                    return Err(KmsError::InvalidState(format!("{arn} is pending deletion.")));
+                }
+                let when = now + i64::from(days) * SECONDS_PER_DAY;
+                key.state = KeyState::PendingDeletion;
+                key.deletion_date = Some(when);
+                key.pending_window_days = Some(days);
+                Ok((arn.to_string(), when, days))
+            },
+        )
+    }
+
+    pub fn cancel_key_deletion(&self, caller: &Caller, key_id: &str) -> Result<String> {
+        self.change_key(
+            caller,
+            "CancelKeyDeletion",
+            "kms:CancelKeyDeletion",
+            key_id,
+            true,
+            |key, _, arn| {
+                if key.state != KeyState::PendingDeletion {
+                    return Err(KmsError::InvalidState(format!(
+                        "{arn} is {} and not pending deletion.",
+                        key.state.as_str()
+                    )));
+                }
+                key.state = if key.versions.is_empty() {
+                    KeyState::PendingImport
+                } else {
+                    KeyState::Disabled
+                };
+                key.deletion_date = None;
+                key.pending_window_days = None;
+                Ok(arn.to_string())
+            },
+        )
+    }
+
+    fn require_rotatable(key: &Key, arn: &str, op: &str) -> Result<()> {
+        if key.origin == Origin::External {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{arn} has imported key material (origin EXTERNAL); {op} is not supported for it."
+            )));
+        }
+        key.require_usable(arn)
+    }
+
+    pub fn enable_key_rotation(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        period_days: Option<u32>,
+    ) -> Result<()> {
+        let period = period_days.unwrap_or(365);
+        if !(90..=2560).contains(&period) {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value '{period}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
+            )));
+        }
+        self.change_key(
+            caller,
+            "EnableKeyRotation",
+            "kms:EnableKeyRotation",
+            key_id,
+            true,
+            |key, now, arn| {
+                Self::require_rotatable(key, arn, "EnableKeyRotation")?;
+                key.rotation_period_days = Some(period);
+                key.next_rotation = Some(now + i64::from(period) * SECONDS_PER_DAY);
+                Ok(())
+            },
+        )
+    }
+
+    pub fn disable_key_rotation(&self, caller: &Caller, key_id: &str) -> Result<()> {
+        self.change_key(
+            caller,
+            "DisableKeyRotation",
+            "kms:DisableKeyRotation",
+            key_id,
+            true,
+            |key, _, arn| {
+                Self::require_rotatable(key, arn, "DisableKeyRotation")?;
+                key.rotation_period_days = None;
+                key.next_rotation = None;
+                Ok(())
+            },
+        )
+    }
+
+    pub fn get_key_rotation_status(&self, caller: &Caller, key_id: &str) -> Result<RotationStatus> {
+        self.read_key(
+            caller,
+            "GetKeyRotationStatus",
+            "kms:GetKeyRotationStatus",
+            key_id,
+            |data, key| {
+                Ok(RotationStatus {
+                    arn: data.key_arn(&key.key_id),
+                    enabled: key.rotation_period_days.is_some(),
+                    period_days: key.rotation_period_days,
+                    next_rotation: key.next_rotation,
+                })
+            },
+        )
+    }
+
+    /// Returns the ARN and the new current version.
+    pub fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<(String, u32)> {
+        self.change_key(
+            caller,
+            "RotateKeyOnDemand",
+            "kms:RotateKeyOnDemand",
+            key_id,
+            true,
+            |key, now, arn| {
+                Self::require_rotatable(key, arn, "RotateKeyOnDemand")?;
+                key.rotate(now, RotationType::OnDemand);
+                Ok((arn.to_string(), key.current_version().map_or(1, |v| v.version)))
+            },
+        )
+    }
+
+    pub fn list_key_rotations(&self, caller: &Caller, key_id: &str) -> Result<Vec<RotationInfo>> {
+        self.read_key(
+            caller,
+            "ListKeyRotations",
+            "kms:ListKeyRotations",
+            key_id,
+            |data, key| {
+                if key.origin == Origin::External {
+                    return Err(KmsError::UnsupportedOperation(format!(
+                        "{} has imported key material; it has no rotations.",
+                        data.key_arn(&key.key_id)
+                    )));
+                }
+                Ok(key
+                    .versions
+                    .iter()
+                    .filter_map(|v| {
+                        v.rotation_type.map(|kind| RotationInfo {
+                            arn: data.key_arn(&key.key_id),
+                            version: v.version,
+                            date: v.created,
+                            kind,
+                        })
+                    })
+                    .collect())
+            },
+        )
+    }
+
+    pub fn get_key_policy(&self, caller: &Caller, key_id: &str, name: Option<&str>) -> Result<String> {
+        check_policy_name(name)?;
+        self.read_key(caller, "GetKeyPolicy", "kms:GetKeyPolicy", key_id, |_, key| {
+            Ok(key.policy.clone())
+        })
+    }
+
+    pub fn put_key_policy(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        name: Option<&str>,
+        policy: &str,
+        bypass_lockout_check: bool,
+    ) -> Result<()> {
+        check_policy_name(name)?;
+        let doc = PolicyDocument::parse(policy)?;
+        lockout_check(&doc, caller, bypass_lockout_check)?;
+        self.change_key(
+            caller,
+            "PutKeyPolicy",
+            "kms:PutKeyPolicy",
+            key_id,
+            true,
+            |key, _, _| {
+                key.policy = policy.to_string();
+                Ok(())
+            },
+        )
+    }
+
+    /// Seals `plaintext` (1..=4096 bytes) under the current version of a key.
+    pub fn encrypt(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        plaintext: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Wrapped> {
+        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and {MAX_PLAINTEXT} (it has {})",
+                plaintext.len()
+            )));
+        }
+        self.run(caller, "Encrypt", Some(key_id), Some(ctx), |trail| {
+            self.seal_with(caller, key_id, "kms:Encrypt", plaintext, ctx, trail)
+        })
+    }
+
+    fn seal_with(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+        plaintext: &[u8],
+        ctx: &EncryptionContext,
+        trail: &mut Trail,
+    ) -> Result<Wrapped> {
+        let store = self.lock()?;
+        let data = store.data();
+        let id = data.resolve(key_id)?;
+        let arn = data.key_arn(&id);
+        trail.key_id = Some(arn.clone());
+        let key = data.key(&id)?;
+        check(data, key, caller, action)?;
+        key.require_usable(&arn)?;
+        let version = key
+            .current_version()
+            .ok_or_else(|| KmsError::InvalidState(format!("{arn} has no key material.")))?;
+        trail.key_version = Some(version.version);
+        let header = BlobHeader {
+            key_id: id,
+            key_version: version.version,
+            nonce: random_nonce(),
+        };
+        Ok(Wrapped {
+            key_arn: arn,
+            key_version: version.version,
+            ciphertext_blob: blob::seal(&version.material, &header, plaintext, ctx),
+        })
+    }
+
+    fn open_blob(
+        &self,
+        caller: &Caller,
+        blob_bytes: &[u8],
+        ctx: &EncryptionContext,
+        expected_key: Option<&str>,
+        action: &str,
+        trail: &mut Trail,
+    ) -> Result<Decrypted> {
+        let header = blob::parse_header(blob_bytes)?;
+        let store = self.lock()?;
+        let data = store.data();
+        let arn = data.key_arn(&header.key_id);
+        trail.key_id = Some(arn.clone());
+        trail.key_version = Some(header.key_version);
+        if let Some(expected) = expected_key {
+            if data.resolve(expected)? != header.key_id {
+                return Err(KmsError::IncorrectKey(format!(
+                    "The key ID in the request does not identify the CMK that encrypted the ciphertext ({arn})."
+                )));
+            }
+        }
+        let key = data.keys.get(&header.key_id).ok_or_else(|| {
+            KmsError::NotFound(format!(
+                "The key that encrypted this ciphertext, {arn}, does not exist: it was deleted, or belongs to another key store. The ciphertext cannot be decrypted."
+            ))
+        })?;
+        check(data, key, caller, action)?;
+        key.require_usable(&arn)?;
+        let version = key.version(header.key_version).ok_or_else(|| {
+            KmsError::InvalidCiphertext(format!(
+                "{arn} has no key version {}.",
+                header.key_version
+            ))
+        })?;
+        let plaintext = blob::open(&version.material, &header, blob_bytes, ctx)?;
+        Ok(Decrypted {
+            key_arn: arn,
+            key_version: header.key_version,
+            plaintext,
+        })
+    }
+
+    pub fn decrypt(
+        &self,
+        caller: &Caller,
+        blob_bytes: &[u8],
+        ctx: &EncryptionContext,
+        key_id: Option<&str>,
+    ) -> Result<Decrypted> {
+        self.run(caller, "Decrypt", key_id, Some(ctx), |trail| {
+            self.open_blob(caller, blob_bytes, ctx, key_id, "kms:Decrypt", trail)
+        })
+    }
+
+    /// Decrypts under the source key and encrypts under the destination key;
+    /// the plaintext never leaves the service.
+    pub fn re_encrypt(
+        &self,
+        caller: &Caller,
+        blob_bytes: &[u8],
+        source_ctx: &EncryptionContext,
+        source_key_id: Option<&str>,
+        destination_key_id: &str,
+        destination_ctx: &EncryptionContext,
+    ) -> Result<(Decrypted, Wrapped)> {
+        self.run(caller, "ReEncrypt", Some(destination_key_id), Some(destination_ctx), |trail| {
+            let mut source_trail = Trail::default();
+            let opened = self.open_blob(
+                caller,
+                blob_bytes,
+                source_ctx,
+                source_key_id,
+                "kms:ReEncryptFrom",
+                &mut source_trail,
+            )?;
+            let wrapped = self.seal_with(
+                caller,
+                destination_key_id,
+                "kms:ReEncryptTo",
+                &opened.plaintext,
+                destination_ctx,
+                trail,
+            )?;
+            Ok((opened, wrapped))
+        })
+    }
+
+    pub fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        num_bytes: usize,
+        ctx: &EncryptionContext,
+        with_plaintext: bool,
+    ) -> Result<DataKeyPair> {
+        if !(1..=1024).contains(&num_bytes) {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value '{num_bytes}' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024"
+            )));
+        }
+        let (op, action) = if with_plaintext {
+            ("GenerateDataKey", "kms:GenerateDataKey")
+        } else {
+            (
+                "GenerateDataKeyWithoutPlaintext",
+                "kms:GenerateDataKeyWithoutPlaintext",
+            )
+        };
+        self.run(caller, op, Some(key_id), Some(ctx), |trail| {
+            let mut plaintext = Zeroizing::new(vec![0u8; num_bytes]);
+            rand::fill(&mut plaintext[..]);
+            let wrapped = self.seal_with(caller, key_id, action, &plaintext, ctx, trail)?;
+            Ok(DataKeyPair {
+                key_arn: wrapped.key_arn,
+                key_version: wrapped.key_version,
+                plaintext,
+                ciphertext_blob: wrapped.ciphertext_blob,
+            })
+        })
+    }
+
+    pub fn get_parameters_for_import(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        wrapping_algorithm: &str,
+        wrapping_key_spec: &str,
+    ) -> Result<ImportParameters> {
+        if !matches!(wrapping_algorithm, "RSAES_OAEP_SHA_256" | "RSAES_OAEP_SHA_1") {
+            return Err(KmsError::Validation(format!(
+                "WrappingAlgorithm {wrapping_algorithm} is not supported: use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"
+            )));
+        }
+        let bits = match wrapping_key_spec {
+            "RSA_2048" => 2048,
+            "RSA_3072" => 3072,
+            "RSA_4096" => 4096,
+            other => {
+                return Err(KmsError::Validation(format!(
+                    "WrappingKeySpec {other} is not supported: use RSA_2048, RSA_3072 or RSA_4096"
+                )));
+            }
+        };
+        let (private_der, public_der) = super::import::generate_wrapping_key(bits)?;
+        self.change_key(
+            caller,
+            "GetParametersForImport",
+            "kms:GetParametersForImport",
+            key_id,
+            true,
+            |key, now, arn| {
+                if key.origin != Origin::External {
+                    return Err(KmsError::UnsupportedOperation(format!(
+                        "{arn} was not created with origin EXTERNAL; it does not take imported key material."
+                    )));
+                }
+                if key.state == KeyState::PendingDeletion {
+                    return Err(key.invalid_state(arn, "GetParametersForImport"));
+                }
+                let mut token = vec![0u8; 32];
+                rand::fill(&mut token[..]);
+                let valid_to = now + SECONDS_PER_DAY;
+                key.pending_import = Some(PendingImport {
+                    token: token.clone(),
+                    wrapping_algorithm: wrapping_algorithm.to_string(),
+                    private_key: SecretBytes(private_der),
+                    valid_to,
+                });
+                Ok(ImportParameters {
+                    arn: arn.to_string(),
+                    import_token: token,
+                    public_key: public_der,
+                    valid_to,
+                })
+            },
+        )
+    }
+
+    pub fn import_key_material(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        import_token: &[u8],
+        encrypted_material: &[u8],
+        expiration_model: Option<&str>,
+    ) -> Result<()> {
+        if let Some(model) = expiration_model.filter(|m| *m != "KEY_MATERIAL_DOES_NOT_EXPIRE") {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "ExpirationModel {model} is not supported by kmsfs: imported key material does not expire"
+            )));
+        }
+        self.change_key(
+            caller,
+            "ImportKeyMaterial",
+            "kms:ImportKeyMaterial",
+            key_id,
+            true,
+            |key, now, arn| {
+                if key.origin != Origin::External {
+                    return Err(KmsError::UnsupportedOperation(format!(
+                        "{arn} was not created with origin EXTERNAL."
+                    )));
+                }
+                if key.state == KeyState::PendingDeletion {
+                    return Err(key.invalid_state(arn, "ImportKeyMaterial"));
+                }
+                let pending = key.pending_import.as_ref().ok_or_else(|| {
+                    KmsError::InvalidImportToken(
+                        "No import parameters are outstanding for this key: call GetParametersForImport first."
+                            .into(),
+                    )
+                })?;
+                if pending.token.as_slice() != import_token {
+                    return Err(KmsError::InvalidImportToken(
+                        "The import token does not belong to this key's outstanding import parameters.".into(),
+                    ));
+                }
+                if now > pending.valid_to {
+                    return Err(KmsError::ExpiredImportToken(
+                        "The import token has expired (import parameters are valid for 24 hours).".into(),
+                    ));
+                }
+                let material = super::import::unwrap_material(
+                    &pending.private_key.0,
+                    &pending.wrapping_algorithm,
+                    encrypted_material,
+                )?;
+                match key.versions.first() {
+                    Some(existing) if !existing.material.ct_eq(&material) => {
+                        return Err(KmsError::IncorrectKeyMaterial(format!(
+                            "The key material does not match the material previously imported into {arn}."
+                        )));
+                    }
+                    Some(_) => {}
+                    None => key.versions.push(KeyVersion {
+                        version: 1,
+                        created: now,
+                        rotation_type: None,
+                        material,
+                    }),
+                }
+                key.pending_import = None;
+                if key.state == KeyState::PendingImport {
+                    key.state = KeyState::Enabled;
+                }
+                Ok(())
+            },
+        )
+    }
+}
+
+fn check_policy_name(name: Option<&str>) -> Result<()> {
+    match name {
+        None | Some("default") => Ok(()),
+        Some(other) => Err(KmsError::NotFound(format!(
+            "No such policy exists: {other} (the only policy name is \"default\")"
+        ))),
+    }
+}
+
+/// AWS refuses a policy that would stop its author from changing it again.
+fn lockout_check(doc: &PolicyDocument, caller: &Caller, bypass: bool) -> Result<()> {
+    if bypass || doc.allows(caller, "kms:PutKeyPolicy") {
+        return Ok(());
+    }
+    Err(KmsError::MalformedPolicyDocument(format!(
+        "The new key policy will not allow you (uid {}) to update the key policy in the future; pass --bypass-policy-lockout-safety-check if that is intended.",
+        caller.uid
+    )))
+}
+
+pub fn iso_now(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+impl KeyService for LocalKms {
+    fn generate_data_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        ctx: &EncryptionContext,
+    ) -> Result<DataKeyPair> {
+        LocalKms::generate_data_key(self, caller, key_id, 32, ctx, true)
+    }
+
+    fn decrypt(&self, caller: &Caller, blob: &[u8], ctx: &EncryptionContext) -> Result<Decrypted> {
+        LocalKms::decrypt(self, caller, blob, ctx, None)
+    }
+
+    fn re_encrypt(
+        &self,
+        caller: &Caller,
+        blob: &[u8],
+        ctx: &EncryptionContext,
+        destination_key_id: &str,
+    ) -> Result<Wrapped> {
+        LocalKms::re_encrypt(self, caller, blob, ctx, None, destination_key_id, ctx).map(|(_, w)| w)
+    }
+
+    fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyDescription> {
+        let i = LocalKms::describe_key(self, caller, key_id)?;
+        Ok(KeyDescription {
+            key_arn: i.arn,
+            state: i.state,
+            current_version: i.current_version,
+        })
+    }
+}

@@ -1,0 +1,60 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use kmsfs::cli::{self, CliError, EXIT_USAGE};
+
+/// kmsfs: transparent file encryption with envelope encryption, and the
+/// key management service that holds its master keys.
+#[derive(Debug, Parser)]
+#[command(name = "kmsfs", version, propagate_version = true)]
+struct Cli {
+    /// The embedded key store file [default: /var/lib/kmsfs/keystore for root,
+    /// $XDG_DATA_HOME/kmsfs/keystore otherwise].
+    #[arg(long, global = true, env = "KMSFS_KEYSTORE")]
+    keystore: Option<PathBuf>,
+    /// Log level (error, warn, info, debug, trace); RUST_LOG takes precedence.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The key management service, with the commands and flags of `aws kms`.
+    Kms(cli::kms::KmsArgs),
+}
+
+fn init_logging(level: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(level.unwrap_or("info")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    init_logging(cli.log_level.as_deref());
+    let outcome: Result<(), CliError> = match &cli.command {
+        Command::Kms(args) => cli::kms::run(args, cli.keystore.clone()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\n{}", e.report());
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
