@@ -3,3 +3,7 @@
 
 pub mod kms;
 pub mod cli;
+pub mod envelope;
+pub mod volume;
+pub mod sys;
+pub mod fs;

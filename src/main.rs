@@ -25,6 +25,14 @@ struct Cli {
 enum Command {
     /// The key management service, with the commands and flags of `aws kms`.
     Kms(cli::kms::KmsArgs),
+    /// Initialises an empty backing directory as an encrypted volume.
+    Init(cli::volume::InitArgs),
+    /// Mounts a volume (initialising an empty backing directory first).
+    Mount(cli::volume::MountArgs),
+    /// Unmounts a mounted volume.
+    Umount(cli::volume::UmountArgs),
+    /// Checks every header and block of a volume; lists damaged files.
+    Fsck(cli::volume::FsckArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -34,6 +42,7 @@ fn init_logging(level: Option<&str>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
@@ -49,6 +58,10 @@ fn main() -> ExitCode {
     init_logging(cli.log_level.as_deref());
     let outcome: Result<(), CliError> = match &cli.command {
         Command::Kms(args) => cli::kms::run(args, cli.keystore.clone()),
+        Command::Init(args) => cli::volume::init(args, cli.keystore.clone()),
+        Command::Mount(args) => cli::volume::mount(args, cli.keystore.clone()),
+        Command::Umount(args) => cli::volume::umount(args),
+        Command::Fsck(args) => cli::volume::fsck(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -224,6 +224,15 @@ impl LocalKms {
         out
     }
 
+    /// Checks a request before it reaches the store; a refused request is
+    /// audited like any other call.
+    fn precheck<T>(&self, caller: &Caller, op: &str, key_hint: Option<&str>, check: Result<T>) -> Result<T> {
+        match check {
+            Ok(v) => Ok(v),
+            Err(e) => self.run(caller, op, key_hint, None, |_| Err(e)),
+        }
+    }
+
     /// A read-only operation on one key: resolve, check policy, then `f`.
     fn read_key<T>(
         &self,
@@ -362,7 +371,7 @@ impl LocalKms {
     }
 
     pub fn create_alias(&self, caller: &Caller, alias: &str, target: &str) -> Result<()> {
-        validate_alias_name(alias)?;
+        self.precheck(caller, "CreateAlias", Some(target), validate_alias_name(alias))?;
         self.run(caller, "CreateAlias", Some(target), None, |trail| {
             let mut store = self.lock()?;
             let now = self.clock.now();
@@ -394,7 +403,7 @@ impl LocalKms {
     }
 
     pub fn update_alias(&self, caller: &Caller, alias: &str, target: &str) -> Result<()> {
-        validate_alias_name(alias)?;
+        self.precheck(caller, "UpdateAlias", Some(target), validate_alias_name(alias))?;
         self.run(caller, "UpdateAlias", Some(target), None, |trail| {
             let mut store = self.lock()?;
             let now = self.clock.now();
@@ -493,9 +502,9 @@ impl LocalKms {
     ) -> Result<(String, Timestamp, u32)> {
         let days = pending_window_days.unwrap_or(30);
         if !(7..=30).contains(&days) {
-            return Err(KmsError::Validation(format!(
+            return self.precheck(caller, "ScheduleKeyDeletion", Some(key_id), Err(KmsError::Validation(format!(
                 "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30"
-            )));
+            ))));
         }
         self.change_key(
             caller,
@@ -559,9 +568,9 @@ impl LocalKms {
     ) -> Result<()> {
         let period = period_days.unwrap_or(365);
         if !(90..=2560).contains(&period) {
-            return Err(KmsError::Validation(format!(
+            return self.precheck(caller, "EnableKeyRotation", Some(key_id), Err(KmsError::Validation(format!(
                 "1 validation error detected: Value '{period}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
-            )));
+            ))));
         }
         self.change_key(
             caller,
@@ -657,7 +666,7 @@ impl LocalKms {
     }
 
     pub fn get_key_policy(&self, caller: &Caller, key_id: &str, name: Option<&str>) -> Result<String> {
-        check_policy_name(name)?;
+        self.precheck(caller, "GetKeyPolicy", Some(key_id), check_policy_name(name))?;
         self.read_key(caller, "GetKeyPolicy", "kms:GetKeyPolicy", key_id, |_, key| {
             Ok(key.policy.clone())
         })
@@ -671,9 +680,10 @@ impl LocalKms {
         policy: &str,
         bypass_lockout_check: bool,
     ) -> Result<()> {
-        check_policy_name(name)?;
-        let doc = PolicyDocument::parse(policy)?;
-        lockout_check(&doc, caller, bypass_lockout_check)?;
+        let valid = check_policy_name(name)
+            .and_then(|()| PolicyDocument::parse(policy))
+            .and_then(|doc| lockout_check(&doc, caller, bypass_lockout_check));
+        self.precheck(caller, "PutKeyPolicy", Some(key_id), valid)?;
         self.change_key(
             caller,
             "PutKeyPolicy",
@@ -696,10 +706,10 @@ impl LocalKms {
         ctx: &EncryptionContext,
     ) -> Result<Wrapped> {
         if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
-            return Err(KmsError::Validation(format!(
+            return self.precheck(caller, "Encrypt", Some(key_id), Err(KmsError::Validation(format!(
                 "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and {MAX_PLAINTEXT} (it has {})",
                 plaintext.len()
-            )));
+            ))));
         }
         self.run(caller, "Encrypt", Some(key_id), Some(ctx), |trail| {
             self.seal_with(caller, key_id, "kms:Encrypt", plaintext, ctx, trail)
@@ -835,11 +845,6 @@ impl LocalKms {
         ctx: &EncryptionContext,
         with_plaintext: bool,
     ) -> Result<DataKeyPair> {
-        if !(1..=1024).contains(&num_bytes) {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value '{num_bytes}' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024"
-            )));
-        }
         let (op, action) = if with_plaintext {
             ("GenerateDataKey", "kms:GenerateDataKey")
         } else {
@@ -848,6 +853,11 @@ impl LocalKms {
                 "kms:GenerateDataKeyWithoutPlaintext",
             )
         };
+        if !(1..=1024).contains(&num_bytes) {
+            return self.precheck(caller, op, Some(key_id), Err(KmsError::Validation(format!(
+                "1 validation error detected: Value '{num_bytes}' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024"
+            ))));
+        }
         self.run(caller, op, Some(key_id), Some(ctx), |trail| {
             let mut plaintext = Zeroizing::new(vec![0u8; num_bytes]);
             rand::fill(&mut plaintext[..]);
@@ -868,19 +878,20 @@ impl LocalKms {
         wrapping_algorithm: &str,
         wrapping_key_spec: &str,
     ) -> Result<ImportParameters> {
+        let op = "GetParametersForImport";
         if !matches!(wrapping_algorithm, "RSAES_OAEP_SHA_256" | "RSAES_OAEP_SHA_1") {
-            return Err(KmsError::Validation(format!(
+            return self.precheck(caller, op, Some(key_id), Err(KmsError::Validation(format!(
                 "WrappingAlgorithm {wrapping_algorithm} is not supported: use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"
-            )));
+            ))));
         }
         let bits = match wrapping_key_spec {
             "RSA_2048" => 2048,
             "RSA_3072" => 3072,
             "RSA_4096" => 4096,
             other => {
-                return Err(KmsError::Validation(format!(
+                return self.precheck(caller, op, Some(key_id), Err(KmsError::Validation(format!(
                     "WrappingKeySpec {other} is not supported: use RSA_2048, RSA_3072 or RSA_4096"
-                )));
+                ))));
             }
         };
         let (private_der, public_der) = super::import::generate_wrapping_key(bits)?;
@@ -927,9 +938,9 @@ impl LocalKms {
         expiration_model: Option<&str>,
     ) -> Result<()> {
         if let Some(model) = expiration_model.filter(|m| *m != "KEY_MATERIAL_DOES_NOT_EXPIRE") {
-            return Err(KmsError::UnsupportedOperation(format!(
+            return self.precheck(caller, "ImportKeyMaterial", Some(key_id), Err(KmsError::UnsupportedOperation(format!(
                 "ExpirationModel {model} is not supported by kmsfs: imported key material does not expire"
-            )));
+            ))));
         }
         self.change_key(
             caller,

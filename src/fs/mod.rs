@@ -1,0 +1,985 @@
+//! The FUSE adapter: translates kernel requests into calls on the volume
+//! (`crate::volume`) and the content format (`crate::envelope`). It owns no
+//! cryptography and does no ciphertext offset arithmetic.
+
+pub mod inodes;
+pub mod open_files;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, DirEntryExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
+};
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
+
+use crate::kms::Caller;
+use crate::sys;
+use crate::volume::config::{CONFIG_NAME, HEADER_XATTR};
+use crate::volume::{FileError, Volume};
+use inodes::{InodeTable, ROOT};
+use open_files::{OpenFile, OpenFiles};
+
+/// How long the kernel may cache attributes and names. Short, because the
+/// backing directory may change under us (rotation, fsck, a second mount).
+const TTL: Duration = Duration::from_secs(1);
+/// The kernel's largest write request we ask for (fewer round trips).
+const MAX_WRITE: u32 = 1 << 20;
+
+/// Names reserved for kmsfs in the backing root, invisible at the mount.
+fn is_reserved(parent: u64, name: &OsStr) -> bool {
+    parent == ROOT && name.as_bytes().starts_with(CONFIG_NAME.as_bytes())
+}
+
+/// Extended attributes reserved for kmsfs (the xattr header).
+fn is_reserved_xattr(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(b"user.kmsfs.")
+}
+
+fn errno(e: &io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn nix_errno(e: nix::Error) -> Errno {
+    Errno::from_i32(e as i32)
+}
+
+fn kind_of(ft: fs::FileType) -> FileType {
+    if ft.is_dir() {
+        FileType::Directory
+    } else if ft.is_symlink() {
+        FileType::Symlink
+    } else if ft.is_fifo() {
+        FileType::NamedPipe
+    } else if ft.is_socket() {
+        FileType::Socket
+    } else if ft.is_char_device() {
+        FileType::CharDevice
+    } else if ft.is_block_device() {
+        FileType::BlockDevice
+    } else {
+        FileType::RegularFile
+    }
+}
+
+fn time(secs: i64, nsecs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::new(secs as u64, nsecs as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(nsecs as u64)
+    }
+}
+
+fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
+    match t {
+        None => TimeSpec::UTIME_OMIT,
+        Some(TimeOrNow::Now) => TimeSpec::UTIME_NOW,
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => TimeSpec::new(d.as_secs() as i64, d.subsec_nanos() as i64),
+            Err(e) => {
+                let d = e.duration();
+                let mut secs = -(d.as_secs() as i64);
+                let mut nanos = -(d.subsec_nanos() as i64);
+                if nanos < 0 {
+                    secs -= 1;
+                    nanos += 1_000_000_000;
+                }
+                TimeSpec::new(secs, nanos)
+            }
+        },
+    }
+}
+
+/// The identity of the process behind a request, with its supplementary
+/// groups (read from /proc, as the kernel does not send them).
+fn caller_of(req: &Request) -> Caller {
+    let groups = fs::read_to_string(format!("/proc/{}/status", req.pid()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        })
+        .unwrap_or_default();
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        groups,
+    }
+}
+
+struct DirSnapshot {
+    entries: Vec<(u64, FileType, OsString)>,
+}
+
+pub struct KmsFs {
+    volume: Arc<Volume>,
+    inodes: InodeTable,
+    files: OpenFiles,
+    dirs: Mutex<HashMap<u64, DirSnapshot>>,
+    next_dir: AtomicU64,
+    read_only: bool,
+}
+
+impl KmsFs {
+    pub fn new(backing: PathBuf, volume: Arc<Volume>, read_only: bool) -> io::Result<KmsFs> {
+        let root_ino = fs::metadata(&backing)?.ino();
+        Ok(KmsFs {
+            volume,
+            inodes: InodeTable::new(backing, root_ino),
+            files: OpenFiles::default(),
+            dirs: Mutex::new(HashMap::new()),
+            next_dir: AtomicU64::new(1),
+            read_only,
+        })
+    }
+
+    fn path(&self, ino: INodeNo) -> Result<PathBuf, Errno> {
+        self.inodes.path(ino.0).ok_or(Errno::ESTALE)
+    }
+
+    fn child(&self, parent: INodeNo, name: &OsStr) -> Result<PathBuf, Errno> {
+        if is_reserved(parent.0, name) {
+            return Err(Errno::EPERM);
+        }
+        self.inodes.child_path(parent.0, name).ok_or(Errno::ESTALE)
+    }
+
+    fn attr(&self, m: &fs::Metadata) -> FileAttr {
+        let kind = kind_of(m.file_type());
+        let size = if kind == FileType::RegularFile {
+            self.volume.display_size(m.size())
+        } else {
+            m.size()
+        };
+        FileAttr {
+            ino: INodeNo(self.inodes.fuse_ino(m.ino())),
+            size,
+            blocks: m.blocks(),
+            atime: time(m.atime(), m.atime_nsec()),
+            mtime: time(m.mtime(), m.mtime_nsec()),
+            ctime: time(m.ctime(), m.ctime_nsec()),
+            crtime: UNIX_EPOCH,
+            kind,
+            perm: (m.mode() & 0o7777) as u16,
+            nlink: m.nlink() as u32,
+            uid: m.uid(),
+            gid: m.gid(),
+            rdev: m.rdev() as u32,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn stat_path(&self, path: &Path) -> Result<FileAttr, Errno> {
+        fs::symlink_metadata(path)
+            .map(|m| self.attr(&m))
+            .map_err(|e| errno(&e))
+    }
+
+    /// Registers a new or looked-up entry and replies with it.
+    fn entry(&self, parent: INodeNo, name: &OsStr, path: &Path, reply: ReplyEntry) {
+        match self.stat_path(path) {
+            Ok(attr) => {
+                self.inodes.remember(attr.ino.0, parent.0, name);
+                reply.entry(&TTL, &attr, Generation(0));
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// New nodes belong to the caller, as on a local filesystem (the daemon
+    /// creates them as root). In a setgid directory the group is inherited.
+    fn give_to_caller(&self, req: &Request, parent: &Path, path: &Path) -> Result<(), Errno> {
+        let setgid_parent = fs::metadata(parent)
+            .map(|m| m.mode() & libc::S_ISGID != 0)
+            .unwrap_or(false);
+        let gid = if setgid_parent {
+            None
+        } else {
+            Some(Gid::from_raw(req.gid()))
+        };
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            Some(Uid::from_raw(req.uid())),
+            gid,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(nix_errno)
+    }
+
+    fn log_file_error(&self, op: &str, path: Option<&Path>, e: &FileError) {
+        let path = path.map(|p| p.display().to_string()).unwrap_or_default();
+        match e {
+            FileError::Io(_) => tracing::warn!(op, path, error = %e, "I/O error"),
+            FileError::Denied(_) => tracing::warn!(op, path, error = %e, "access denied by the key service"),
+            _ => tracing::error!(op, path, error = %e, "damaged file: refusing to return wrong data"),
+        }
+    }
+
+    fn open_backing(&self, path: &Path) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(!self.read_only)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+    }
+
+    /// Opens a handle on a regular file for `caller`. The key service is asked
+    /// on every open, so the key policy and the key's state are checked for
+    /// each process, not just the first.
+    fn open_file(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        path: &Path,
+        writable: bool,
+    ) -> Result<(u64, Arc<OpenFile>), Errno> {
+        let fail = |e: FileError| {
+            self.log_file_error("open", Some(path), &e);
+            Errno::from_i32(e.errno())
+        };
+        if let Some(of) = self.files.get_ino(ino) {
+            // Already open: authorize this caller against the same header.
+            let header = self.volume.read_header(&of.file).map_err(fail)?;
+            if let Some(header) = header {
+                self.volume.unwrap_key(caller, header).map_err(fail)?;
+            }
+        }
+        let mut refusal = None;
+        let opened = self.files.open(ino, || {
+            let file = self.open_backing(path)?;
+            match self.volume.open_key(caller, &file, writable && !self.read_only) {
+                Ok(key) => Ok((file, key)),
+                Err(e) => {
+                    let code = e.errno();
+                    refusal = Some(e);
+                    Err(io::Error::from_raw_os_error(code))
+                }
+            }
+        });
+        match opened {
+            Ok(v) => Ok(v),
+            Err(e) => match refusal {
+                Some(fe) => Err(fail(fe)),
+                None => Err(errno(&e)),
+            },
+        }
+    }
+
+    /// Truncates a file to `size` plaintext bytes, whether or not it is open.
+    fn truncate(&self, caller: &Caller, ino: u64, path: &Path, size: u64) -> Result<(), Errno> {
+        let fail = |e: FileError| {
+            self.log_file_error("truncate", Some(path), &e);
+            Errno::from_i32(e.errno())
+        };
+        let (fh, of) = self.open_file(caller, ino, path, true)?;
+        let result = (|| {
+            let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
+            if size == 0 {
+                // No key needed to empty a file: keep only its header.
+                let keep = if key.is_some() { self.volume.layout.header_len } else { 0 };
+                return of.file.set_len(keep).map_err(|e| errno(&e));
+            }
+            if key.is_none() {
+                *key = Some(self.volume.create_key(caller, &of.file).map_err(fail)?);
+            }
+            let k = key.as_ref().ok_or(Errno::EIO)?;
+            self.volume
+                .content(k)
+                .truncate(&of.file, size)
+                .map_err(|e| fail(FileError::Content(e)))
+        })();
+        self.files.release(fh);
+        result
+    }
+
+    fn snapshot_dir(&self, ino: INodeNo, path: &Path) -> io::Result<DirSnapshot> {
+        let mut entries = vec![
+            (ino.0, FileType::Directory, OsString::from(".")),
+            (ROOT, FileType::Directory, OsString::from("..")),
+        ];
+        for entry in fs::read_dir(path)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            if is_reserved(ino.0, &name) {
+                continue;
+            }
+            let kind = entry.file_type().map(kind_of).unwrap_or(FileType::RegularFile);
+            entries.push((self.inodes.fuse_ino(entry.ino()), kind, name));
+        }
+        Ok(DirSnapshot { entries })
+    }
+}
+
+impl fuser::Filesystem for KmsFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let _ = config.set_max_write(MAX_WRITE);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if is_reserved(parent.0, name) {
+            return reply.error(Errno::ENOENT);
+        }
+        match self.child(parent, name) {
+            Ok(path) => self.entry(parent, name, &path, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.inodes.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        // Through an open handle, stat works even after the last name is gone.
+        if let Some(of) = fh.and_then(|fh| self.files.handle(fh.0)) {
+            return match of.file.metadata() {
+                Ok(m) => reply.attr(&TTL, &self.attr(&m)),
+                Err(e) => reply.error(errno(&e)),
+            };
+        }
+        match self.path(ino).and_then(|p| self.stat_path(&p)) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let result = (|| {
+            let path = self.path(ino)?;
+            if let Some(size) = size {
+                self.truncate(&caller_of(req), ino.0, &path, size)?;
+            }
+            if uid.is_some() || gid.is_some() {
+                nix::unistd::fchownat(
+                    nix::fcntl::AT_FDCWD,
+                    &path,
+                    uid.map(Uid::from_raw),
+                    gid.map(Gid::from_raw),
+                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+                )
+                .map_err(nix_errno)?;
+            }
+            if let Some(mode) = mode {
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))
+                    .map_err(|e| errno(&e))?;
+            }
+            if atime.is_some() || mtime.is_some() {
+                utimensat(
+                    nix::fcntl::AT_FDCWD,
+                    &path,
+                    &timespec(atime),
+                    &timespec(mtime),
+                    UtimensatFlags::NoFollowSymlink,
+                )
+                .map_err(nix_errno)?;
+            }
+            self.stat_path(&path)
+        })();
+        match result {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.path(ino).and_then(|p| fs::read_link(p).map_err(|e| errno(&e))) {
+            Ok(target) => reply.data(target.as_os_str().as_bytes()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let result = (|| {
+            let path = self.child(parent, name)?;
+            let parent_path = self.path(parent)?;
+            let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
+            let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
+            if kind == SFlag::S_IFREG || kind.is_empty() {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(perm.bits())
+                    .open(&path)
+                    .map_err(|e| errno(&e))?;
+                if let Err(e) = self.volume.create_key(&caller_of(req), &file) {
+                    let _ = fs::remove_file(&path);
+                    self.log_file_error("mknod", Some(&path), &e);
+                    return Err(Errno::from_i32(e.errno()));
+                }
+            } else {
+                nix::sys::stat::mknod(&path, kind, perm, rdev as libc::dev_t).map_err(nix_errno)?;
+            }
+            self.give_to_caller(req, &parent_path, &path)?;
+            Ok(path)
+        })();
+        match result {
+            Ok(path) => self.entry(parent, name, &path, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let result = (|| {
+            let path = self.child(parent, name)?;
+            let parent_path = self.path(parent)?;
+            fs::DirBuilder::new()
+                .mode(mode & !umask & 0o7777)
+                .create(&path)
+                .map_err(|e| errno(&e))?;
+            self.give_to_caller(req, &parent_path, &path)?;
+            Ok(path)
+        })();
+        match result {
+            Ok(path) => self.entry(parent, name, &path, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result = (|| {
+            let path = self.child(parent, name)?;
+            let ino = fs::symlink_metadata(&path).map_err(|e| errno(&e))?.ino();
+            fs::remove_file(&path).map_err(|e| errno(&e))?;
+            self.inodes.unlink(self.inodes.fuse_ino(ino), parent.0, name);
+            Ok(())
+        })();
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let result = (|| {
+            let path = self.child(parent, name)?;
+            let ino = fs::symlink_metadata(&path).map_err(|e| errno(&e))?.ino();
+            fs::remove_dir(&path).map_err(|e| errno(&e))?;
+            self.inodes.unlink(self.inodes.fuse_ino(ino), parent.0, name);
+            Ok(())
+        })();
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let result = (|| {
+            let path = self.child(parent, link_name)?;
+            let parent_path = self.path(parent)?;
+            std::os::unix::fs::symlink(target, &path).map_err(|e| errno(&e))?;
+            self.give_to_caller(req, &parent_path, &path)?;
+            Ok(path)
+        })();
+        match result {
+            Ok(path) => self.entry(parent, link_name, &path, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let result = (|| {
+            let from = self.child(parent, name)?;
+            let to = self.child(newparent, newname)?;
+            let moved = fs::symlink_metadata(&from).map_err(|e| errno(&e))?.ino();
+            let replaced = fs::symlink_metadata(&to).ok().map(|m| m.ino());
+            if flags.is_empty() {
+                fs::rename(&from, &to).map_err(|e| errno(&e))?;
+            } else {
+                let mut f = nix::fcntl::RenameFlags::empty();
+                if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+                    f |= nix::fcntl::RenameFlags::RENAME_NOREPLACE;
+                }
+                if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+                    f |= nix::fcntl::RenameFlags::RENAME_EXCHANGE;
+                }
+                if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+                    return Err(Errno::EINVAL);
+                }
+                nix::fcntl::renameat2(nix::fcntl::AT_FDCWD, &from, nix::fcntl::AT_FDCWD, &to, f)
+                    .map_err(nix_errno)?;
+            }
+            let moved = self.inodes.fuse_ino(moved);
+            if let Some(other) = replaced.map(|i| self.inodes.fuse_ino(i)) {
+                if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+                    self.inodes.rename(other, (newparent.0, newname), (parent.0, name));
+                } else if other != moved {
+                    self.inodes.unlink(other, newparent.0, newname);
+                }
+            }
+            self.inodes.rename(moved, (parent.0, name), (newparent.0, newname));
+            Ok(())
+        })();
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let result = (|| {
+            let from = self.path(ino)?;
+            let to = self.child(newparent, newname)?;
+            fs::hard_link(&from, &to).map_err(|e| errno(&e))?;
+            Ok(to)
+        })();
+        match result {
+            Ok(path) => self.entry(newparent, newname, &path, reply),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let writable = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
+        let result = self
+            .path(ino)
+            .and_then(|path| self.open_file(&caller_of(req), ino.0, &path, writable));
+        match result {
+            Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(of) = self.files.handle(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let key = of.key.read().unwrap_or_else(|p| p.into_inner());
+        let Some(key) = key.as_ref() else {
+            // No header: the file is empty.
+            return reply.data(&[]);
+        };
+        match self.volume.content(key).read(&of.file, offset, size as usize) {
+            Ok(data) => reply.data(&data),
+            Err(e) => {
+                let e = FileError::Content(e);
+                self.log_file_error("read", self.inodes.path(ino.0).as_deref(), &e);
+                reply.error(Errno::from_i32(e.errno()));
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let Some(of) = self.files.handle(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
+        let result = (|| {
+            if key.is_none() {
+                *key = Some(self.volume.create_key(&caller_of(req), &of.file)?);
+            }
+            let k = key.as_ref().ok_or(FileError::Io(io::Error::from_raw_os_error(libc::EIO)))?;
+            self.volume.content(k).write(&of.file, offset, data)?;
+            Ok::<_, FileError>(())
+        })();
+        match result {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => {
+                self.log_file_error("write", self.inodes.path(ino.0).as_deref(), &e);
+                reply.error(Errno::from_i32(e.errno()));
+            }
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.files.release(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let Some(of) = self.files.handle(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let r = if datasync {
+            of.file.sync_data()
+        } else {
+            of.file.sync_all()
+        };
+        match r {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let result = self
+            .path(ino)
+            .and_then(|p| self.snapshot_dir(ino, &p).map_err(|e| errno(&e)));
+        match result {
+            Ok(snapshot) => {
+                let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
+                self.dirs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(fh, snapshot);
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(snapshot) = dirs.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        for (i, (ino, kind, name)) in snapshot.entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        match self
+            .path(ino)
+            .and_then(|p| File::open(p).and_then(|d| d.sync_all()).map_err(|e| errno(&e)))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match nix::sys::statvfs::statvfs(self.inodes.root()) {
+            Ok(s) => reply.statfs(
+                s.blocks(),
+                s.blocks_free(),
+                s.blocks_available(),
+                s.files(),
+                s.files_free(),
+                s.block_size() as u32,
+                s.name_max() as u32,
+                s.fragment_size() as u32,
+            ),
+            Err(e) => reply.error(nix_errno(e)),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if is_reserved_xattr(name) {
+            return reply.error(Errno::EPERM);
+        }
+        match self
+            .path(ino)
+            .and_then(|p| sys::lsetxattr(&p, name, value, flags).map_err(|e| errno(&e)))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        if is_reserved_xattr(name) {
+            return reply.error(Errno::from_i32(libc::ENODATA));
+        }
+        match self
+            .path(ino)
+            .and_then(|p| sys::lgetxattr(&p, name).map_err(|e| errno(&e)))
+        {
+            Ok(value) => xattr_reply(reply, &value, size),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self
+            .path(ino)
+            .and_then(|p| sys::llistxattr(&p).map_err(|e| errno(&e)))
+        {
+            Ok(list) => {
+                let visible: Vec<u8> = list
+                    .split_inclusive(|b| *b == 0)
+                    .filter(|n| !n.starts_with(HEADER_XATTR.as_bytes()) && !n.starts_with(b"user.kmsfs."))
+                    .flatten()
+                    .copied()
+                    .collect();
+                xattr_reply(reply, &visible, size);
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        if is_reserved_xattr(name) {
+            return reply.error(Errno::EPERM);
+        }
+        match self
+            .path(ino)
+            .and_then(|p| sys::lremovexattr(&p, name).map_err(|e| errno(&e)))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        // Mounted with default_permissions: the kernel has checked the mode
+        // bits already; here only existence remains to be confirmed.
+        match self.path(ino).and_then(|p| fs::symlink_metadata(p).map_err(|e| errno(&e))) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let caller = caller_of(req);
+        let result = (|| {
+            let path = self.child(parent, name)?;
+            let parent_path = self.path(parent)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(mode & !umask & 0o7777)
+                .open(&path)
+                .map_err(|e| errno(&e))?;
+            // A new file's data key comes from the key service as the caller:
+            // if the policy or the key's state refuses, nothing stays behind.
+            let key = match self.volume.create_key(&caller, &file) {
+                Ok(k) => k,
+                Err(e) => {
+                    let _ = fs::remove_file(&path);
+                    self.log_file_error("create", Some(&path), &e);
+                    return Err(Errno::from_i32(e.errno()));
+                }
+            };
+            if let Err(e) = self.give_to_caller(req, &parent_path, &path) {
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+            let attr = self.stat_path(&path)?;
+            self.inodes.remember(attr.ino.0, parent.0, name);
+            let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+            let mut key = Some(key);
+            let (fh, _) = self
+                .files
+                .open(attr.ino.0, || {
+                    let backing = if writable || !self.read_only {
+                        file
+                    } else {
+                        self.open_backing(&path)?
+                    };
+                    Ok((backing, key.take()))
+                })
+                .map_err(|e| errno(&e))?;
+            Ok((attr, fh))
+        })();
+        match result {
+            Ok((attr, fh)) => reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // Plain allocation extends the file (sparse: encrypted zeros are not
+        // preallocated); KEEP_SIZE allocation is a no-op. Punching holes and
+        // collapsing ranges would need re-sealing blocks: not supported.
+        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+        }
+        let Some(of) = self.files.handle(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        if mode & libc::FALLOC_FL_KEEP_SIZE != 0 {
+            return reply.ok();
+        }
+        let end = offset.saturating_add(length);
+        let result = (|| {
+            let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
+            let size = self.volume.display_size(of.file.metadata()?.len());
+            if end <= size {
+                return Ok(());
+            }
+            if key.is_none() {
+                *key = Some(self.volume.create_key(&caller_of(req), &of.file)?);
+            }
+            let k = key.as_ref().ok_or(FileError::Io(io::Error::from_raw_os_error(libc::EIO)))?;
+            self.volume.content(k).truncate(&of.file, end)?;
+            Ok::<_, FileError>(())
+        })();
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => {
+                self.log_file_error("fallocate", self.inodes.path(ino.0).as_deref(), &e);
+                reply.error(Errno::from_i32(e.errno()));
+            }
+        }
+    }
+}
+
+fn xattr_reply(reply: ReplyXattr, value: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}

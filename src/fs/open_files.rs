@@ -1,0 +1,118 @@
+//! The open-file table: one entry per open inode (shared by all its file
+//! handles and hard links), holding the backing file descriptor and the
+//! unwrapped data key while at least one handle is open. The key is dropped
+//! — and zeroized — when the last handle closes.
+//!
+//! Locking: `OpenFile::key` is the per-file content lock. Reads hold it
+//! shared; writes, truncates and key creation hold it exclusively, because a
+//! partial-block write is a read-modify-write of whole blocks.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::volume::FileKey;
+
+pub struct OpenFile {
+    pub ino: u64,
+    pub file: File,
+    /// None while the file has no header yet (an empty file created outside
+    /// the mount, or left by a crash between create and header write).
+    pub key: RwLock<Option<FileKey>>,
+}
+
+struct Entry {
+    file: Arc<OpenFile>,
+    handles: usize,
+}
+
+#[derive(Default)]
+pub struct OpenFiles {
+    by_ino: Mutex<HashMap<u64, Entry>>,
+    handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
+    next_handle: AtomicU64,
+}
+
+impl OpenFiles {
+    /// The open entry of `ino`, if any handle has it open.
+    pub fn get_ino(&self, ino: u64) -> Option<Arc<OpenFile>> {
+        self.by_ino
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&ino)
+            .map(|e| e.file.clone())
+    }
+
+    /// Opens a handle on `ino`, sharing its entry if it is open already;
+    /// otherwise `open` makes the entry (outside the table lock it would be
+    /// better, but opening is cheap next to the key service call that the
+    /// caller has already made).
+    pub fn open(
+        &self,
+        ino: u64,
+        open: impl FnOnce() -> std::io::Result<(File, Option<FileKey>)>,
+    ) -> std::io::Result<(u64, Arc<OpenFile>)> {
+        let mut by_ino = self.by_ino.lock().unwrap_or_else(|p| p.into_inner());
+        let file = match by_ino.get_mut(&ino) {
+            Some(entry) => {
+                entry.handles += 1;
+                entry.file.clone()
+            }
+            None => {
+                let (file, key) = open()?;
+                let of = Arc::new(OpenFile {
+                    ino,
+                    file,
+                    key: RwLock::new(key),
+                });
+                by_ino.insert(
+                    ino,
+                    Entry {
+                        file: of.clone(),
+                        handles: 1,
+                    },
+                );
+                of
+            }
+        };
+        drop(by_ino);
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed) + 1;
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fh, file.clone());
+        Ok((fh, file))
+    }
+
+    pub fn handle(&self, fh: u64) -> Option<Arc<OpenFile>> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh)
+            .cloned()
+    }
+
+    /// Closes a handle; the last one of an inode drops its key.
+    pub fn release(&self, fh: u64) {
+        let Some(file) = self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh)
+        else {
+            return;
+        };
+        let mut by_ino = self.by_ino.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = by_ino.get_mut(&file.ino) {
+            entry.handles = entry.handles.saturating_sub(1);
+            if entry.handles == 0 {
+                by_ino.remove(&file.ino);
+            }
+        }
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.by_ino.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}

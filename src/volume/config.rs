@@ -1,0 +1,198 @@
+//! The volume configuration file at the root of a backing directory.
+//!
+//! It is JSON and NOT secret: it names the cipher, the block size, where file
+//! headers live and which CMK (in which key service) wraps the data keys. No
+//! key material is in it; reading it tells an attacker nothing that the
+//! ciphertext's own headers do not. Layout in docs/FORMAT.md ("Volume config").
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::cipher::CipherSuite;
+use crate::envelope::header::HEADER_LEN;
+
+/// File name of the config inside the backing directory (hidden at the mount).
+pub const CONFIG_NAME: &str = ".kmsfs.volume.json";
+pub const FORMAT_VERSION: u32 = 1;
+pub const BLOCK_SIZE: u32 = 4096;
+/// Extended attribute holding a file's header with `header: xattr`.
+pub const HEADER_XATTR: &str = "user.kmsfs.header";
+/// The alias of the CMK a volume gets when none is named.
+pub const DEFAULT_KEY_ALIAS: &str = "alias/kmsfs/default";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeaderPlacement {
+    /// The first 1024 bytes of each backing file.
+    File,
+    /// The `user.kmsfs.header` extended attribute; the backing file holds
+    /// only blocks.
+    Xattr,
+}
+
+impl std::str::FromStr for HeaderPlacement {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "file" => Ok(HeaderPlacement::File),
+            "xattr" => Ok(HeaderPlacement::Xattr),
+            other => Err(format!("unknown header placement {other:?}: use file or xattr")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum KeyServiceConfig {
+    /// The embedded key store file on this host.
+    Embedded { keystore: PathBuf },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeConfig {
+    #[serde(rename = "_comment", default)]
+    pub comment: String,
+    pub format_version: u32,
+    pub volume_id: String,
+    pub cipher: String,
+    pub block_size: u32,
+    pub header: HeaderPlacement,
+    pub key_service: KeyServiceConfig,
+    /// The CMK new files are wrapped with (its ARN).
+    pub key_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the volume config: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: the volume config is not valid: {why}")]
+    Invalid { path: PathBuf, why: String },
+    #[error("{path}: cannot write the volume config: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl VolumeConfig {
+    pub fn new(
+        suite: CipherSuite,
+        header: HeaderPlacement,
+        key_service: KeyServiceConfig,
+        key_arn: String,
+    ) -> VolumeConfig {
+        VolumeConfig {
+            comment: "kmsfs volume configuration. Not secret: it holds no key material, \
+                      only which cipher and which master key (CMK) protect this volume."
+                .into(),
+            format_version: FORMAT_VERSION,
+            volume_id: uuid::Uuid::new_v4().to_string(),
+            cipher: suite.name().into(),
+            block_size: BLOCK_SIZE,
+            header,
+            key_service,
+            key_id: key_arn,
+        }
+    }
+
+    pub fn path_in(backing: &Path) -> PathBuf {
+        backing.join(CONFIG_NAME)
+    }
+
+    pub fn exists_in(backing: &Path) -> bool {
+        Self::path_in(backing).exists()
+    }
+
+    pub fn load(backing: &Path) -> Result<VolumeConfig, ConfigError> {
+        let path = Self::path_in(backing);
+        let text = fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let invalid = |why: String| ConfigError::Invalid {
+            path: path.clone(),
+            why,
+        };
+        let config: VolumeConfig = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        if config.format_version != FORMAT_VERSION {
+            return Err(invalid(format!(
+                "format version {} is not supported (this kmsfs reads version {FORMAT_VERSION})",
+                config.format_version
+            )));
+        }
+        if config.block_size != BLOCK_SIZE {
+            return Err(invalid(format!("block size {} is not supported", config.block_size)));
+        }
+        config.suite().map_err(invalid)?;
+        Ok(config)
+    }
+
+    /// Writes the config crash-safely (temporary file, fsync, rename, fsync dir).
+    pub fn save(&self, backing: &Path) -> Result<(), ConfigError> {
+        let path = Self::path_in(backing);
+        let tmp = backing.join(format!("{CONFIG_NAME}.tmp"));
+        let err = |source| ConfigError::Write {
+            path: path.clone(),
+            source,
+        };
+        let text = serde_json::to_string_pretty(self).unwrap_or_default() + "\n";
+        let mut f = fs::File::create(&tmp).map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        fs::rename(&tmp, &path).map_err(err)?;
+        fs::File::open(backing).and_then(|d| d.sync_all()).map_err(err)?;
+        Ok(())
+    }
+
+    pub fn suite(&self) -> Result<CipherSuite, String> {
+        self.cipher.parse::<CipherSuite>().map_err(|e| e.to_string())
+    }
+
+    /// Bytes before the first block of every backing file.
+    pub fn header_len(&self) -> u64 {
+        match self.header {
+            HeaderPlacement::File => HEADER_LEN as u64,
+            HeaderPlacement::Xattr => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = VolumeConfig::new(
+            CipherSuite::ChaCha20Poly1305,
+            HeaderPlacement::Xattr,
+            KeyServiceConfig::Embedded {
+                keystore: "/tmp/ks".into(),
+            },
+            "arn:aws:kms:local:000000000000:key/x".into(),
+        );
+        cfg.save(dir.path()).unwrap();
+        let back = VolumeConfig::load(dir.path()).unwrap();
+        assert_eq!(back, cfg);
+        assert_eq!(back.header_len(), 0);
+        let text = fs::read_to_string(VolumeConfig::path_in(dir.path())).unwrap();
+        assert!(text.contains("\"cipher\": \"chacha20-poly1305\""), "{text}");
+        assert!(text.contains("Not secret"));
+
+        let bad = text.replace("\"format_version\": 1", "\"format_version\": 9");
+        fs::write(VolumeConfig::path_in(dir.path()), bad).unwrap();
+        assert!(matches!(
+            VolumeConfig::load(dir.path()),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+}

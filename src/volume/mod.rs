@@ -1,0 +1,9 @@
+//! A volume: a backing directory of encrypted files, its config, and the
+//! operations on one encrypted file that every front end shares (the FUSE
+//! adapter, fsck, rotation).
+
+pub mod config;
+pub mod file;
+
+pub use config::VolumeConfig;
+pub use file::{FileError, FileKey, Volume};
