@@ -552,12 +552,13 @@ fn iso_timestamps(v: &mut Value) {
         Value::Object(m) => {
             for (k, field) in m.iter_mut() {
                 if TIMESTAMP_FIELDS.contains(&k.as_str()) {
-                    if let Some(t) = field.as_i64() {
-                        if let Some(d) = chrono::DateTime::from_timestamp(t, 0) {
-                            *field = Value::String(
-                                d.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-                            );
-                        }
+                    if let Some(d) = field
+                        .as_i64()
+                        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                    {
+                        *field = Value::String(
+                            d.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
+                        );
                     }
                 } else {
                     iso_timestamps(field);

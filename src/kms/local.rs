@@ -226,7 +226,13 @@ impl LocalKms {
 
     /// Checks a request before it reaches the store; a refused request is
     /// audited like any other call.
-    fn precheck<T>(&self, caller: &Caller, op: &str, key_hint: Option<&str>, check: Result<T>) -> Result<T> {
+    fn precheck<T>(
+        &self,
+        caller: &Caller,
+        op: &str,
+        key_hint: Option<&str>,
+        check: Result<T>,
+    ) -> Result<T> {
         match check {
             Ok(v) => Ok(v),
             Err(e) => self.run(caller, op, key_hint, None, |_| Err(e)),
@@ -502,9 +508,10 @@ impl LocalKms {
     ) -> Result<(String, Timestamp, u32)> {
         let days = pending_window_days.unwrap_or(30);
         if !(7..=30).contains(&days) {
-            return self.precheck(caller, "ScheduleKeyDeletion", Some(key_id), Err(KmsError::Validation(format!(
+            let e = KmsError::Validation(format!(
                 "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30"
-            ))));
+            ));
+            return self.precheck(caller, "ScheduleKeyDeletion", Some(key_id), Err(e));
         }
         self.change_key(
             caller,
@@ -568,9 +575,10 @@ impl LocalKms {
     ) -> Result<()> {
         let period = period_days.unwrap_or(365);
         if !(90..=2560).contains(&period) {
-            return self.precheck(caller, "EnableKeyRotation", Some(key_id), Err(KmsError::Validation(format!(
+            let e = KmsError::Validation(format!(
                 "1 validation error detected: Value '{period}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
-            ))));
+            ));
+            return self.precheck(caller, "EnableKeyRotation", Some(key_id), Err(e));
         }
         self.change_key(
             caller,
@@ -706,10 +714,11 @@ impl LocalKms {
         ctx: &EncryptionContext,
     ) -> Result<Wrapped> {
         if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
-            return self.precheck(caller, "Encrypt", Some(key_id), Err(KmsError::Validation(format!(
+            let e = KmsError::Validation(format!(
                 "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and {MAX_PLAINTEXT} (it has {})",
                 plaintext.len()
-            ))));
+            ));
+            return self.precheck(caller, "Encrypt", Some(key_id), Err(e));
         }
         self.run(caller, "Encrypt", Some(key_id), Some(ctx), |trail| {
             self.seal_with(caller, key_id, "kms:Encrypt", plaintext, ctx, trail)
@@ -764,12 +773,12 @@ impl LocalKms {
         let arn = data.key_arn(&header.key_id);
         trail.key_id = Some(arn.clone());
         trail.key_version = Some(header.key_version);
-        if let Some(expected) = expected_key {
-            if data.resolve(expected)? != header.key_id {
-                return Err(KmsError::IncorrectKey(format!(
-                    "The key ID in the request does not identify the CMK that encrypted the ciphertext ({arn})."
-                )));
-            }
+        if let Some(expected) = expected_key
+            && data.resolve(expected)? != header.key_id
+        {
+            return Err(KmsError::IncorrectKey(format!(
+                "The key ID in the request does not identify the CMK that encrypted the ciphertext ({arn})."
+            )));
         }
         let key = data.keys.get(&header.key_id).ok_or_else(|| {
             KmsError::NotFound(format!(
@@ -854,9 +863,10 @@ impl LocalKms {
             )
         };
         if !(1..=1024).contains(&num_bytes) {
-            return self.precheck(caller, op, Some(key_id), Err(KmsError::Validation(format!(
+            let e = KmsError::Validation(format!(
                 "1 validation error detected: Value '{num_bytes}' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024"
-            ))));
+            ));
+            return self.precheck(caller, op, Some(key_id), Err(e));
         }
         self.run(caller, op, Some(key_id), Some(ctx), |trail| {
             let mut plaintext = Zeroizing::new(vec![0u8; num_bytes]);
@@ -880,18 +890,20 @@ impl LocalKms {
     ) -> Result<ImportParameters> {
         let op = "GetParametersForImport";
         if !matches!(wrapping_algorithm, "RSAES_OAEP_SHA_256" | "RSAES_OAEP_SHA_1") {
-            return self.precheck(caller, op, Some(key_id), Err(KmsError::Validation(format!(
+            let e = KmsError::Validation(format!(
                 "WrappingAlgorithm {wrapping_algorithm} is not supported: use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"
-            ))));
+            ));
+            return self.precheck(caller, op, Some(key_id), Err(e));
         }
         let bits = match wrapping_key_spec {
             "RSA_2048" => 2048,
             "RSA_3072" => 3072,
             "RSA_4096" => 4096,
             other => {
-                return self.precheck(caller, op, Some(key_id), Err(KmsError::Validation(format!(
+                let e = KmsError::Validation(format!(
                     "WrappingKeySpec {other} is not supported: use RSA_2048, RSA_3072 or RSA_4096"
-                ))));
+                ));
+                return self.precheck(caller, op, Some(key_id), Err(e));
             }
         };
         let (private_der, public_der) = super::import::generate_wrapping_key(bits)?;
@@ -938,9 +950,10 @@ impl LocalKms {
         expiration_model: Option<&str>,
     ) -> Result<()> {
         if let Some(model) = expiration_model.filter(|m| *m != "KEY_MATERIAL_DOES_NOT_EXPIRE") {
-            return self.precheck(caller, "ImportKeyMaterial", Some(key_id), Err(KmsError::UnsupportedOperation(format!(
+            let e = KmsError::UnsupportedOperation(format!(
                 "ExpirationModel {model} is not supported by kmsfs: imported key material does not expire"
-            ))));
+            ));
+            return self.precheck(caller, "ImportKeyMaterial", Some(key_id), Err(e));
         }
         self.change_key(
             caller,

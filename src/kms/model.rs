@@ -303,14 +303,14 @@ impl StoreData {
             if key.state != KeyState::Enabled {
                 continue;
             }
-            if let (Some(next), Some(period)) = (key.next_rotation, key.rotation_period_days) {
-                if now >= next {
-                    // Rotate once even if several periods were missed (AWS
-                    // does not catch up either), then schedule from now.
-                    key.rotate(now, RotationType::Automatic);
-                    key.next_rotation = Some(now + i64::from(period) * SECONDS_PER_DAY);
-                    rotated.push(key.key_id);
-                }
+            if let (Some(next), Some(period)) = (key.next_rotation, key.rotation_period_days)
+                && now >= next
+            {
+                // Rotate once even if several periods were missed (AWS
+                // does not catch up either), then schedule from now.
+                key.rotate(now, RotationType::Automatic);
+                key.next_rotation = Some(now + i64::from(period) * SECONDS_PER_DAY);
+                rotated.push(key.key_id);
             }
         }
         (doomed, rotated)

@@ -238,14 +238,14 @@ fn lock(path: &Path) -> Result<WriteLock> {
 impl KeyStore {
     /// Opens the store at `path`, creating it (and its root key) if absent.
     pub fn open_or_create(path: &Path, secret: &RootSecret, region: &str) -> Result<KeyStore> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            if !dir.exists() {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| io_err("cannot create folder", dir, e))?;
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.exists()
+        {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| io_err("cannot create folder", dir, e))?;
         }
         if path.exists() {
             return KeyStore::open(path, secret);
