@@ -26,7 +26,9 @@ fn check(ret: libc::ssize_t) -> io::Result<usize> {
 
 /// Reads an attribute into a buffer grown to fit (the size query and the read
 /// race with writers, so retry on ERANGE).
-fn read_growing(mut call: impl FnMut(*mut libc::c_void, usize) -> libc::ssize_t) -> io::Result<Vec<u8>> {
+fn read_growing(
+    mut call: impl FnMut(*mut libc::c_void, usize) -> libc::ssize_t,
+) -> io::Result<Vec<u8>> {
     loop {
         let size = check(call(std::ptr::null_mut(), 0))?;
         let mut buf = vec![0u8; size.max(1)];

@@ -356,10 +356,7 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
                 .s("TargetKeyId", target_key_id)
                 .done(),
         ),
-        DeleteAlias { alias_name } => (
-            "DeleteAlias",
-            Req::new().s("AliasName", alias_name).done(),
-        ),
+        DeleteAlias { alias_name } => ("DeleteAlias", Req::new().s("AliasName", alias_name).done()),
         ListAliases { key_id } => ("ListAliases", Req::new().os("KeyId", key_id.clone()).done()),
         EnableKey { key_id } => ("EnableKey", Req::new().s("KeyId", key_id).done()),
         DisableKey { key_id } => ("DisableKey", Req::new().s("KeyId", key_id).done()),
@@ -402,7 +399,11 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
             Req::new()
                 .s("KeyId", key_id)
                 .blob("Plaintext", plaintext, "--plaintext")?
-                .ctx("EncryptionContext", encryption_context.as_ref(), "--encryption-context")?
+                .ctx(
+                    "EncryptionContext",
+                    encryption_context.as_ref(),
+                    "--encryption-context",
+                )?
                 .os("EncryptionAlgorithm", encryption_algorithm.clone())
                 .done(),
         ),
@@ -415,7 +416,11 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
             "Decrypt",
             Req::new()
                 .blob("CiphertextBlob", ciphertext_blob, "--ciphertext-blob")?
-                .ctx("EncryptionContext", encryption_context.as_ref(), "--encryption-context")?
+                .ctx(
+                    "EncryptionContext",
+                    encryption_context.as_ref(),
+                    "--encryption-context",
+                )?
                 .os("KeyId", key_id.clone())
                 .os("EncryptionAlgorithm", encryption_algorithm.clone())
                 .done(),
@@ -444,7 +449,10 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
                     destination_encryption_context.as_ref(),
                     "--destination-encryption-context",
                 )?
-                .os("SourceEncryptionAlgorithm", source_encryption_algorithm.clone())
+                .os(
+                    "SourceEncryptionAlgorithm",
+                    source_encryption_algorithm.clone(),
+                )
                 .os(
                     "DestinationEncryptionAlgorithm",
                     destination_encryption_algorithm.clone(),
@@ -472,7 +480,11 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
                 .s("KeyId", key_id)
                 .os("KeySpec", key_spec.clone())
                 .n("NumberOfBytes", *number_of_bytes)
-                .ctx("EncryptionContext", encryption_context.as_ref(), "--encryption-context")?
+                .ctx(
+                    "EncryptionContext",
+                    encryption_context.as_ref(),
+                    "--encryption-context",
+                )?
                 .done(),
         ),
         GetKeyPolicy {
@@ -556,9 +568,8 @@ fn iso_timestamps(v: &mut Value) {
                         .as_i64()
                         .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
                     {
-                        *field = Value::String(
-                            d.to_rfc3339_opts(chrono::SecondsFormat::Micros, false),
-                        );
+                        *field =
+                            Value::String(d.to_rfc3339_opts(chrono::SecondsFormat::Micros, false));
                     }
                 } else {
                     iso_timestamps(field);

@@ -101,7 +101,7 @@ pub fn sd_notify(state: &str) {
         <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
             abstract_name.as_bytes(),
         )
-            .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+        .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
     } else {
         sock.send_to(state.as_bytes(), &path)
     };

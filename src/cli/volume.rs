@@ -223,7 +223,13 @@ fn mount_plan(backing: &Path, opts: &[String]) -> Result<MountPlan, CliError> {
             "async" => plan.options.push(M::Async),
             "dirsync" => plan.options.push(M::DirSync),
             // Options for mount(8) and fstab, not for the filesystem.
-            "defaults" | "_netdev" | "nofail" | "auto" | "noauto" | "user" | "nouser"
+            "defaults"
+            | "_netdev"
+            | "nofail"
+            | "auto"
+            | "noauto"
+            | "user"
+            | "nouser"
             | "default_permissions" => {}
             other if other.starts_with("x-") => {}
             other => return Err(CliError::Usage(format!("unknown mount option: {other}"))),
@@ -236,7 +242,10 @@ pub fn mount(args: &MountArgs, keystore: Option<PathBuf>) -> Result<(), CliError
     let backing = absolute(&args.backing_dir)?;
     let mountpoint = absolute(&args.mountpoint)?;
     if !mountpoint.is_dir() {
-        return Err(failed(format!("mount point {} is not a directory", mountpoint.display())));
+        return Err(failed(format!(
+            "mount point {} is not a directory",
+            mountpoint.display()
+        )));
     }
     let plan = mount_plan(&backing, &args.options)?;
     if !VolumeConfig::exists_in(&backing) {
@@ -266,8 +275,9 @@ pub fn mount(args: &MountArgs, keystore: Option<PathBuf>) -> Result<(), CliError
     let volume = open_volume(&backing)?;
     // Refuse early when the volume's CMK does not exist at all; a disabled key
     // still mounts (files then fail to open with EACCES until it is enabled).
-    if let Err(e @ KmsError::NotFound(_)) =
-        volume.kms.describe_key(&Caller::current(), &volume.config.key_id)
+    if let Err(e @ KmsError::NotFound(_)) = volume
+        .kms
+        .describe_key(&Caller::current(), &volume.config.key_id)
     {
         return Err(e.into());
     }
@@ -302,8 +312,11 @@ fn daemonize(args: &MountArgs) -> Result<(), CliError> {
         }
     }
     // The write end must survive exec in the child: clear FD_CLOEXEC on it.
-    nix::fcntl::fcntl(&write_end, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
-        .map_err(failed)?;
+    nix::fcntl::fcntl(
+        &write_end,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .map_err(failed)?;
     let mut child = cmd.spawn().map_err(failed)?;
     drop(write_end);
     let mut status = Vec::new();
@@ -398,10 +411,16 @@ pub fn unmount(mountpoint: &Path) -> Result<(), CliError> {
             if status.success() {
                 Ok(())
             } else {
-                Err(failed(format!("fusermount3 -u {} failed", mountpoint.display())))
+                Err(failed(format!(
+                    "fusermount3 -u {} failed",
+                    mountpoint.display()
+                )))
             }
         }
-        Err(e) => Err(failed(format!("cannot unmount {}: {e}", mountpoint.display()))),
+        Err(e) => Err(failed(format!(
+            "cannot unmount {}: {e}",
+            mountpoint.display()
+        ))),
     }
 }
 

@@ -10,7 +10,9 @@ use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, DirEntryExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{
+    DirBuilderExt, DirEntryExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -109,9 +111,11 @@ fn caller_of(req: &Request) -> Caller {
     let groups = fs::read_to_string(format!("/proc/{}/status", req.pid()))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Groups:"))
-                .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+            s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
+                g.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
         })
         .unwrap_or_default();
     Caller {
@@ -226,8 +230,12 @@ impl KmsFs {
         let path = path.map(|p| p.display().to_string()).unwrap_or_default();
         match e {
             FileError::Io(_) => tracing::warn!(op, path, error = %e, "I/O error"),
-            FileError::Denied(_) => tracing::warn!(op, path, error = %e, "access denied by the key service"),
-            _ => tracing::error!(op, path, error = %e, "damaged file: refusing to return wrong data"),
+            FileError::Denied(_) => {
+                tracing::warn!(op, path, error = %e, "access denied by the key service")
+            }
+            _ => {
+                tracing::error!(op, path, error = %e, "damaged file: refusing to return wrong data")
+            }
         }
     }
 
@@ -263,7 +271,10 @@ impl KmsFs {
         let mut refusal = None;
         let opened = self.files.open(ino, || {
             let file = self.open_backing(path)?;
-            match self.volume.open_key(caller, &file, writable && !self.read_only) {
+            match self
+                .volume
+                .open_key(caller, &file, writable && !self.read_only)
+            {
                 Ok(key) => Ok((file, key)),
                 Err(e) => {
                     let code = e.errno();
@@ -281,31 +292,48 @@ impl KmsFs {
         }
     }
 
-    /// Truncates a file to `size` plaintext bytes, whether or not it is open.
+    /// Truncates a file that is not open to `size` plaintext bytes (opening
+    /// it as `caller` for the duration).
     fn truncate(&self, caller: &Caller, ino: u64, path: &Path, size: u64) -> Result<(), Errno> {
-        let fail = |e: FileError| {
-            self.log_file_error("truncate", Some(path), &e);
-            Errno::from_i32(e.errno())
-        };
         let (fh, of) = self.open_file(caller, ino, path, true)?;
-        let result = (|| {
-            let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
-            if size == 0 {
-                // No key needed to empty a file: keep only its header.
-                let keep = if key.is_some() { self.volume.layout.header_len } else { 0 };
-                return of.file.set_len(keep).map_err(|e| errno(&e));
-            }
-            if key.is_none() {
-                *key = Some(self.volume.create_key(caller, &of.file).map_err(fail)?);
-            }
-            let k = key.as_ref().ok_or(Errno::EIO)?;
-            self.volume
-                .content(k)
-                .truncate(&of.file, size)
-                .map_err(|e| fail(FileError::Content(e)))
-        })();
+        let result = self.truncate_open(caller, &of, size, Some(path));
         self.files.release(fh);
         result
+    }
+
+    /// Truncates an open file to `size` plaintext bytes.
+    fn truncate_open(
+        &self,
+        caller: &Caller,
+        of: &OpenFile,
+        size: u64,
+        path: Option<&Path>,
+    ) -> Result<(), Errno> {
+        let fail = |e: FileError| {
+            let known = path
+                .map(Path::to_path_buf)
+                .or_else(|| self.inodes.path(of.ino));
+            self.log_file_error("truncate", known.as_deref(), &e);
+            Errno::from_i32(e.errno())
+        };
+        let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
+        if size == 0 {
+            // No key needed to empty a file: keep only its header.
+            let keep = if key.is_some() {
+                self.volume.layout.header_len
+            } else {
+                0
+            };
+            return of.file.set_len(keep).map_err(|e| errno(&e));
+        }
+        if key.is_none() {
+            *key = Some(self.volume.create_key(caller, &of.file).map_err(fail)?);
+        }
+        let k = key.as_ref().ok_or(Errno::EIO)?;
+        self.volume
+            .content(k)
+            .truncate(&of.file, size)
+            .map_err(|e| fail(FileError::Content(e)))
     }
 
     fn snapshot_dir(&self, ino: INodeNo, path: &Path) -> io::Result<DirSnapshot> {
@@ -319,7 +347,10 @@ impl KmsFs {
             if is_reserved(ino.0, &name) {
                 continue;
             }
-            let kind = entry.file_type().map(kind_of).unwrap_or(FileType::RegularFile);
+            let kind = entry
+                .file_type()
+                .map(kind_of)
+                .unwrap_or(FileType::RegularFile);
             entries.push((self.inodes.fuse_ino(entry.ino()), kind, name));
         }
         Ok(DirSnapshot { entries })
@@ -347,8 +378,11 @@ impl fuser::Filesystem for KmsFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        // Through an open handle, stat works even after the last name is gone.
-        if let Some(of) = fh.and_then(|fh| self.files.handle(fh.0)) {
+        // Through an open file, stat works even after the last name is gone.
+        let open = fh
+            .and_then(|fh| self.files.handle(fh.0))
+            .or_else(|| self.files.get_ino(ino.0));
+        if let Some(of) = open {
             return match of.file.metadata() {
                 Ok(m) => reply.attr(&TTL, &self.attr(&m)),
                 Err(e) => reply.error(errno(&e)),
@@ -379,6 +413,31 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyAttr,
     ) {
         let result = (|| {
+            // An open file is changed through its descriptor: that also works
+            // once its last name is gone (ftruncate/fchmod after unlink).
+            if let Some(of) = self.files.get_ino(ino.0) {
+                if let Some(size) = size {
+                    self.truncate_open(&caller_of(req), &of, size, None)?;
+                }
+                let fd = std::os::fd::AsFd::as_fd(&of.file);
+                if uid.is_some() || gid.is_some() {
+                    nix::unistd::fchown(fd, uid.map(Uid::from_raw), gid.map(Gid::from_raw))
+                        .map_err(nix_errno)?;
+                }
+                if let Some(mode) = mode {
+                    nix::sys::stat::fchmod(fd, Mode::from_bits_truncate(mode & 0o7777))
+                        .map_err(nix_errno)?;
+                }
+                if atime.is_some() || mtime.is_some() {
+                    nix::sys::stat::futimens(fd, &timespec(atime), &timespec(mtime))
+                        .map_err(nix_errno)?;
+                }
+                return of
+                    .file
+                    .metadata()
+                    .map(|m| self.attr(&m))
+                    .map_err(|e| errno(&e));
+            }
             let path = self.path(ino)?;
             if let Some(size) = size {
                 self.truncate(&caller_of(req), ino.0, &path, size)?;
@@ -416,7 +475,10 @@ impl fuser::Filesystem for KmsFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.path(ino).and_then(|p| fs::read_link(p).map_err(|e| errno(&e))) {
+        match self
+            .path(ino)
+            .and_then(|p| fs::read_link(p).map_err(|e| errno(&e)))
+        {
             Ok(target) => reply.data(target.as_os_str().as_bytes()),
             Err(e) => reply.error(e),
         }
@@ -492,7 +554,8 @@ impl fuser::Filesystem for KmsFs {
             let path = self.child(parent, name)?;
             let ino = fs::symlink_metadata(&path).map_err(|e| errno(&e))?.ino();
             fs::remove_file(&path).map_err(|e| errno(&e))?;
-            self.inodes.unlink(self.inodes.fuse_ino(ino), parent.0, name);
+            self.inodes
+                .unlink(self.inodes.fuse_ino(ino), parent.0, name);
             Ok(())
         })();
         match result {
@@ -506,7 +569,8 @@ impl fuser::Filesystem for KmsFs {
             let path = self.child(parent, name)?;
             let ino = fs::symlink_metadata(&path).map_err(|e| errno(&e))?.ino();
             fs::remove_dir(&path).map_err(|e| errno(&e))?;
-            self.inodes.unlink(self.inodes.fuse_ino(ino), parent.0, name);
+            self.inodes
+                .unlink(self.inodes.fuse_ino(ino), parent.0, name);
             Ok(())
         })();
         match result {
@@ -570,12 +634,14 @@ impl fuser::Filesystem for KmsFs {
             let moved = self.inodes.fuse_ino(moved);
             if let Some(other) = replaced.map(|i| self.inodes.fuse_ino(i)) {
                 if flags.contains(RenameFlags::RENAME_EXCHANGE) {
-                    self.inodes.rename(other, (newparent.0, newname), (parent.0, name));
+                    self.inodes
+                        .rename(other, (newparent.0, newname), (parent.0, name));
                 } else if other != moved {
                     self.inodes.unlink(other, newparent.0, newname);
                 }
             }
-            self.inodes.rename(moved, (parent.0, name), (newparent.0, newname));
+            self.inodes
+                .rename(moved, (parent.0, name), (newparent.0, newname));
             Ok(())
         })();
         match result {
@@ -634,7 +700,11 @@ impl fuser::Filesystem for KmsFs {
             // No header: the file is empty.
             return reply.data(&[]);
         };
-        match self.volume.content(key).read(&of.file, offset, size as usize) {
+        match self
+            .volume
+            .content(key)
+            .read(&of.file, offset, size as usize)
+        {
             Ok(data) => reply.data(&data),
             Err(e) => {
                 let e = FileError::Content(e);
@@ -664,7 +734,9 @@ impl fuser::Filesystem for KmsFs {
             if key.is_none() {
                 *key = Some(self.volume.create_key(&caller_of(req), &of.file)?);
             }
-            let k = key.as_ref().ok_or(FileError::Io(io::Error::from_raw_os_error(libc::EIO)))?;
+            let k = key
+                .as_ref()
+                .ok_or(FileError::Io(io::Error::from_raw_os_error(libc::EIO)))?;
             self.volume.content(k).write(&of.file, offset, data)?;
             Ok::<_, FileError>(())
         })();
@@ -702,7 +774,14 @@ impl fuser::Filesystem for KmsFs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let Some(of) = self.files.handle(fh.0) else {
             return reply.error(Errno::EBADF);
         };
@@ -769,11 +848,19 @@ impl fuser::Filesystem for KmsFs {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        match self
-            .path(ino)
-            .and_then(|p| File::open(p).and_then(|d| d.sync_all()).map_err(|e| errno(&e)))
-        {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.path(ino).and_then(|p| {
+            File::open(p)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| errno(&e))
+        }) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -838,7 +925,9 @@ impl fuser::Filesystem for KmsFs {
             Ok(list) => {
                 let visible: Vec<u8> = list
                     .split_inclusive(|b| *b == 0)
-                    .filter(|n| !n.starts_with(HEADER_XATTR.as_bytes()) && !n.starts_with(b"user.kmsfs."))
+                    .filter(|n| {
+                        !n.starts_with(HEADER_XATTR.as_bytes()) && !n.starts_with(b"user.kmsfs.")
+                    })
                     .flatten()
                     .copied()
                     .collect();
@@ -864,7 +953,10 @@ impl fuser::Filesystem for KmsFs {
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
         // Mounted with default_permissions: the kernel has checked the mode
         // bits already; here only existence remains to be confirmed.
-        match self.path(ino).and_then(|p| fs::symlink_metadata(p).map_err(|e| errno(&e))) {
+        match self
+            .path(ino)
+            .and_then(|p| fs::symlink_metadata(p).map_err(|e| errno(&e)))
+        {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -923,7 +1015,13 @@ impl fuser::Filesystem for KmsFs {
             Ok((attr, fh))
         })();
         match result {
-            Ok((attr, fh)) => reply.created(&TTL, &attr, Generation(0), FileHandle(fh), FopenFlags::empty()),
+            Ok((attr, fh)) => reply.created(
+                &TTL,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
             Err(e) => reply.error(e),
         }
     }
@@ -960,7 +1058,9 @@ impl fuser::Filesystem for KmsFs {
             if key.is_none() {
                 *key = Some(self.volume.create_key(&caller_of(req), &of.file)?);
             }
-            let k = key.as_ref().ok_or(FileError::Io(io::Error::from_raw_os_error(libc::EIO)))?;
+            let k = key
+                .as_ref()
+                .ok_or(FileError::Io(io::Error::from_raw_os_error(libc::EIO)))?;
             self.volume.content(k).truncate(&of.file, end)?;
             Ok::<_, FileError>(())
         })();

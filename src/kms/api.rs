@@ -100,8 +100,9 @@ impl<'a> Request<'a> {
     fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.opt_str(name)?
             .map(|s| {
-                B64.decode(s)
-                    .map_err(|_| KmsError::Validation(format!("Parameter {name} is not valid base64")))
+                B64.decode(s).map_err(|_| {
+                    KmsError::Validation(format!("Parameter {name} is not valid base64"))
+                })
             })
             .transpose()
     }
@@ -188,7 +189,11 @@ pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value)
     let req = Request(match request {
         Value::Object(m) => m,
         Value::Null => &empty,
-        _ => return Err(KmsError::Validation("The request body must be a JSON object".into())),
+        _ => {
+            return Err(KmsError::Validation(
+                "The request body must be a JSON object".into(),
+            ));
+        }
     });
     let b64 = |bytes: &[u8]| Value::String(B64.encode(bytes));
     Ok(match operation {
@@ -211,7 +216,10 @@ pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value)
                 CreateKeyInput {
                     description: req.opt_str("Description")?.unwrap_or("").to_string(),
                     origin,
-                    key_usage: req.opt_str("KeyUsage")?.unwrap_or("ENCRYPT_DECRYPT").to_string(),
+                    key_usage: req
+                        .opt_str("KeyUsage")?
+                        .unwrap_or("ENCRYPT_DECRYPT")
+                        .to_string(),
                     key_spec: key_spec.to_string(),
                     tags: req.tags()?,
                     policy: req.opt_str("Policy")?.map(str::to_string),
@@ -221,7 +229,9 @@ pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value)
             )?;
             json!({ "KeyMetadata": metadata(&info) })
         }
-        "DescribeKey" => json!({ "KeyMetadata": metadata(&kms.describe_key(caller, req.str("KeyId")?)?) }),
+        "DescribeKey" => {
+            json!({ "KeyMetadata": metadata(&kms.describe_key(caller, req.str("KeyId")?)?) })
+        }
         "ListKeys" => {
             let keys: Vec<Value> = kms
                 .list_keys(caller)?
@@ -274,9 +284,15 @@ pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value)
             )?;
             json!({"KeyId": arn, "DeletionDate": date, "KeyState": "PendingDeletion", "PendingWindowInDays": days})
         }
-        "CancelKeyDeletion" => json!({"KeyId": kms.cancel_key_deletion(caller, req.str("KeyId")?)?}),
+        "CancelKeyDeletion" => {
+            json!({"KeyId": kms.cancel_key_deletion(caller, req.str("KeyId")?)?})
+        }
         "EnableKeyRotation" => {
-            kms.enable_key_rotation(caller, req.str("KeyId")?, req.opt_u32("RotationPeriodInDays")?)?;
+            kms.enable_key_rotation(
+                caller,
+                req.str("KeyId")?,
+                req.opt_u32("RotationPeriodInDays")?,
+            )?;
             json!({})
         }
         "DisableKeyRotation" => {
@@ -382,7 +398,8 @@ pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value)
             out
         }
         "GetKeyPolicy" => {
-            let policy = kms.get_key_policy(caller, req.str("KeyId")?, req.opt_str("PolicyName")?)?;
+            let policy =
+                kms.get_key_policy(caller, req.str("KeyId")?, req.opt_str("PolicyName")?)?;
             json!({"Policy": policy, "PolicyName": "default"})
         }
         "PutKeyPolicy" => {

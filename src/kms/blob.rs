@@ -81,8 +81,7 @@ pub fn parse_header(blob: &[u8]) -> Result<BlobHeader> {
             "The ciphertext blob is not a kmsfs ciphertext (bad length, magic or version)".into(),
         )
     };
-    if blob.len() < PREFIX_LEN + 1 + TAG_LEN || blob.len() > PREFIX_LEN + MAX_PLAINTEXT + TAG_LEN
-    {
+    if blob.len() < PREFIX_LEN + 1 + TAG_LEN || blob.len() > PREFIX_LEN + MAX_PLAINTEXT + TAG_LEN {
         return Err(invalid());
     }
     if blob[0..2] != MAGIC || blob[2] != VERSION {
@@ -162,7 +161,12 @@ mod tests {
             include_str!("../../tests/fixtures/blob_v1.hex").trim(),
             "ciphertext blob encoding changed"
         );
-        assert_eq!(open(&material, &fixed_header(), &blob, &ctx).unwrap().as_slice(), b"kmsfs");
+        assert_eq!(
+            open(&material, &fixed_header(), &blob, &ctx)
+                .unwrap()
+                .as_slice(),
+            b"kmsfs"
+        );
     }
 
     #[test]

@@ -173,7 +173,12 @@ impl LocalKms {
                 self.system_event("DeleteKey", &store.data().key_arn(&id), None);
             }
             for id in rotated {
-                let version = store.data().key(&id).ok().and_then(|k| k.current_version()).map(|v| v.version);
+                let version = store
+                    .data()
+                    .key(&id)
+                    .ok()
+                    .and_then(|k| k.current_version())
+                    .map(|v| v.version);
                 self.system_event("RotateKey", &store.data().key_arn(&id), version);
             }
         }
@@ -363,9 +368,13 @@ impl LocalKms {
     }
 
     pub fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyInfo> {
-        self.read_key(caller, "DescribeKey", "kms:DescribeKey", key_id, |data, key| {
-            Ok(info(data, key))
-        })
+        self.read_key(
+            caller,
+            "DescribeKey",
+            "kms:DescribeKey",
+            key_id,
+            |data, key| Ok(info(data, key)),
+        )
     }
 
     pub fn list_keys(&self, caller: &Caller) -> Result<Vec<(Uuid, String)>> {
@@ -377,7 +386,12 @@ impl LocalKms {
     }
 
     pub fn create_alias(&self, caller: &Caller, alias: &str, target: &str) -> Result<()> {
-        self.precheck(caller, "CreateAlias", Some(target), validate_alias_name(alias))?;
+        self.precheck(
+            caller,
+            "CreateAlias",
+            Some(target),
+            validate_alias_name(alias),
+        )?;
         self.run(caller, "CreateAlias", Some(target), None, |trail| {
             let mut store = self.lock()?;
             let now = self.clock.now();
@@ -409,7 +423,12 @@ impl LocalKms {
     }
 
     pub fn update_alias(&self, caller: &Caller, alias: &str, target: &str) -> Result<()> {
-        self.precheck(caller, "UpdateAlias", Some(target), validate_alias_name(alias))?;
+        self.precheck(
+            caller,
+            "UpdateAlias",
+            Some(target),
+            validate_alias_name(alias),
+        )?;
         self.run(caller, "UpdateAlias", Some(target), None, |trail| {
             let mut store = self.lock()?;
             let now = self.clock.now();
@@ -476,27 +495,37 @@ impl LocalKms {
     }
 
     pub fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
-        self.change_key(caller, "EnableKey", "kms:EnableKey", key_id, true, |key, _, arn| {
-            match key.state {
+        self.change_key(
+            caller,
+            "EnableKey",
+            "kms:EnableKey",
+            key_id,
+            true,
+            |key, _, arn| match key.state {
                 KeyState::Enabled | KeyState::Disabled => {
                     key.state = KeyState::Enabled;
                     Ok(())
                 }
                 _ => Err(key.invalid_state(arn, "EnableKey")),
-            }
-        })
+            },
+        )
     }
 
     pub fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
-        self.change_key(caller, "DisableKey", "kms:DisableKey", key_id, true, |key, _, arn| {
-            match key.state {
+        self.change_key(
+            caller,
+            "DisableKey",
+            "kms:DisableKey",
+            key_id,
+            true,
+            |key, _, arn| match key.state {
                 KeyState::Enabled | KeyState::Disabled => {
                     key.state = KeyState::Disabled;
                     Ok(())
                 }
                 _ => Err(key.invalid_state(arn, "DisableKey")),
-            }
-        })
+            },
+        )
     }
 
     /// Returns the deletion date.
@@ -521,7 +550,9 @@ impl LocalKms {
             true,
             |key, now, arn| {
                 if key.state == KeyState::PendingDeletion {
-                    return Err(KmsError::InvalidState(format!("{arn} is pending deletion.")));
+                    return Err(KmsError::InvalidState(format!(
+                        "{arn} is pending deletion."
+                    )));
                 }
                 let when = now + i64::from(days) * SECONDS_PER_DAY;
                 key.state = KeyState::PendingDeletion;
@@ -639,7 +670,10 @@ impl LocalKms {
             |key, now, arn| {
                 Self::require_rotatable(key, arn, "RotateKeyOnDemand")?;
                 key.rotate(now, RotationType::OnDemand);
-                Ok((arn.to_string(), key.current_version().map_or(1, |v| v.version)))
+                Ok((
+                    arn.to_string(),
+                    key.current_version().map_or(1, |v| v.version),
+                ))
             },
         )
     }
@@ -673,11 +707,25 @@ impl LocalKms {
         )
     }
 
-    pub fn get_key_policy(&self, caller: &Caller, key_id: &str, name: Option<&str>) -> Result<String> {
-        self.precheck(caller, "GetKeyPolicy", Some(key_id), check_policy_name(name))?;
-        self.read_key(caller, "GetKeyPolicy", "kms:GetKeyPolicy", key_id, |_, key| {
-            Ok(key.policy.clone())
-        })
+    pub fn get_key_policy(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        name: Option<&str>,
+    ) -> Result<String> {
+        self.precheck(
+            caller,
+            "GetKeyPolicy",
+            Some(key_id),
+            check_policy_name(name),
+        )?;
+        self.read_key(
+            caller,
+            "GetKeyPolicy",
+            "kms:GetKeyPolicy",
+            key_id,
+            |_, key| Ok(key.policy.clone()),
+        )
     }
 
     pub fn put_key_policy(
@@ -788,10 +836,7 @@ impl LocalKms {
         check(data, key, caller, action)?;
         key.require_usable(&arn)?;
         let version = key.version(header.key_version).ok_or_else(|| {
-            KmsError::InvalidCiphertext(format!(
-                "{arn} has no key version {}.",
-                header.key_version
-            ))
+            KmsError::InvalidCiphertext(format!("{arn} has no key version {}.", header.key_version))
         })?;
         let plaintext = blob::open(&version.material, &header, blob_bytes, ctx)?;
         Ok(Decrypted {
@@ -824,26 +869,32 @@ impl LocalKms {
         destination_key_id: &str,
         destination_ctx: &EncryptionContext,
     ) -> Result<(Decrypted, Wrapped)> {
-        self.run(caller, "ReEncrypt", Some(destination_key_id), Some(destination_ctx), |trail| {
-            let mut source_trail = Trail::default();
-            let opened = self.open_blob(
-                caller,
-                blob_bytes,
-                source_ctx,
-                source_key_id,
-                "kms:ReEncryptFrom",
-                &mut source_trail,
-            )?;
-            let wrapped = self.seal_with(
-                caller,
-                destination_key_id,
-                "kms:ReEncryptTo",
-                &opened.plaintext,
-                destination_ctx,
-                trail,
-            )?;
-            Ok((opened, wrapped))
-        })
+        self.run(
+            caller,
+            "ReEncrypt",
+            Some(destination_key_id),
+            Some(destination_ctx),
+            |trail| {
+                let mut source_trail = Trail::default();
+                let opened = self.open_blob(
+                    caller,
+                    blob_bytes,
+                    source_ctx,
+                    source_key_id,
+                    "kms:ReEncryptFrom",
+                    &mut source_trail,
+                )?;
+                let wrapped = self.seal_with(
+                    caller,
+                    destination_key_id,
+                    "kms:ReEncryptTo",
+                    &opened.plaintext,
+                    destination_ctx,
+                    trail,
+                )?;
+                Ok((opened, wrapped))
+            },
+        )
     }
 
     pub fn generate_data_key(
@@ -889,7 +940,10 @@ impl LocalKms {
         wrapping_key_spec: &str,
     ) -> Result<ImportParameters> {
         let op = "GetParametersForImport";
-        if !matches!(wrapping_algorithm, "RSAES_OAEP_SHA_256" | "RSAES_OAEP_SHA_1") {
+        if !matches!(
+            wrapping_algorithm,
+            "RSAES_OAEP_SHA_256" | "RSAES_OAEP_SHA_1"
+        ) {
             let e = KmsError::Validation(format!(
                 "WrappingAlgorithm {wrapping_algorithm} is not supported: use RSAES_OAEP_SHA_256 or RSAES_OAEP_SHA_1"
             ));

@@ -158,9 +158,16 @@ mod tests {
         let nonce = random_nonce();
         let sealed = key.seal(&nonce, b"aad", b"hello");
         assert_eq!(sealed.len(), 5 + TAG_LEN);
-        assert_eq!(key.open(&nonce, b"aad", &sealed).unwrap().as_slice(), b"hello");
+        assert_eq!(
+            key.open(&nonce, b"aad", &sealed).unwrap().as_slice(),
+            b"hello"
+        );
         assert!(key.open(&nonce, b"other", &sealed).is_none());
-        assert!(KeyMaterial::random().open(&nonce, b"aad", &sealed).is_none());
+        assert!(
+            KeyMaterial::random()
+                .open(&nonce, b"aad", &sealed)
+                .is_none()
+        );
     }
 
     #[test]

@@ -240,14 +240,19 @@ impl StoreData {
             KeyRef::Alias(name) => {
                 self.aliases
                     .get(name)
-                    .ok_or_else(|| KmsError::NotFound(format!("Alias {} is not found.", self.alias_arn(name))))?
+                    .ok_or_else(|| {
+                        KmsError::NotFound(format!("Alias {} is not found.", self.alias_arn(name)))
+                    })?
                     .target
             }
         };
         if self.keys.contains_key(&id) {
             Ok(id)
         } else {
-            Err(KmsError::NotFound(format!("Key '{}' does not exist", self.key_arn(&id))))
+            Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                self.key_arn(&id)
+            )))
         }
     }
 
@@ -375,9 +380,18 @@ mod tests {
     #[test]
     fn alias_rules() {
         assert!(validate_alias_name("alias/ok-name_1/x").is_ok());
-        assert!(matches!(validate_alias_name("noprefix"), Err(KmsError::Validation(_))));
-        assert!(matches!(validate_alias_name("alias/"), Err(KmsError::Validation(_))));
-        assert!(matches!(validate_alias_name("alias/sp ace"), Err(KmsError::Validation(_))));
+        assert!(matches!(
+            validate_alias_name("noprefix"),
+            Err(KmsError::Validation(_))
+        ));
+        assert!(matches!(
+            validate_alias_name("alias/"),
+            Err(KmsError::Validation(_))
+        ));
+        assert!(matches!(
+            validate_alias_name("alias/sp ace"),
+            Err(KmsError::Validation(_))
+        ));
         assert!(matches!(
             validate_alias_name("alias/aws/ebs"),
             Err(KmsError::InvalidAliasName(_))
@@ -390,14 +404,30 @@ mod tests {
         let k = key(0);
         let id = k.key_id;
         data.keys.insert(id, k);
-        data.aliases.insert("alias/a".into(), Alias { target: id, created: 0, updated: 0 });
+        data.aliases.insert(
+            "alias/a".into(),
+            Alias {
+                target: id,
+                created: 0,
+                updated: 0,
+            },
+        );
         assert_eq!(data.resolve(&id.to_string()).unwrap(), id);
         assert_eq!(data.resolve(&data.key_arn(&id)).unwrap(), id);
         assert_eq!(data.resolve("alias/a").unwrap(), id);
         assert_eq!(data.resolve(&data.alias_arn("alias/a")).unwrap(), id);
-        assert!(matches!(data.resolve("alias/b"), Err(KmsError::NotFound(_))));
-        assert!(matches!(data.resolve("garbage"), Err(KmsError::NotFound(_))));
-        assert!(matches!(data.resolve_key_only("alias/a"), Err(KmsError::NotFound(_))));
+        assert!(matches!(
+            data.resolve("alias/b"),
+            Err(KmsError::NotFound(_))
+        ));
+        assert!(matches!(
+            data.resolve("garbage"),
+            Err(KmsError::NotFound(_))
+        ));
+        assert!(matches!(
+            data.resolve_key_only("alias/a"),
+            Err(KmsError::NotFound(_))
+        ));
         let foreign = format!("arn:aws:kms:us-east-1:123456789012:key/{id}");
         assert!(matches!(data.resolve(&foreign), Err(KmsError::NotFound(_))));
     }
@@ -415,7 +445,14 @@ mod tests {
         let did = doomed.key_id;
         data.keys.insert(rid, rotating);
         data.keys.insert(did, doomed);
-        data.aliases.insert("alias/d".into(), Alias { target: did, created: 0, updated: 0 });
+        data.aliases.insert(
+            "alias/d".into(),
+            Alias {
+                target: did,
+                created: 0,
+                updated: 0,
+            },
+        );
 
         assert!(!data.needs_maintenance(7 * SECONDS_PER_DAY - 1));
         assert!(data.needs_maintenance(7 * SECONDS_PER_DAY));

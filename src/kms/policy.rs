@@ -362,7 +362,10 @@ mod tests {
             r#"{"Statement":[{"Effect":"Allow","Principal":"*","Action":"s3:GetObject"}]}"#,
         ] {
             assert!(
-                matches!(PolicyDocument::parse(bad), Err(KmsError::MalformedPolicyDocument(_))),
+                matches!(
+                    PolicyDocument::parse(bad),
+                    Err(KmsError::MalformedPolicyDocument(_))
+                ),
                 "{bad}"
             );
         }

@@ -86,7 +86,8 @@ impl StoreHeader {
         if version != STORE_VERSION {
             return Err(bad(&format!("unsupported format version {version}")));
         }
-        let u32_at = |o: usize| u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+        let u32_at =
+            |o: usize| u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
         let header = StoreHeader {
             kind: bytes[10],
             m_kib: u32_at(12),
@@ -130,7 +131,9 @@ pub struct KeyStore {
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("KeyStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -427,12 +430,19 @@ mod tests {
         let mut store = KeyStore::open_or_create(&path, &RootSecret::KeyFile, "local").unwrap();
         let mode = fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777,
+            0o700
+        );
         store
             .update(|d: &mut StoreData| {
                 d.aliases.insert(
                     "alias/x".into(),
-                    Alias { target: uuid::Uuid::nil(), created: 1, updated: 1 },
+                    Alias {
+                        target: uuid::Uuid::nil(),
+                        created: 1,
+                        updated: 1,
+                    },
                 );
                 Ok(())
             })

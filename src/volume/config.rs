@@ -39,7 +39,9 @@ impl std::str::FromStr for HeaderPlacement {
         match s {
             "file" => Ok(HeaderPlacement::File),
             "xattr" => Ok(HeaderPlacement::Xattr),
-            other => Err(format!("unknown header placement {other:?}: use file or xattr")),
+            other => Err(format!(
+                "unknown header placement {other:?}: use file or xattr"
+            )),
         }
     }
 }
@@ -121,7 +123,8 @@ impl VolumeConfig {
             path: path.clone(),
             why,
         };
-        let config: VolumeConfig = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let config: VolumeConfig =
+            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         if config.format_version != FORMAT_VERSION {
             return Err(invalid(format!(
                 "format version {} is not supported (this kmsfs reads version {FORMAT_VERSION})",
@@ -129,7 +132,10 @@ impl VolumeConfig {
             )));
         }
         if config.block_size != BLOCK_SIZE {
-            return Err(invalid(format!("block size {} is not supported", config.block_size)));
+            return Err(invalid(format!(
+                "block size {} is not supported",
+                config.block_size
+            )));
         }
         config.suite().map_err(invalid)?;
         Ok(config)
@@ -148,12 +154,16 @@ impl VolumeConfig {
         f.write_all(text.as_bytes()).map_err(err)?;
         f.sync_all().map_err(err)?;
         fs::rename(&tmp, &path).map_err(err)?;
-        fs::File::open(backing).and_then(|d| d.sync_all()).map_err(err)?;
+        fs::File::open(backing)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
         Ok(())
     }
 
     pub fn suite(&self) -> Result<CipherSuite, String> {
-        self.cipher.parse::<CipherSuite>().map_err(|e| e.to_string())
+        self.cipher
+            .parse::<CipherSuite>()
+            .map_err(|e| e.to_string())
     }
 
     /// Bytes before the first block of every backing file.
