@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, in the order a failure is cheapest to see:
+# formatting, lints, unit and integration tests (these mount real FUSE
+# filesystems: run as root), then the public POSIX suites on a fresh mount.
+# .ci/run installs what a fresh machine lacks and then runs this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+cargo test --release
+cargo build --release
+bash tests/posix/run-on-kmsfs.sh

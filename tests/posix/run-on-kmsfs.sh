@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Mounts a fresh kmsfs volume (as root, -o allow_other) and runs the public
+# POSIX suites against it with tests/posix/peer-suites.sh: pjdfstest (every
+# group that applies to a FUSE filesystem, including the read-only remount
+# cases) and fsx (FSX_OPS operations per seed, every operation but
+# punch_hole, which kmsfs does not implement). Exit status: non-zero if any
+# case failed. Knobs: those of peer-suites.sh, plus KMSFS (the binary) and
+# KMSFS_CIPHER / KMSFS_HEADER (volume options).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+kmsfs="${KMSFS:-$root/target/release/kmsfs}"
+export FSX_OPS="${FSX_OPS:-100000}"
+
+work="$(mktemp -d /tmp/kmsfs-posix.XXXXXX)"
+# pjdfstest acts as many uids: they must be able to reach the mount point.
+chmod 0755 "$work"
+# pjdfstest 0.2.2 builds a PATH_MAX-long path under DIR/.tmpXXXXXX/.tmpXXXXXX
+# and computes `(PATH_MAX-1-len) % (NAME_MAX/2) - 1` in usize: when the
+# remainder is 0 that wraps and every enametoolong_path case dies with
+# "capacity overflow". Pick a mount point length that keeps it non-zero.
+mnt="$work/mnt"
+while [ $(( (4095 - ${#mnt} - 22) % 127 )) -eq 0 ]; do mnt="${mnt}x"; done
+# The backing directory's path is shorter than the mount point's: kmsfs
+# passes backing paths to the kernel whole, so a path close to PATH_MAX at the
+# mount only fits in the backing directory if its prefix is not longer.
+backing="$work/b"
+mkdir -p "$backing" "$mnt"
+export KMSFS_KEYSTORE="$work/ks/keystore"
+
+cleanup() {
+  "$kmsfs" umount "$mnt" 2>/dev/null || true
+  for _ in $(seq 50); do mountpoint -q "$mnt" || break; sleep 0.1; done
+  if [ "${KEEP_WORK:-0}" != 1 ]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+"$kmsfs" init "$backing" --cipher "${KMSFS_CIPHER:-aes-256-gcm}" --header "${KMSFS_HEADER:-file}"
+# pjdfstest switches between many uids: every one of them must be a key user
+# of the volume's CMK, or their creates and opens fail with EACCES by design.
+cat >"$work/policy.json" <<'JSON'
+{"Version": "2012-10-17", "Statement": [
+  {"Sid": "root administers and uses", "Effect": "Allow", "Principal": {"User": ["0"]},
+   "Action": "kms:*", "Resource": "*"},
+  {"Sid": "every local user may use the key", "Effect": "Allow", "Principal": "*",
+   "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+   "Resource": "*"}]}
+JSON
+key_arn="$("$kmsfs" kms describe-key --key-id alias/kmsfs/default --query KeyMetadata.Arn --output text)"
+"$kmsfs" kms put-key-policy --key-id "$key_arn" --policy "file://$work/policy.json"
+"$kmsfs" mount "$backing" "$mnt" -o allow_other --log-file "$work/daemon.log"
+
+status=0
+LOGDIR="$work/logs" bash "$here/peer-suites.sh" "$mnt" || status=$?
+if [ "$status" != 0 ]; then
+  echo "--- last lines of the kmsfs daemon log:"
+  tail -40 "$work/daemon.log" || true
+fi
+exit "$status"
