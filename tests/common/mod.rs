@@ -1,0 +1,484 @@
+//! Helpers for tests that mount a real kmsfs filesystem: a [`Mount`] guard
+//! (temporary folder with its own key store, an initialised volume, a FUSE
+//! mount with a log file; unmounted on drop), the backing format's geometry
+//! and small I/O utilities.
+//!
+//! Nothing here touches the test process's environment: the key store is
+//! named on each child command only, so tests can run in parallel threads.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_kmsfs");
+
+/// The in-file header's length (with `--header file`).
+pub const HEADER_LEN: u64 = 1024;
+/// Plaintext bytes per block.
+pub const BLOCK: u64 = 4096;
+/// Stored bytes per full block: nonce (12) + ciphertext (4096) + tag (16).
+pub const STORED_BLOCK: u64 = 4124;
+/// Offsets of the two key slots in the header.
+pub const SLOT_OFFSETS: [u64; 2] = [32, 32 + 496];
+/// The extended attribute holding the header with `--header xattr`.
+pub const HEADER_XATTR: &str = "user.kmsfs.header";
+pub const CONFIG_NAME: &str = ".kmsfs.volume.json";
+
+/// Backing file size of a plaintext of `size` bytes, by the format.
+pub fn expected_backing_len(header_len: u64, size: u64) -> u64 {
+    let full = size / BLOCK;
+    let tail = size % BLOCK;
+    header_len + full * STORED_BLOCK + if tail == 0 { 0 } else { tail + 28 }
+}
+
+/// How to create a volume.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    /// `--cipher` (default: the CLI's default, aes-256-gcm).
+    pub cipher: Option<&'static str>,
+    /// `--header` (default: file).
+    pub header: Option<&'static str>,
+    /// `--key-id` (default: alias/kmsfs/default, created if absent).
+    pub key_id: Option<String>,
+    /// `-o` mount options.
+    pub options: Vec<&'static str>,
+}
+
+impl Spec {
+    pub fn cipher(mut self, c: &'static str) -> Self {
+        self.cipher = Some(c);
+        self
+    }
+    pub fn header(mut self, h: &'static str) -> Self {
+        self.header = Some(h);
+        self
+    }
+    pub fn key_id(mut self, k: &str) -> Self {
+        self.key_id = Some(k.to_string());
+        self
+    }
+    pub fn option(mut self, o: &'static str) -> Self {
+        self.options.push(o);
+        self
+    }
+}
+
+/// Runs `kmsfs ARGS` against `keystore` (never a terminal on stdin, so an
+/// existing store is never asked for a passphrase).
+pub fn kmsfs_with(keystore: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("KMSFS_KEYSTORE", keystore)
+        .env_remove("KMSFS_PASSPHRASE_FILE")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kmsfs")
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Whether `path` is a mount point according to /proc/self/mountinfo.
+pub fn is_mounted(path: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = path.as_os_str().as_encoded_bytes();
+    info.lines().any(|line| {
+        line.split(' ')
+            .nth(4)
+            .is_some_and(|mp| unescape_mountinfo(mp) == want)
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// A volume in a temporary folder with its own key store, mounted (while
+/// `mounted`) at `mnt`. Drop unmounts it and waits until the kernel no
+/// longer lists the mount.
+pub struct Mount {
+    dir: Arc<TempDir>,
+    pub keystore: PathBuf,
+    pub backing: PathBuf,
+    pub mnt: PathBuf,
+    pub log: PathBuf,
+    options: Vec<&'static str>,
+    mounted: bool,
+}
+
+impl Mount {
+    /// A new volume with the defaults (aes-256-gcm, headers in the file),
+    /// mounted.
+    pub fn new() -> Mount {
+        Mount::with(Spec::default())
+    }
+
+    pub fn with(spec: Spec) -> Mount {
+        let dir = tempfile::Builder::new()
+            .prefix("kmsfs-mount-")
+            .tempdir()
+            .expect("tempdir");
+        // Canonical, so the mount point matches what mountinfo shows.
+        let root = dir.path().canonicalize().expect("canonical tempdir");
+        let keystore = root.join("ks").join("keystore");
+        Mount::create(Arc::new(dir), &root, "vol", keystore, spec)
+    }
+
+    /// Another volume beside this one, in the same temporary folder and
+    /// with the same key store.
+    pub fn sibling(&self, name: &str, spec: Spec) -> Mount {
+        let root = self.root();
+        Mount::create(self.dir.clone(), &root, name, self.keystore.clone(), spec)
+    }
+
+    fn create(dir: Arc<TempDir>, root: &Path, name: &str, keystore: PathBuf, spec: Spec) -> Mount {
+        let backing = root.join(format!("{name}.backing"));
+        let mnt = root.join(format!("{name}.mnt"));
+        let log = root.join(format!("{name}.log"));
+        fs::create_dir_all(&mnt).expect("create mount point");
+        let mut m = Mount {
+            dir,
+            keystore,
+            backing,
+            mnt,
+            log,
+            options: spec.options.clone(),
+            mounted: false,
+        };
+        let backing = m.backing.to_str().expect("utf-8 path").to_string();
+        let mut args = vec!["init", backing.as_str()];
+        if let Some(c) = spec.cipher {
+            args.extend(["--cipher", c]);
+        }
+        if let Some(h) = spec.header {
+            args.extend(["--header", h]);
+        }
+        if let Some(k) = spec.key_id.as_deref() {
+            args.extend(["--key-id", k]);
+        }
+        m.kmsfs_ok(&args);
+        m.mount();
+        m
+    }
+
+    /// The temporary folder everything lives in.
+    pub fn root(&self) -> PathBuf {
+        self.mnt
+            .parent()
+            .expect("mount point has a parent")
+            .to_path_buf()
+    }
+
+    pub fn kmsfs(&self, args: &[&str]) -> Output {
+        kmsfs_with(&self.keystore, args)
+    }
+
+    /// Runs a kmsfs command that must succeed; returns its stdout.
+    pub fn kmsfs_ok(&self, args: &[&str]) -> String {
+        let out = self.kmsfs(args);
+        assert!(
+            out.status.success(),
+            "kmsfs {args:?} failed: {}",
+            describe(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn is_mounted(&self) -> bool {
+        self.mounted
+    }
+
+    pub fn mount(&mut self) {
+        assert!(!self.mounted, "already mounted");
+        let (backing, mnt, log) = (
+            self.backing.to_str().expect("utf-8").to_string(),
+            self.mnt.to_str().expect("utf-8").to_string(),
+            self.log.to_str().expect("utf-8").to_string(),
+        );
+        let mut args = vec![
+            "mount",
+            backing.as_str(),
+            mnt.as_str(),
+            "--log-file",
+            log.as_str(),
+        ];
+        let opts = self.options.join(",");
+        if !opts.is_empty() {
+            args.extend(["-o", opts.as_str()]);
+        }
+        self.kmsfs_ok(&args);
+        assert!(
+            is_mounted(&self.mnt),
+            "kmsfs mount returned but {mnt} is not mounted; log:\n{}",
+            self.log_text()
+        );
+        self.mounted = true;
+    }
+
+    pub fn umount(&mut self) {
+        assert!(self.mounted, "not mounted");
+        self.mounted = false;
+        let mnt = self.mnt.to_str().expect("utf-8").to_string();
+        let daemons = daemon_pids(&self.mnt);
+        self.kmsfs_ok(&["umount", &mnt]);
+        assert!(
+            wait_unmounted(&self.mnt, Duration::from_secs(10)),
+            "{mnt} still mounted after kmsfs umount"
+        );
+        assert!(
+            wait_exited(&daemons, &self.mnt, Duration::from_secs(10)),
+            "the mount daemon of {mnt} is still running after kmsfs umount"
+        );
+    }
+
+    /// `kmsfs umount`, waiting only until the kernel has dropped the mount
+    /// (not for the daemon to exit).
+    pub fn umount_without_waiting_for_daemon(&mut self) {
+        assert!(self.mounted, "not mounted");
+        self.mounted = false;
+        let mnt = self.mnt.to_str().expect("utf-8").to_string();
+        self.kmsfs_ok(&["umount", &mnt]);
+        assert!(
+            wait_unmounted(&self.mnt, Duration::from_secs(10)),
+            "{mnt} still mounted"
+        );
+    }
+
+    /// Records that the mount has gone (unmounted behind our back).
+    pub fn forget_mounted(&mut self) {
+        self.mounted = false;
+    }
+
+    pub fn remount(&mut self) {
+        self.umount();
+        self.mount();
+    }
+
+    /// A path at the mount.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    /// The backing file behind a path at the mount.
+    pub fn backing_path(&self, rel: &str) -> PathBuf {
+        self.backing.join(rel)
+    }
+
+    pub fn config(&self) -> serde_json::Value {
+        let text = fs::read_to_string(self.backing.join(CONFIG_NAME)).expect("volume config");
+        serde_json::from_str(&text).expect("volume config is JSON")
+    }
+
+    /// The ARN of the volume's CMK.
+    pub fn key_arn(&self) -> String {
+        self.config()["key_id"]
+            .as_str()
+            .expect("key_id in the volume config")
+            .to_string()
+    }
+
+    /// Bytes before the first block in every backing file.
+    pub fn header_len(&self) -> u64 {
+        match self.config()["header"].as_str() {
+            Some("file") => HEADER_LEN,
+            Some("xattr") => 0,
+            other => panic!("unexpected header placement {other:?}"),
+        }
+    }
+
+    /// `kmsfs fsck BACKING`: (success, stdout).
+    pub fn fsck(&self) -> (bool, String) {
+        let backing = self.backing.to_str().expect("utf-8").to_string();
+        let out = self.kmsfs(&["fsck", &backing]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Makes the temporary folder traversable by other users (it is 0700).
+    pub fn open_to_others(&self) {
+        let root = self.root();
+        for dir in [root.as_path(), self.mnt.as_path()] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if !self.mounted {
+            return;
+        }
+        let daemons = daemon_pids(&self.mnt);
+        let out = self.kmsfs(&["umount", self.mnt.to_str().unwrap_or_default()]);
+        if !out.status.success() {
+            eprintln!(
+                "warning: kmsfs umount {} failed: {}",
+                self.mnt.display(),
+                describe(&out)
+            );
+        }
+        if !wait_unmounted(&self.mnt, Duration::from_secs(10)) {
+            eprintln!("warning: {} is still mounted", self.mnt.display());
+        }
+        if !wait_exited(&daemons, &self.mnt, Duration::from_secs(10)) {
+            eprintln!(
+                "warning: the mount daemon of {} is still running",
+                self.mnt.display()
+            );
+        }
+    }
+}
+
+/// The pids of the `kmsfs mount … MNT` daemons serving `mnt`.
+pub fn daemon_pids(mnt: &Path) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| is_daemon_of(pid, mnt))
+        .collect()
+}
+
+fn is_daemon_of(pid: u32, mnt: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.get(1) == Some(&&b"mount"[..]) && args.contains(&mnt.as_os_str().as_encoded_bytes())
+}
+
+/// Waits until none of `pids` is a daemon of `mnt` any more.
+///
+/// `kmsfs umount` returns as soon as the kernel has dropped the mount, while
+/// the daemon is still tearing down its session; fuser 0.18 ends that
+/// teardown with an unconditional umount(2) of the mount point's path, which
+/// would unmount a new mount made there in the meantime. So a remount waits
+/// for the old daemon to be gone.
+pub fn wait_exited(pids: &[u32], mnt: &Path, limit: Duration) -> bool {
+    let start = Instant::now();
+    while pids.iter().any(|&pid| is_daemon_of(pid, mnt)) {
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+pub fn wait_unmounted(mnt: &Path, limit: Duration) -> bool {
+    let start = Instant::now();
+    while is_mounted(mnt) {
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
+pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        out.extend_from_slice(&s.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A seed that differs between runs (printed by callers so a failure can be
+/// replayed).
+pub fn run_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+}
+
+/// Reads up to `len` bytes at `off`, retrying short reads; stops at EOF.
+pub fn pread(file: &fs::File, off: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match file.read_at(&mut buf[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+/// The errno of a failed result (panics, naming `what`, on success).
+pub fn errno_of<T: std::fmt::Debug>(what: &str, r: io::Result<T>) -> i32 {
+    match r {
+        Ok(v) => panic!("{what}: expected an error, got Ok({v:?})"),
+        Err(e) => e
+            .raw_os_error()
+            .unwrap_or_else(|| panic!("{what}: error without errno: {e}")),
+    }
+}
+
+/// Every regular file under `dir`, recursively (symlinks not followed).
+pub fn regular_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs::read_dir(&d).expect("read_dir") {
+            let entry = entry.expect("dir entry");
+            let ft = entry.file_type().expect("file type");
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
