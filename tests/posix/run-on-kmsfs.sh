@@ -51,7 +51,7 @@ key_arn="$("$kmsfs" kms describe-key --key-id alias/kmsfs/default --query KeyMet
 "$kmsfs" mount "$backing" "$mnt" -o allow_other --log-file "$work/daemon.log"
 
 status=0
-LOGDIR="$work/logs" bash "$here/peer-suites.sh" "$mnt" || status=$?
+LOGDIR="$work/logs" bash "$here/peer-suites.sh" ${PEER_SUITES_ARGS:-} "$mnt" || status=$?
 if [ "$status" != 0 ]; then
   echo "--- last lines of the kmsfs daemon log:"
   tail -40 "$work/daemon.log" || true
