@@ -186,20 +186,18 @@ pub fn open_volume(backing: &Path) -> Result<Volume, CliError> {
     Volume::new(config, kms as Arc<dyn KeyService>).map_err(failed)
 }
 
+/// How to call mount(2): flags, and what goes in the FUSE option string.
 struct MountPlan {
-    options: Vec<fuser::MountOption>,
+    flags: nix::mount::MsFlags,
     allow_other: bool,
     read_only: bool,
 }
 
-fn mount_plan(backing: &Path, opts: &[String]) -> Result<MountPlan, CliError> {
-    use fuser::MountOption as M;
+fn mount_plan(opts: &[String]) -> Result<MountPlan, CliError> {
+    use nix::mount::MsFlags as F;
+    // nosuid and nodev unless asked otherwise, as fusermount does.
     let mut plan = MountPlan {
-        options: vec![
-            M::FSName(backing.display().to_string()),
-            M::Subtype("kmsfs".into()),
-            M::DefaultPermissions,
-        ],
+        flags: F::MS_NOSUID | F::MS_NODEV,
         allow_other: false,
         read_only: false,
     };
@@ -208,20 +206,25 @@ fn mount_plan(backing: &Path, opts: &[String]) -> Result<MountPlan, CliError> {
             "allow_other" => plan.allow_other = true,
             "ro" => {
                 plan.read_only = true;
-                plan.options.push(M::RO);
+                plan.flags |= F::MS_RDONLY;
             }
-            "rw" => plan.options.push(M::RW),
-            "noexec" => plan.options.push(M::NoExec),
-            "exec" => plan.options.push(M::Exec),
-            "nosuid" => plan.options.push(M::NoSuid),
-            "suid" => plan.options.push(M::Suid),
-            "nodev" => plan.options.push(M::NoDev),
-            "dev" => plan.options.push(M::Dev),
-            "noatime" => plan.options.push(M::NoAtime),
-            "atime" => plan.options.push(M::Atime),
-            "sync" => plan.options.push(M::Sync),
-            "async" => plan.options.push(M::Async),
-            "dirsync" => plan.options.push(M::DirSync),
+            "rw" => {
+                plan.read_only = false;
+                plan.flags.remove(F::MS_RDONLY);
+            }
+            "noexec" => plan.flags |= F::MS_NOEXEC,
+            "exec" => plan.flags.remove(F::MS_NOEXEC),
+            "nosuid" => plan.flags |= F::MS_NOSUID,
+            "suid" => plan.flags.remove(F::MS_NOSUID),
+            "nodev" => plan.flags |= F::MS_NODEV,
+            "dev" => plan.flags.remove(F::MS_NODEV),
+            "noatime" => plan.flags |= F::MS_NOATIME,
+            "nodiratime" => plan.flags |= F::MS_NODIRATIME,
+            "relatime" => plan.flags |= F::MS_RELATIME,
+            "atime" => plan.flags.remove(F::MS_NOATIME),
+            "sync" => plan.flags |= F::MS_SYNCHRONOUS,
+            "async" => plan.flags.remove(F::MS_SYNCHRONOUS),
+            "dirsync" => plan.flags |= F::MS_DIRSYNC,
             // Options for mount(8) and fstab, not for the filesystem.
             "defaults"
             | "_netdev"
@@ -230,8 +233,9 @@ fn mount_plan(backing: &Path, opts: &[String]) -> Result<MountPlan, CliError> {
             | "noauto"
             | "user"
             | "nouser"
+            | "users"
             | "default_permissions" => {}
-            other if other.starts_with("x-") => {}
+            other if other.starts_with("x-") || other.starts_with("comment=") => {}
             other => return Err(CliError::Usage(format!("unknown mount option: {other}"))),
         }
     }
@@ -247,7 +251,7 @@ pub fn mount(args: &MountArgs, keystore: Option<PathBuf>) -> Result<(), CliError
             mountpoint.display()
         )));
     }
-    let plan = mount_plan(&backing, &args.options)?;
+    let plan = mount_plan(&args.options)?;
     if !VolumeConfig::exists_in(&backing) {
         let empty = fs::read_dir(&backing)
             .map(|mut d| d.next().is_none())
@@ -348,6 +352,42 @@ fn notify_ready() {
     crate::cli::sd_notify("READY=1");
 }
 
+/// Mounts /dev/fuse at `mountpoint` with file system type `fuse.kmsfs` (so
+/// `mount` and /proc/mounts name us) and returns the device descriptor.
+fn mount_fuse(backing: &Path, mountpoint: &Path, plan: &MountPlan) -> Result<OwnedFd, CliError> {
+    use nix::fcntl::{OFlag, open};
+    let fd = open(
+        "/dev/fuse",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| failed(format!("cannot open /dev/fuse: {e}")))?;
+    let mut data = format!(
+        "fd={},rootmode=40000,user_id={},group_id={},default_permissions",
+        fd.as_raw_fd(),
+        nix::unistd::getuid(),
+        nix::unistd::getgid()
+    );
+    if plan.allow_other {
+        data.push_str(",allow_other");
+    }
+    nix::mount::mount(
+        Some(backing),
+        mountpoint,
+        Some("fuse.kmsfs"),
+        plan.flags,
+        Some(data.as_str()),
+    )
+    .map_err(|e| match e {
+        nix::Error::EPERM => failed(format!(
+            "cannot mount {}: permission denied (mounting needs root)",
+            mountpoint.display()
+        )),
+        e => failed(format!("cannot mount {}: {e}", mountpoint.display())),
+    })?;
+    Ok(fd)
+}
+
 fn serve(
     backing: PathBuf,
     mountpoint: PathBuf,
@@ -359,17 +399,23 @@ fn serve(
     // request carries the caller's umask).
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let fs = KmsFs::new(backing.clone(), volume, plan.read_only).map_err(failed)?;
-    let mut config = fuser::Config::default();
-    config.mount_options = plan.options;
-    config.acl = if plan.allow_other {
+    let acl = if plan.allow_other {
         fuser::SessionACL::All
     } else {
         fuser::SessionACL::Owner
     };
+    let mut config = fuser::Config::default();
+    config.acl = acl;
     config.n_threads = Some(threads.max(1));
     config.clone_fd = true;
-    let session = fuser::Session::new(fs, &mountpoint, &config)
-        .map_err(|e| failed(format!("cannot mount {}: {e}", mountpoint.display())))?;
+    let fd = mount_fuse(&backing, &mountpoint, &plan)?;
+    let session = match fuser::Session::from_fd(fs, fd, acl, config) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = unmount(&mountpoint);
+            return Err(failed(format!("FUSE handshake failed: {e}")));
+        }
+    };
     tracing::info!(backing = %backing.display(), mountpoint = %mountpoint.display(), "mounted");
     let signal_target = mountpoint.clone();
     std::thread::spawn(move || unmount_on_signal(&signal_target));
