@@ -1137,20 +1137,16 @@ fn mknod_fifo() {
 }
 
 // ---------------------------------------------------------------------------
-// Known bug, kept as a regression test.
+// A remount while the old daemon is still tearing down.
 
-/// `kmsfs umount M` then `kmsfs mount B M` must leave the new mount in place.
-/// It does not when the old daemon's teardown ends after the new mount:
-/// fuser 0.18 ends every session with umount(2) on the mount point's *path*
-/// (its "already unmounted?" check is inverted; fixed upstream in
-/// cberner/fuser#703), which unmounts whatever is mounted there by then.
-/// Deterministic here: a file held open makes `kmsfs umount` detach lazily,
-/// so the old daemon only tears down when that file is closed, after the
-/// remount. Without an open file it is a race that a loaded machine loses
-/// now and then (the other tests avoid it by waiting for the old daemon to
-/// exit).
+/// `kmsfs umount M` then `kmsfs mount B M` must leave the new mount in place
+/// even when the old daemon finishes its teardown after the new mount.
+/// (With fuser's own mounting, fuser 0.18 ended every session with umount(2)
+/// on the mount point's *path* — its "already unmounted?" check is inverted,
+/// cberner/fuser#703 — which unmounted the new mount.) Deterministic: a file
+/// held open makes `kmsfs umount` detach lazily, so the old daemon tears
+/// down only when that file is closed, after the remount.
 #[test]
-#[ignore = "fuser 0.18 teardown race: the old daemon unmounts the new mount"]
 fn remount_survives_old_daemon_teardown() {
     let mut m = Mount::new();
     fs::write(m.path("f"), b"x").unwrap();

@@ -389,10 +389,9 @@ fn is_daemon_of(pid: u32, mnt: &Path) -> bool {
 /// Waits until none of `pids` is a daemon of `mnt` any more.
 ///
 /// `kmsfs umount` returns as soon as the kernel has dropped the mount, while
-/// the daemon is still tearing down its session; fuser 0.18 ends that
-/// teardown with an unconditional umount(2) of the mount point's path, which
-/// would unmount a new mount made there in the meantime. So a remount waits
-/// for the old daemon to be gone.
+/// the daemon may still be tearing down its session. Tests wait for it to be
+/// gone so that no daemon outlives its test (and its temporary folder).
+/// `remount_survives_old_daemon_teardown` checks the unsynchronised case.
 pub fn wait_exited(pids: &[u32], mnt: &Path, limit: Duration) -> bool {
     let start = Instant::now();
     while pids.iter().any(|&pid| is_daemon_of(pid, mnt)) {
