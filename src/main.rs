@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use kmsfs::cli::{self, CliError, EXIT_USAGE};
 
@@ -33,20 +33,49 @@ enum Command {
     Umount(cli::volume::UmountArgs),
     /// Checks every header and block of a volume; lists damaged files.
     Fsck(cli::volume::FsckArgs),
+    /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(cli::ops::CompletionsArgs),
+    /// Prints the man page (roff), or writes one page per command.
+    Man(cli::ops::ManArgs),
+    /// Re-wraps every file's data key to the current version of the volume's CMK
+    /// (only headers change); on a mounted volume, asks its daemon to do it.
+    Rotate(cli::rotate::RotateArgs),
+    /// Re-keys a volume to another CMK: new files use it at once, rotation moves the rest.
+    SetKey(cli::rotate::SetKeyArgs),
+    /// Files per CMK and key version, rotation progress and failures.
+    Status(cli::rotate::StatusArgs),
 }
 
 fn init_logging(level: Option<&str>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(level.unwrap_or("info")));
-    let _ = tracing_subscriber::fmt()
+    // Under systemd, stderr is the journal: it stamps each line itself and
+    // shows no colour, so leave both out.
+    let journal = cli::ops::stderr_is_journal();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_ansi(!journal && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = if journal {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    if argv
+        .next()
+        .is_some_and(|a| cli::ops::invoked_as_mount_helper(&a))
+    {
+        let Err(e) = cli::ops::mount_helper(&argv.collect::<Vec<_>>()) else {
+            return ExitCode::SUCCESS;
+        };
+        eprintln!("{}: {}", cli::ops::MOUNT_HELPER_NAME, e.report());
+        return ExitCode::from(e.exit_code() as u8);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -62,6 +91,11 @@ fn main() -> ExitCode {
         Command::Mount(args) => cli::volume::mount(args, cli.keystore.clone()),
         Command::Umount(args) => cli::volume::umount(args),
         Command::Fsck(args) => cli::volume::fsck(args),
+        Command::Completions(args) => cli::ops::completions(args, Cli::command()),
+        Command::Man(args) => cli::ops::man(args, Cli::command()),
+        Command::Rotate(args) => cli::rotate::rotate(args),
+        Command::SetKey(args) => cli::rotate::set_key(args),
+        Command::Status(args) => cli::rotate::status(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

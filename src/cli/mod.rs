@@ -3,6 +3,8 @@
 
 pub mod awscli;
 pub mod kms;
+pub mod ops;
+pub mod rotate;
 pub mod volume;
 
 use std::path::PathBuf;

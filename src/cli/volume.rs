@@ -191,6 +191,10 @@ struct MountPlan {
     flags: nix::mount::MsFlags,
     allow_other: bool,
     read_only: bool,
+    /// Background re-wrapping: files per second (None: unthrottled), and how
+    /// often to check the CMK for a new version.
+    rotate_rate: Option<f64>,
+    rotate_interval: std::time::Duration,
 }
 
 fn mount_plan(opts: &[String]) -> Result<MountPlan, CliError> {
@@ -200,6 +204,8 @@ fn mount_plan(opts: &[String]) -> Result<MountPlan, CliError> {
         flags: F::MS_NOSUID | F::MS_NODEV,
         allow_other: false,
         read_only: false,
+        rotate_rate: None,
+        rotate_interval: std::time::Duration::from_secs(60),
     };
     for opt in opts.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         match opt {
@@ -236,6 +242,19 @@ fn mount_plan(opts: &[String]) -> Result<MountPlan, CliError> {
             | "users"
             | "default_permissions" => {}
             other if other.starts_with("x-") || other.starts_with("comment=") => {}
+            other if other.starts_with("rotate_rate=") => {
+                let v = &other["rotate_rate=".len()..];
+                plan.rotate_rate = Some(v.parse().map_err(|_| {
+                    CliError::Usage(format!("rotate_rate={v}: expected files per second"))
+                })?);
+            }
+            other if other.starts_with("rotate_interval=") => {
+                let v = &other["rotate_interval=".len()..];
+                let secs: u64 = v.parse().map_err(|_| {
+                    CliError::Usage(format!("rotate_interval={v}: expected seconds"))
+                })?;
+                plan.rotate_interval = std::time::Duration::from_secs(secs.max(1));
+            }
             other => return Err(CliError::Usage(format!("unknown mount option: {other}"))),
         }
     }
@@ -398,7 +417,7 @@ fn serve(
     // Modes of new backing files are exactly what the caller asked for (the
     // request carries the caller's umask).
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    let fs = KmsFs::new(backing.clone(), volume, plan.read_only).map_err(failed)?;
+    let fs = KmsFs::new(backing.clone(), volume.clone(), plan.read_only).map_err(failed)?;
     let acl = if plan.allow_other {
         fuser::SessionACL::All
     } else {
@@ -417,25 +436,51 @@ fn serve(
         }
     };
     tracing::info!(backing = %backing.display(), mountpoint = %mountpoint.display(), "mounted");
+    let (wake, woken) = std::sync::mpsc::channel();
     let signal_target = mountpoint.clone();
-    std::thread::spawn(move || unmount_on_signal(&signal_target));
+    std::thread::spawn(move || handle_signals(&signal_target, wake));
+    let pid_file = backing.join(crate::cli::rotate::PID_NAME);
+    if !plan.read_only {
+        if let Err(e) = fs::write(&pid_file, format!("{}\n", std::process::id())) {
+            tracing::warn!(error = %e, "cannot write the pid file; `kmsfs rotate` will not find this daemon");
+        }
+        let (b, v, rate, interval) = (
+            backing.clone(),
+            volume,
+            plan.rotate_rate,
+            plan.rotate_interval,
+        );
+        std::thread::Builder::new()
+            .name("kmsfs-rotation".into())
+            .spawn(move || crate::cli::rotate::rotation_task(b, v, rate, interval, woken))
+            .map_err(failed)?;
+    }
     notify_ready();
     let outcome = session.run();
+    let _ = fs::remove_file(&pid_file);
     crate::cli::sd_notify("STOPPING=1");
     tracing::info!(mountpoint = %mountpoint.display(), "unmounted");
     outcome.map_err(|e| failed(format!("FUSE session failed: {e}")))
 }
 
-fn unmount_on_signal(mountpoint: &Path) {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+/// SIGINT/SIGTERM unmount (the session then ends); SIGUSR1 wakes the
+/// rotation task (`kmsfs rotate` and `kmsfs set-key` on a mounted volume).
+fn handle_signals(mountpoint: &Path, wake: std::sync::mpsc::Sender<()>) {
+    use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGUSR1]) else {
         return;
     };
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == SIGUSR1 {
+            tracing::info!("rotation requested");
+            let _ = wake.send(());
+            continue;
+        }
         tracing::info!(signal = sig, "unmounting on signal");
         if let Err(e) = unmount(mountpoint) {
             tracing::error!(error = %e, "cannot unmount");
         }
+        return;
     }
 }
 
@@ -483,38 +528,18 @@ pub struct Damage {
 /// Checks every header and every block of every regular file.
 pub fn check_volume(backing: &Path, volume: &Volume) -> (usize, Vec<Damage>) {
     let caller = Caller::current();
-    let mut checked = 0;
-    let mut damage = Vec::new();
-    let mut stack = vec![backing.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) => {
-                damage.push(Damage {
-                    path: dir.clone(),
-                    what: format!("cannot list: {e}"),
-                });
-                continue;
-            }
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if dir == backing && entry.file_name().to_string_lossy().starts_with(CONFIG_NAME) {
-                continue;
-            }
-            let Ok(ft) = entry.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(path);
-            } else if ft.is_file() {
-                checked += 1;
-                if let Err(what) = check_file(volume, &caller, &path) {
-                    damage.push(Damage { path, what });
-                }
-            }
-        }
-    }
+    let files = crate::volume::rotate::list_files(backing);
+    let mut damage: Vec<Damage> = files
+        .iter()
+        .filter_map(|path| {
+            check_file(volume, &caller, path).err().map(|what| Damage {
+                path: path.clone(),
+                what,
+            })
+        })
+        .collect();
     damage.sort_by(|a, b| a.path.cmp(&b.path));
-    (checked, damage)
+    (files.len(), damage)
 }
 
 fn check_file(volume: &Volume, caller: &Caller, path: &Path) -> Result<(), String> {

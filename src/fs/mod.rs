@@ -30,7 +30,7 @@ use nix::unistd::{Gid, Uid};
 
 use crate::kms::Caller;
 use crate::sys;
-use crate::volume::config::{CONFIG_NAME, HEADER_XATTR};
+use crate::volume::config::HEADER_XATTR;
 use crate::volume::{FileError, Volume};
 use inodes::{InodeTable, ROOT};
 use open_files::{OpenFile, OpenFiles};
@@ -43,7 +43,7 @@ const MAX_WRITE: u32 = 1 << 20;
 
 /// Names reserved for kmsfs in the backing root, invisible at the mount.
 fn is_reserved(parent: u64, name: &OsStr) -> bool {
-    parent == ROOT && name.as_bytes().starts_with(CONFIG_NAME.as_bytes())
+    parent == ROOT && crate::volume::rotate::is_reserved_name(name)
 }
 
 /// Extended attributes reserved for kmsfs (the xattr header).

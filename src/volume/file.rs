@@ -77,7 +77,11 @@ impl std::fmt::Debug for FileKey {
 
 /// What every file of a volume shares: its config and its key service.
 pub struct Volume {
+    /// The config as loaded; `key_id` below may be newer (set-key while mounted).
     pub config: VolumeConfig,
+    /// The CMK new files are wrapped with. Changes when the volume is
+    /// re-keyed while mounted; the rotation task then moves old files over.
+    key_id: std::sync::RwLock<String>,
     pub suite: CipherSuite,
     pub layout: Layout,
     pub kms: Arc<dyn KeyService>,
@@ -90,11 +94,24 @@ impl Volume {
             header_len: config.header_len(),
         };
         Ok(Volume {
+            key_id: std::sync::RwLock::new(config.key_id.clone()),
             config,
             suite,
             layout,
             kms,
         })
+    }
+
+    /// The CMK (ARN) new files are wrapped with.
+    pub fn key_id(&self) -> String {
+        self.key_id
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_key_id(&self, key_id: &str) {
+        *self.key_id.write().unwrap_or_else(|p| p.into_inner()) = key_id.to_string();
     }
 
     /// The encryption context a file's data key is wrapped with. It binds the
@@ -198,7 +215,7 @@ impl Volume {
         let ctx = self.context(&file_id, self.suite);
         let pair = self
             .kms
-            .generate_data_key(caller, &self.config.key_id, &ctx)
+            .generate_data_key(caller, &self.key_id(), &ctx)
             .map_err(FileError::from_kms)?;
         let header = FileHeader::new(
             self.suite,
