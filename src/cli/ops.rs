@@ -115,8 +115,7 @@ pub fn mount_helper_args(args: &[OsString]) -> Result<HelperAction, CliError> {
         };
         // Clustered short flags (`-nv`), or an option with its value attached
         // (`-oro`) or in the next argument (`-o ro`).
-        let mut chars = s[1..].char_indices();
-        while let Some((i, c)) = chars.next() {
+        for (i, c) in s[1..].char_indices() {
             match c {
                 's' | 'n' => {} // sloppy; no mtab: nothing to do for us
                 'f' => fake = true,
@@ -270,7 +269,9 @@ mod tests {
 
     #[test]
     fn helper_name() {
-        assert!(invoked_as_mount_helper(OsStr::new("/sbin/mount.fuse.kmsfs")));
+        assert!(invoked_as_mount_helper(OsStr::new(
+            "/sbin/mount.fuse.kmsfs"
+        )));
         assert!(invoked_as_mount_helper(OsStr::new("mount.fuse.kmsfs")));
         assert!(!invoked_as_mount_helper(OsStr::new("/usr/local/bin/kmsfs")));
     }
