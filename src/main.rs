@@ -44,6 +44,8 @@ enum Command {
     SetKey(cli::rotate::SetKeyArgs),
     /// Files per CMK and key version, rotation progress and failures.
     Status(cli::rotate::StatusArgs),
+    /// Replaces files' data keys (re-encrypts every block); unmounted volumes only.
+    Reencrypt(cli::rotate::ReencryptArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
         Command::Rotate(args) => cli::rotate::rotate(args),
         Command::SetKey(args) => cli::rotate::set_key(args),
         Command::Status(args) => cli::rotate::status(args),
+        Command::Reencrypt(args) => cli::rotate::reencrypt(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

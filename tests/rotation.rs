@@ -77,7 +77,7 @@ fn rotation_on_a_mounted_volume_moves_every_header_while_a_writer_writes() {
             let mut lines = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 writeln!(log, "line {lines}").unwrap();
-                if lines % 50 == 0 {
+                if lines.is_multiple_of(50) {
                     fs::write(mnt.join(format!("new{lines}")), format!("new {lines}")).unwrap();
                 }
                 lines += 1;
@@ -293,4 +293,52 @@ fn a_damaged_header_is_skipped_counted_and_left_alone() {
         1,
         "{s}"
     );
+}
+
+#[test]
+fn reencrypt_replaces_data_keys_and_keeps_contents() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mut m = Mount::new();
+    fs::write(m.path("a"), content(5)).unwrap();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/b"), content(900)).unwrap();
+    let sparse = fs::File::create(m.path("sparse")).unwrap();
+    sparse.set_len(3 * 4096 + 10).unwrap();
+    std::os::unix::fs::FileExt::write_at(&sparse, b"tail", 3 * 4096).unwrap();
+    drop(sparse);
+    fs::set_permissions(m.path("a"), fs::Permissions::from_mode(0o640)).unwrap();
+    fs::write(m.path("linked"), b"two names").unwrap();
+    fs::hard_link(m.path("linked"), m.path("linked2")).unwrap();
+    let backing = m.backing.to_str().unwrap().to_string();
+
+    // Refused while mounted: the daemon holds the old keys.
+    let out = m.kmsfs(&["reencrypt", &backing]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mounted"));
+
+    m.umount();
+    let file_id = |p: &str| fs::read(m.backing_path(p)).unwrap()[8..24].to_vec();
+    let ids: Vec<Vec<u8>> = ["a", "d/b", "sparse"].iter().map(|p| file_id(p)).collect();
+    let linked_before = fs::read(m.backing_path("linked")).unwrap();
+    let out = m.kmsfs(&["reencrypt", &backing]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "a hard-linked file must be reported: {stdout}");
+    assert!(stdout.contains("hard links"), "{stdout}");
+    for (p, old) in ["a", "d/b", "sparse"].iter().zip(&ids) {
+        assert_ne!(&file_id(p), old, "{p} kept its file id (and data key)");
+    }
+    assert_eq!(fs::read(m.backing_path("linked")).unwrap(), linked_before);
+    let meta = fs::metadata(m.backing_path("a")).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o640);
+    let (clean, report) = m.fsck();
+    assert!(clean, "{report}");
+
+    m.mount();
+    assert_eq!(fs::read(m.path("a")).unwrap(), content(5));
+    assert_eq!(fs::read(m.path("d/b")).unwrap(), content(900));
+    let s = fs::read(m.path("sparse")).unwrap();
+    assert_eq!(s.len(), 3 * 4096 + 10);
+    assert!(s[..3 * 4096].iter().all(|b| *b == 0));
+    assert_eq!(&s[3 * 4096..3 * 4096 + 4], b"tail");
+    assert_eq!(fs::read(m.path("linked2")).unwrap(), b"two names");
 }

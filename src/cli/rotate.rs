@@ -369,3 +369,60 @@ pub fn rotation_task(
         }
     }
 }
+
+#[derive(Debug, Args)]
+pub struct ReencryptArgs {
+    pub backing_dir: PathBuf,
+    /// Files to re-encrypt, relative to the backing directory (default: all).
+    pub paths: Vec<PathBuf>,
+}
+
+/// `kmsfs reencrypt`: new data keys for files (every block rewritten). Only
+/// on an unmounted volume: a daemon would keep using the old key.
+pub fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
+    let backing = backing_of(&args.backing_dir)?;
+    if let Some(pid) = running_daemon(&backing) {
+        return Err(failed(format!(
+            "{} is mounted (daemon pid {pid}): unmount it before re-encrypting, the daemon holds the old data keys",
+            backing.display()
+        )));
+    }
+    let volume = open_volume(&backing)?;
+    let caller = Caller::current();
+    let files: Vec<PathBuf> = if args.paths.is_empty() {
+        crate::volume::rotate::list_files(&backing)
+    } else {
+        args.paths.iter().map(|p| backing.join(p)).collect()
+    };
+    let mut progress = Progress::new();
+    progress.start(files.len() as u64);
+    let mut failures = Vec::new();
+    let mut bytes = 0u64;
+    for path in &files {
+        let outcome = crate::volume::reencrypt::reencrypt_file(&volume, &caller, path);
+        match &outcome {
+            Ok(n) => bytes += n,
+            Err(e) => failures.push(format!("{}: {e}", path.display())),
+        }
+        progress.file_done(path, &outcome.map(|_| Outcome::Rewrapped).map_err(|e| match e {
+            crate::volume::reencrypt::ReencryptError::File(f) => f,
+            other => FileError::Io(std::io::Error::other(other.to_string())),
+        }));
+    }
+    if let Some(bar) = &progress.bar {
+        bar.finish_and_clear();
+    }
+    println!(
+        "re-encrypted {} of {} files ({bytes} bytes) under new data keys",
+        files.len() - failures.len(),
+        files.len()
+    );
+    for f in &failures {
+        println!("SKIPPED {f}");
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failed(format!("{} files were not re-encrypted", failures.len())))
+    }
+}

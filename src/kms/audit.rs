@@ -29,20 +29,28 @@ pub struct AuditEvent<'a> {
     pub error_message: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct AuditLog {
     path: Option<PathBuf>,
+    /// Kept open: a long-running daemon records an event per file open and
+    /// create, and reopening the log each time would triple the syscalls.
+    /// (Rotate the log with copytruncate.)
+    file: std::sync::Mutex<Option<std::fs::File>>,
 }
 
 impl AuditLog {
     pub fn at(path: &Path) -> AuditLog {
         AuditLog {
             path: Some(path.to_path_buf()),
+            file: std::sync::Mutex::new(None),
         }
     }
 
     pub fn disabled() -> AuditLog {
-        AuditLog { path: None }
+        AuditLog {
+            path: None,
+            file: std::sync::Mutex::new(None),
+        }
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -62,13 +70,27 @@ impl AuditLog {
             }
         };
         line.push(b'\n');
-        let outcome = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .and_then(|mut f| f.write_all(&line));
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if file.is_none() {
+            match OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(f) => *file = Some(f),
+                Err(e) => {
+                    tracing::error!(path = %path.display(), error = %e, "cannot open audit log");
+                    return;
+                }
+            }
+        }
+        let outcome = match file.as_mut() {
+            Some(f) => f.write_all(&line),
+            None => Ok(()),
+        };
         if let Err(e) = outcome {
+            *file = None;
             tracing::error!(path = %path.display(), error = %e, "cannot write audit log");
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod file;
+pub mod reencrypt;
 pub mod rotate;
 
 pub use config::VolumeConfig;
