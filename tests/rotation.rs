@@ -322,7 +322,10 @@ fn reencrypt_replaces_data_keys_and_keeps_contents() {
     let linked_before = fs::read(m.backing_path("linked")).unwrap();
     let out = m.kmsfs(&["reencrypt", &backing]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "a hard-linked file must be reported: {stdout}");
+    assert!(
+        !out.status.success(),
+        "a hard-linked file must be reported: {stdout}"
+    );
     assert!(stdout.contains("hard links"), "{stdout}");
     for (p, old) in ["a", "d/b", "sparse"].iter().zip(&ids) {
         assert_ne!(&file_id(p), old, "{p} kept its file id (and data key)");

@@ -404,10 +404,13 @@ pub fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
             Ok(n) => bytes += n,
             Err(e) => failures.push(format!("{}: {e}", path.display())),
         }
-        progress.file_done(path, &outcome.map(|_| Outcome::Rewrapped).map_err(|e| match e {
-            crate::volume::reencrypt::ReencryptError::File(f) => f,
-            other => FileError::Io(std::io::Error::other(other.to_string())),
-        }));
+        progress.file_done(
+            path,
+            &outcome.map(|_| Outcome::Rewrapped).map_err(|e| match e {
+                crate::volume::reencrypt::ReencryptError::File(f) => f,
+                other => FileError::Io(std::io::Error::other(other.to_string())),
+            }),
+        );
     }
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
@@ -423,6 +426,9 @@ pub fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(failed(format!("{} files were not re-encrypted", failures.len())))
+        Err(failed(format!(
+            "{} files were not re-encrypted",
+            failures.len()
+        )))
     }
 }

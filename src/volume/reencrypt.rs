@@ -32,7 +32,11 @@ fn temp_path(path: &Path) -> PathBuf {
 }
 
 /// Re-encrypts one file under a fresh data key. Returns the bytes copied.
-pub fn reencrypt_file(volume: &Volume, caller: &Caller, path: &Path) -> Result<u64, ReencryptError> {
+pub fn reencrypt_file(
+    volume: &Volume,
+    caller: &Caller,
+    path: &Path,
+) -> Result<u64, ReencryptError> {
     let meta = fs::symlink_metadata(path)?;
     if meta.nlink() > 1 {
         return Err(ReencryptError::HardLinked(meta.nlink()));
@@ -59,14 +63,20 @@ pub fn reencrypt_file(volume: &Volume, caller: &Caller, path: &Path) -> Result<u
         let new_content = volume.content(&new_key);
         let mut offset = 0u64;
         while offset < size {
-            let chunk = old_content.read(&old, offset, CHUNK).map_err(FileError::Content)?;
+            let chunk = old_content
+                .read(&old, offset, CHUNK)
+                .map_err(FileError::Content)?;
             // All-zero chunks stay holes (the final truncate sets the size).
             if chunk.iter().any(|b| *b != 0) {
-                new_content.write(&new, offset, &chunk).map_err(FileError::Content)?;
+                new_content
+                    .write(&new, offset, &chunk)
+                    .map_err(FileError::Content)?;
             }
             offset += chunk.len() as u64;
         }
-        new_content.truncate(&new, size).map_err(FileError::Content)?;
+        new_content
+            .truncate(&new, size)
+            .map_err(FileError::Content)?;
         copy_metadata(path, &meta, &new)?;
         new.sync_all()?;
         fs::rename(&tmp, path)?;
