@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// The key management service, with the commands and flags of `aws kms`.
     Kms(cli::kms::KmsArgs),
+    /// Users, groups and access keys for `kmsfs kms serve`, with the commands of `aws iam`.
+    Iam(cli::iam::IamArgs),
     /// Initialises an empty backing directory as an encrypted volume.
     Init(cli::volume::InitArgs),
     /// Mounts a volume (initialising an empty backing directory first).
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_level.as_deref());
     let outcome: Result<(), CliError> = match &cli.command {
         Command::Kms(args) => cli::kms::run(args, cli.keystore.clone()),
+        Command::Iam(args) => cli::iam::run(args, cli.keystore.clone()),
         Command::Init(args) => cli::volume::init(args, cli.keystore.clone()),
         Command::Mount(args) => cli::volume::mount(args, cli.keystore.clone()),
         Command::Umount(args) => cli::volume::umount(args),

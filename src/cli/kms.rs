@@ -29,12 +29,18 @@ pub struct KmsArgs {
     /// Accepted for compatibility with AWS scripts; ignored by the embedded store.
     #[arg(long, global = true)]
     pub profile: Option<String>,
+    /// Send the request to this KMS endpoint (e.g. `kmsfs kms serve`) instead
+    /// of the embedded store, signed with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.
+    #[arg(long, global = true)]
+    pub endpoint_url: Option<String>,
     #[command(subcommand)]
     pub command: KmsCommand,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum KmsCommand {
+    /// Serves the key store over the AWS KMS JSON protocol (HTTP, SigV4; or a Unix socket).
+    Serve(super::serve::ServeArgs),
     /// Creates a customer master key (CMK).
     CreateKey {
         #[arg(long)]
@@ -301,6 +307,7 @@ fn text_arg(arg: &str, cli: &str) -> Result<String, CliError> {
 fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
     use KmsCommand::*;
     Ok(match cmd {
+        Serve(_) => return Err(CliError::Usage("serve is not an API operation".into())),
         CreateKey {
             description,
             origin,
@@ -582,10 +589,19 @@ fn iso_timestamps(v: &mut Value) {
 }
 
 pub fn run(args: &KmsArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
+    if let KmsCommand::Serve(serve) = &args.command {
+        return super::serve::serve(serve, keystore);
+    }
     let (operation, request) = request(&args.command)?;
-    let kms = open_local_kms(keystore, Arc::new(crate::kms::clock::SystemClock))?;
-    let mut response = api::handle(&kms, &Caller::current(), operation, &request)
-        .map_err(|e| CliError::Service(operation, e))?;
+    let mut response = if let Some(url) = &args.endpoint_url {
+        crate::kms::remote::KmsClient::from_env(url)
+            .and_then(|c| c.call(operation, &request))
+            .map_err(|e| CliError::Service(operation, e))?
+    } else {
+        let kms = open_local_kms(keystore, Arc::new(crate::kms::clock::SystemClock))?;
+        api::handle(&kms, &Caller::current(), operation, &request)
+            .map_err(|e| CliError::Service(operation, e))?
+    };
     if response.as_object().is_some_and(Map::is_empty) {
         return Ok(());
     }

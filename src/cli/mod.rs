@@ -2,9 +2,11 @@
 //! the library layers (kms, envelope, fs) this module calls.
 
 pub mod awscli;
+pub mod iam;
 pub mod kms;
 pub mod ops;
 pub mod rotate;
+pub mod serve;
 pub mod volume;
 
 use std::path::PathBuf;

@@ -132,7 +132,9 @@ fn policy_of(key: &Key) -> Result<PolicyDocument> {
 }
 
 fn check(data: &StoreData, key: &Key, caller: &Caller, action: &str) -> Result<()> {
-    policy_of(key)?.check(caller, action, &data.key_arn(&key.key_id))
+    policy_of(key)?.check_with(caller, action, &data.key_arn(&key.key_id), &|group| {
+        data.iam.uid_in_group(caller.uid, group)
+    })
 }
 
 impl LocalKms {
@@ -156,6 +158,28 @@ impl LocalKms {
 
     pub fn audit_log(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// Reads the IAM data (users, groups, access keys) of the store.
+    pub fn iam_read<T>(&self, f: impl FnOnce(&super::iam::IamData) -> T) -> Result<T> {
+        let store = self.lock()?;
+        Ok(f(&store.data().iam))
+    }
+
+    /// Changes the IAM data under the store's write lock.
+    pub fn iam_update<T>(
+        &self,
+        f: impl FnOnce(&mut super::iam::IamData, Timestamp) -> Result<T>,
+    ) -> Result<T> {
+        let mut store = self.lock()?;
+        let now = self.clock.now();
+        store.update(|data| f(&mut data.iam, now))
+    }
+
+    /// The region and account of the store's ARNs.
+    pub fn region_and_account(&self) -> Result<(String, String)> {
+        let store = self.lock()?;
+        Ok((store.data().region.clone(), store.data().account.clone()))
     }
 
     /// The store, refreshed from disk and with due rotations and deletions

@@ -11,11 +11,15 @@ pub mod audit;
 pub mod blob;
 pub mod clock;
 pub mod error;
+pub mod iam;
 pub mod import;
 pub mod local;
 pub mod material;
 pub mod model;
 pub mod policy;
+pub mod remote;
+pub mod server;
+pub mod sigv4;
 pub mod store;
 
 use zeroize::Zeroizing;

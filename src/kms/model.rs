@@ -176,6 +176,9 @@ pub struct StoreData {
     pub keys: BTreeMap<Uuid, Key>,
     /// Full alias name ("alias/…") → target.
     pub aliases: BTreeMap<String, Alias>,
+    /// Users, groups and access keys of `kmsfs kms serve` (see iam.rs).
+    #[serde(default, skip_serializing_if = "super::iam::IamData::is_empty")]
+    pub iam: super::iam::IamData,
 }
 
 /// What a lookup may name.
@@ -191,6 +194,7 @@ impl StoreData {
             account: account.into(),
             keys: BTreeMap::new(),
             aliases: BTreeMap::new(),
+            iam: Default::default(),
         }
     }
 

@@ -185,15 +185,17 @@ fn group_matches(entry: &str, caller: &Caller) -> bool {
 }
 
 impl Principal {
-    fn matches(&self, caller: &Caller) -> bool {
+    fn matches(&self, caller: &Caller, iam_group: &dyn Fn(&str) -> bool) -> bool {
         match self {
             Principal::Any(s) => s == "*",
             Principal::Local { user, group } => {
                 user.as_ref()
                     .is_some_and(|u| u.items().iter().any(|e| user_matches(e, caller)))
-                    || group
-                        .as_ref()
-                        .is_some_and(|g| g.items().iter().any(|e| group_matches(e, caller)))
+                    || group.as_ref().is_some_and(|g| {
+                        g.items()
+                            .iter()
+                            .any(|e| group_matches(e, caller) || iam_group(e))
+                    })
             }
         }
     }
@@ -254,10 +256,21 @@ impl PolicyDocument {
 
     /// Whether `caller` may perform `action` (e.g. "kms:Encrypt").
     pub fn allows(&self, caller: &Caller, action: &str) -> bool {
+        self.allows_with(caller, action, &|_| false)
+    }
+
+    /// `allows`, where a `Group` principal also matches when `iam_group`
+    /// says the caller is in the IAM group of that name.
+    pub fn allows_with(
+        &self,
+        caller: &Caller,
+        action: &str,
+        iam_group: &dyn Fn(&str) -> bool,
+    ) -> bool {
         let applicable = |effect: Effect| {
             self.statement.iter().any(|st| {
                 st.effect == effect
-                    && st.principal.matches(caller)
+                    && st.principal.matches(caller, iam_group)
                     && st
                         .action
                         .items()
@@ -270,7 +283,18 @@ impl PolicyDocument {
 
     /// `allows`, or the AccessDeniedException AWS would give.
     pub fn check(&self, caller: &Caller, action: &str, key_arn: &str) -> Result<()> {
-        if self.allows(caller, action) {
+        self.check_with(caller, action, key_arn, &|_| false)
+    }
+
+    /// `check`, with IAM group membership as in `allows_with`.
+    pub fn check_with(
+        &self,
+        caller: &Caller,
+        action: &str,
+        key_arn: &str,
+        iam_group: &dyn Fn(&str) -> bool,
+    ) -> Result<()> {
+        if self.allows_with(caller, action, iam_group) {
             Ok(())
         } else {
             Err(KmsError::AccessDenied(format!(

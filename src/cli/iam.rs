@@ -1,0 +1,299 @@
+//! `kmsfs iam …`: users, groups and access keys of the key store's small IAM,
+//! with the names, flags and JSON output of `aws iam`. It works on the
+//! embedded store directly (who can open the store administers its IAM).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value, json};
+
+use super::awscli::{self, OutputFormat};
+use super::{CliError, open_local_kms};
+use crate::kms::iam::IamData;
+use crate::kms::model::Timestamp;
+
+#[derive(Debug, Args)]
+pub struct IamArgs {
+    /// Output format, as the AWS CLI's --output.
+    #[arg(long, global = true, default_value = "json")]
+    pub output: OutputFormat,
+    /// A JMESPath-style query applied to the response (AWS CLI --query).
+    #[arg(long, global = true)]
+    pub query: Option<String>,
+    #[command(subcommand)]
+    pub command: IamCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IamCommand {
+    /// Creates an IAM user for the local Unix user of the same name.
+    CreateUser {
+        #[arg(long)]
+        user_name: String,
+    },
+    /// Deletes a user (delete its access keys first).
+    DeleteUser {
+        #[arg(long)]
+        user_name: String,
+    },
+    /// Lists the users.
+    ListUsers,
+    /// Creates a group; key policies name it in `Group` principals.
+    CreateGroup {
+        #[arg(long)]
+        group_name: String,
+    },
+    /// Deletes a group.
+    DeleteGroup {
+        #[arg(long)]
+        group_name: String,
+    },
+    /// Lists the groups.
+    ListGroups,
+    /// Shows a group and its members.
+    GetGroup {
+        #[arg(long)]
+        group_name: String,
+    },
+    /// Adds a user to a group.
+    AddUserToGroup {
+        #[arg(long)]
+        group_name: String,
+        #[arg(long)]
+        user_name: String,
+    },
+    /// Removes a user from a group.
+    RemoveUserFromGroup {
+        #[arg(long)]
+        group_name: String,
+        #[arg(long)]
+        user_name: String,
+    },
+    /// Creates an access key (AKIA… id and secret) for a user; the secret is shown only now.
+    CreateAccessKey {
+        #[arg(long)]
+        user_name: String,
+    },
+    /// Deletes an access key.
+    DeleteAccessKey {
+        #[arg(long)]
+        access_key_id: String,
+        #[arg(long)]
+        user_name: Option<String>,
+    },
+    /// Activates or deactivates an access key.
+    UpdateAccessKey {
+        #[arg(long)]
+        access_key_id: String,
+        /// Active or Inactive.
+        #[arg(long)]
+        status: String,
+        #[arg(long)]
+        user_name: Option<String>,
+    },
+    /// Lists a user's access keys (never their secrets).
+    ListAccessKeys {
+        #[arg(long)]
+        user_name: String,
+    },
+}
+
+const ACCOUNT: &str = "000000000000";
+
+fn iso(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+fn user_json(iam: &IamData, name: &str) -> Value {
+    let u = &iam.users[name];
+    json!({
+        "Path": "/",
+        "UserName": name,
+        "UserId": u.user_id,
+        "Arn": format!("arn:aws:iam::{ACCOUNT}:user/{name}"),
+        "CreateDate": iso(u.created),
+    })
+}
+
+fn group_json(iam: &IamData, name: &str) -> Value {
+    let g = &iam.groups[name];
+    json!({
+        "Path": "/",
+        "GroupName": name,
+        "GroupId": g.group_id,
+        "Arn": format!("arn:aws:iam::{ACCOUNT}:group/{name}"),
+        "CreateDate": iso(g.created),
+    })
+}
+
+fn key_metadata(iam: &IamData, user: &str) -> Vec<Value> {
+    iam.access_keys
+        .iter()
+        .filter(|(_, k)| k.user_name == user)
+        .map(|(id, k)| {
+            json!({
+                "UserName": k.user_name,
+                "AccessKeyId": id,
+                "Status": k.status,
+                "CreateDate": iso(k.created),
+            })
+        })
+        .collect()
+}
+
+fn service(op: &'static str) -> impl Fn(crate::kms::KmsError) -> CliError {
+    move |e| CliError::Service(op, e)
+}
+
+pub fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
+    use IamCommand::*;
+    let kms = open_local_kms(keystore, Arc::new(crate::kms::clock::SystemClock))?;
+    let read = |f: &dyn Fn(&IamData) -> Value| kms.iam_read(f).map_err(CliError::Kms);
+    let response: Value = match &args.command {
+        CreateUser { user_name } => kms
+            .iam_update(|iam, now| {
+                iam.create_user(user_name, now)?;
+                Ok(json!({"User": user_json(iam, user_name)}))
+            })
+            .map_err(service("CreateUser"))?,
+        DeleteUser { user_name } => kms
+            .iam_update(|iam, _| iam.delete_user(user_name).map(|_| json!({})))
+            .map_err(service("DeleteUser"))?,
+        ListUsers => read(&|iam| {
+            let users: Vec<Value> = iam.users.keys().map(|n| user_json(iam, n)).collect();
+            json!({"Users": users})
+        })?,
+        CreateGroup { group_name } => kms
+            .iam_update(|iam, now| {
+                iam.create_group(group_name, now)?;
+                Ok(json!({"Group": group_json(iam, group_name)}))
+            })
+            .map_err(service("CreateGroup"))?,
+        DeleteGroup { group_name } => kms
+            .iam_update(|iam, _| iam.delete_group(group_name).map(|_| json!({})))
+            .map_err(service("DeleteGroup"))?,
+        ListGroups => read(&|iam| {
+            let groups: Vec<Value> = iam.groups.keys().map(|n| group_json(iam, n)).collect();
+            json!({"Groups": groups})
+        })?,
+        GetGroup { group_name } => {
+            let found = read(&|iam| {
+                if !iam.groups.contains_key(group_name) {
+                    return Value::Null;
+                }
+                let users: Vec<Value> = iam.groups[group_name]
+                    .members
+                    .iter()
+                    .filter(|m| iam.users.contains_key(*m))
+                    .map(|m| user_json(iam, m))
+                    .collect();
+                json!({"Users": users, "Group": group_json(iam, group_name), "IsTruncated": false})
+            })?;
+            if found.is_null() {
+                return Err(CliError::Service(
+                    "GetGroup",
+                    crate::kms::KmsError::NotFound(format!(
+                        "The group with name {group_name} cannot be found."
+                    )),
+                ));
+            }
+            found
+        }
+        AddUserToGroup {
+            group_name,
+            user_name,
+        } => kms
+            .iam_update(|iam, _| {
+                iam.add_user_to_group(group_name, user_name)
+                    .map(|_| json!({}))
+            })
+            .map_err(service("AddUserToGroup"))?,
+        RemoveUserFromGroup {
+            group_name,
+            user_name,
+        } => kms
+            .iam_update(|iam, _| {
+                iam.remove_user_from_group(group_name, user_name)
+                    .map(|_| json!({}))
+            })
+            .map_err(service("RemoveUserFromGroup"))?,
+        CreateAccessKey { user_name } => kms
+            .iam_update(|iam, now| {
+                let (id, secret) = iam.create_access_key(user_name, now)?;
+                Ok(json!({"AccessKey": {
+                    "UserName": user_name,
+                    "AccessKeyId": id,
+                    "Status": "Active",
+                    "SecretAccessKey": secret.as_str(),
+                    "CreateDate": iso(now),
+                }}))
+            })
+            .map_err(service("CreateAccessKey"))?,
+        DeleteAccessKey {
+            access_key_id,
+            user_name,
+        } => kms
+            .iam_update(|iam, _| {
+                iam.delete_access_key(access_key_id, user_name.as_deref())
+                    .map(|_| json!({}))
+            })
+            .map_err(service("DeleteAccessKey"))?,
+        UpdateAccessKey {
+            access_key_id,
+            status,
+            user_name,
+        } => kms
+            .iam_update(|iam, _| {
+                if let Some(u) = user_name
+                    && iam
+                        .access_keys
+                        .get(access_key_id)
+                        .is_some_and(|k| &k.user_name != u)
+                {
+                    return Err(crate::kms::KmsError::NotFound(format!(
+                        "The Access Key with id {access_key_id} cannot be found."
+                    )));
+                }
+                iam.set_access_key_status(access_key_id, status)
+                    .map(|_| json!({}))
+            })
+            .map_err(service("UpdateAccessKey"))?,
+        ListAccessKeys { user_name } => {
+            let out = read(&|iam| {
+                if !iam.users.contains_key(user_name) {
+                    return Value::Null;
+                }
+                json!({"AccessKeyMetadata": key_metadata(iam, user_name), "IsTruncated": false})
+            })?;
+            if out.is_null() {
+                return Err(CliError::Service(
+                    "ListAccessKeys",
+                    crate::kms::KmsError::NotFound(format!(
+                        "The user with name {user_name} cannot be found."
+                    )),
+                ));
+            }
+            out
+        }
+    };
+    print_response(response, args.output, args.query.as_deref())
+}
+
+/// Prints a response as the AWS CLI would: nothing for `{}`.
+pub fn print_response(
+    mut response: Value,
+    output: OutputFormat,
+    query: Option<&str>,
+) -> Result<(), CliError> {
+    if response.as_object().is_some_and(Map::is_empty) {
+        return Ok(());
+    }
+    if let Some(q) = query {
+        response = awscli::apply_query(&response, q).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    print!("{}", awscli::render(&response, output));
+    Ok(())
+}

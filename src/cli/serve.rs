@@ -1,0 +1,63 @@
+//! `kmsfs kms serve`: the embedded key store as an AWS KMS endpoint.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{CliError, open_local_kms};
+use crate::kms::server::{self, ServeOptions};
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TCP address to serve on (requests must be SigV4-signed with an access
+    /// key from `kmsfs iam create-access-key`); port 0 picks a free port.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Unix socket to serve on (the caller is the peer's uid; no signature).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub max_body: usize,
+    /// Seconds a client has to send a request's headers, then its body.
+    #[arg(long, default_value_t = 10)]
+    pub read_timeout: u64,
+    /// Most connections served at once (more wait to be accepted).
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+}
+
+pub fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
+    let listen = match (args.listen, &args.socket) {
+        (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+        (l, _) => l,
+    };
+    let kms = Arc::new(open_local_kms(
+        keystore,
+        Arc::new(crate::kms::clock::SystemClock),
+    )?);
+    let opts = ServeOptions {
+        listen,
+        socket: args.socket.clone(),
+        max_body: args.max_body,
+        read_timeout: std::time::Duration::from_secs(args.read_timeout.max(1)),
+        max_connections: args.max_connections.max(1),
+        ..ServeOptions::default()
+    };
+    server::serve(kms, opts, |tcp, unix| {
+        // Scripts (and the tests) read the bound address from this line.
+        let mut out = std::io::stdout().lock();
+        if let Some(addr) = tcp {
+            let _ = writeln!(out, "listening on http://{addr}");
+        }
+        if let Some(path) = unix {
+            let _ = writeln!(out, "listening on unix:{}", path.display());
+        }
+        let _ = out.flush();
+        super::sd_notify("READY=1");
+    })
+    .map_err(|e| CliError::Failed(format!("kmsfs kms serve: {e}")))
+}

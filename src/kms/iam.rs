@@ -1,0 +1,341 @@
+//! A small IAM: users (each one a local Unix user, by name), groups, and
+//! access keys (an `AKIA…` id and a secret) that sign requests to
+//! `kmsfs kms serve` with AWS Signature Version 4.
+//!
+//! The IAM data lives inside the sealed key store (field `iam` of the store's
+//! JSON, see docs/FORMAT.md "IAM store"), so secret access keys are sealed
+//! under the store's root key like the CMKs, and IAM changes share the
+//! store's locking and crash safety. A secret is shown once, by
+//! CreateAccessKey; nothing prints it afterwards.
+//!
+//! Key policies keep naming Unix users and groups; an IAM group is matched by
+//! name against the policy's `Group` principals, for the Unix user mapped to
+//! an IAM user in it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::error::{KmsError, Result};
+use super::model::Timestamp;
+use super::policy::Caller;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct IamData {
+    #[serde(default)]
+    pub users: BTreeMap<String, IamUser>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, IamGroup>,
+    /// Access key id → key.
+    #[serde(default)]
+    pub access_keys: BTreeMap<String, AccessKey>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IamUser {
+    pub user_id: String,
+    pub created: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IamGroup {
+    pub group_id: String,
+    pub created: Timestamp,
+    pub members: BTreeSet<String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AccessKey {
+    pub user_name: String,
+    pub secret: Zeroizing<String>,
+    /// "Active" or "Inactive".
+    pub status: String,
+    pub created: Timestamp,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("user_name", &self.user_name)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+/// At most two access keys per user, as IAM.
+pub const MAX_ACCESS_KEYS_PER_USER: usize = 2;
+
+const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn random_string(prefix: &str, alphabet: &[u8], len: usize) -> String {
+    let mut rng = rand::rng();
+    let mut s = String::from(prefix);
+    for _ in 0..len {
+        s.push(alphabet[rng.random_range(0..alphabet.len())] as char);
+    }
+    s
+}
+
+fn no_such_entity(what: &str, name: &str) -> KmsError {
+    KmsError::NotFound(format!("The {what} with name {name} cannot be found."))
+}
+
+fn validate_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(KmsError::Validation(format!(
+            "1 validation error detected: Value '{name}' at '{kind}' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]+"
+        )))
+    }
+}
+
+/// The Unix account an IAM user stands for.
+pub fn unix_user(name: &str) -> Result<nix::unistd::User> {
+    match nix::unistd::User::from_name(name) {
+        Ok(Some(u)) => Ok(u),
+        _ => Err(KmsError::Validation(format!(
+            "IAM user {name} must be the name of a local Unix user (kmsfs maps IAM users to Unix users by name)"
+        ))),
+    }
+}
+
+/// The Caller of a request signed by `user_name`'s access key: the Unix
+/// user's uid, primary gid and supplementary groups.
+pub fn caller_for_user(user_name: &str) -> Result<Caller> {
+    let u = unix_user(user_name)?;
+    let cname = std::ffi::CString::new(user_name)
+        .map_err(|_| KmsError::Validation("user name holds a NUL byte".into()))?;
+    let groups = nix::unistd::getgrouplist(&cname, u.gid)
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_default();
+    Ok(Caller {
+        uid: u.uid.as_raw(),
+        gid: u.gid.as_raw(),
+        groups,
+    })
+}
+
+impl IamData {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty() && self.access_keys.is_empty()
+    }
+
+    pub fn create_user(&mut self, name: &str, now: Timestamp) -> Result<&IamUser> {
+        validate_name("userName", name)?;
+        unix_user(name)?;
+        if self.users.contains_key(name) {
+            return Err(KmsError::AlreadyExists(format!(
+                "User with name {name} already exists."
+            )));
+        }
+        self.users.insert(
+            name.to_string(),
+            IamUser {
+                user_id: random_string("AIDA", ID_ALPHABET, 17),
+                created: now,
+            },
+        );
+        Ok(&self.users[name])
+    }
+
+    /// Refused while the user still has access keys (DeleteConflict in IAM).
+    pub fn delete_user(&mut self, name: &str) -> Result<()> {
+        if !self.users.contains_key(name) {
+            return Err(no_such_entity("user", name));
+        }
+        if self.access_keys.values().any(|k| k.user_name == name) {
+            return Err(KmsError::InvalidState(format!(
+                "Cannot delete entity, must delete access keys first. (user {name})"
+            )));
+        }
+        self.users.remove(name);
+        for g in self.groups.values_mut() {
+            g.members.remove(name);
+        }
+        Ok(())
+    }
+
+    pub fn create_group(&mut self, name: &str, now: Timestamp) -> Result<&IamGroup> {
+        validate_name("groupName", name)?;
+        if self.groups.contains_key(name) {
+            return Err(KmsError::AlreadyExists(format!(
+                "Group with name {name} already exists."
+            )));
+        }
+        self.groups.insert(
+            name.to_string(),
+            IamGroup {
+                group_id: random_string("AGPA", ID_ALPHABET, 17),
+                created: now,
+                members: BTreeSet::new(),
+            },
+        );
+        Ok(&self.groups[name])
+    }
+
+    pub fn delete_group(&mut self, name: &str) -> Result<()> {
+        self.groups
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| no_such_entity("group", name))
+    }
+
+    pub fn add_user_to_group(&mut self, group: &str, user: &str) -> Result<()> {
+        if !self.users.contains_key(user) {
+            return Err(no_such_entity("user", user));
+        }
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| no_such_entity("group", group))?;
+        g.members.insert(user.to_string());
+        Ok(())
+    }
+
+    pub fn remove_user_from_group(&mut self, group: &str, user: &str) -> Result<()> {
+        let g = self
+            .groups
+            .get_mut(group)
+            .ok_or_else(|| no_such_entity("group", group))?;
+        if !g.members.remove(user) {
+            return Err(no_such_entity("user", user));
+        }
+        Ok(())
+    }
+
+    /// A new key: (id, secret). The secret is returned this once.
+    pub fn create_access_key(
+        &mut self,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<(String, Zeroizing<String>)> {
+        if !self.users.contains_key(user) {
+            return Err(no_such_entity("user", user));
+        }
+        if self
+            .access_keys
+            .values()
+            .filter(|k| k.user_name == user)
+            .count()
+            >= MAX_ACCESS_KEYS_PER_USER
+        {
+            return Err(KmsError::LimitExceeded(format!(
+                "Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS_PER_USER}"
+            )));
+        }
+        let id = random_string("AKIA", ID_ALPHABET, 16);
+        let secret = Zeroizing::new(random_string("", SECRET_ALPHABET, 40));
+        self.access_keys.insert(
+            id.clone(),
+            AccessKey {
+                user_name: user.to_string(),
+                secret: secret.clone(),
+                status: "Active".into(),
+                created: now,
+            },
+        );
+        Ok((id, secret))
+    }
+
+    pub fn delete_access_key(&mut self, id: &str, user: Option<&str>) -> Result<()> {
+        match self.access_keys.get(id) {
+            Some(k) if user.is_none_or(|u| u == k.user_name) => {
+                self.access_keys.remove(id);
+                Ok(())
+            }
+            _ => Err(KmsError::NotFound(format!(
+                "The Access Key with id {id} cannot be found."
+            ))),
+        }
+    }
+
+    pub fn set_access_key_status(&mut self, id: &str, status: &str) -> Result<()> {
+        if status != "Active" && status != "Inactive" {
+            return Err(KmsError::Validation(format!(
+                "Status must be Active or Inactive, not {status}"
+            )));
+        }
+        let k = self.access_keys.get_mut(id).ok_or_else(|| {
+            KmsError::NotFound(format!("The Access Key with id {id} cannot be found."))
+        })?;
+        k.status = status.into();
+        Ok(())
+    }
+
+    /// The user and secret of an active access key.
+    pub fn active_key(&self, id: &str) -> Option<(&str, &str)> {
+        self.access_keys
+            .get(id)
+            .filter(|k| k.status == "Active")
+            .map(|k| (k.user_name.as_str(), k.secret.as_str()))
+    }
+
+    /// Whether the Unix user `uid` is, as an IAM user, a member of IAM group `group`.
+    pub fn uid_in_group(&self, uid: u32, group: &str) -> bool {
+        let Some(g) = self.groups.get(group) else {
+            return false;
+        };
+        g.members.iter().any(|name| {
+            matches!(nix::unistd::User::from_name(name), Ok(Some(u)) if u.uid.as_raw() == uid)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_groups_and_keys() {
+        let mut iam = IamData::default();
+        assert!(iam.create_user("no-such-unix-user-xyz", 1).is_err());
+        assert!(iam.create_user("bad name", 1).is_err());
+        iam.create_user("root", 1).unwrap();
+        assert!(matches!(
+            iam.create_user("root", 1),
+            Err(KmsError::AlreadyExists(_))
+        ));
+        iam.create_group("kmsadmins", 1).unwrap();
+        iam.add_user_to_group("kmsadmins", "root").unwrap();
+        assert!(iam.uid_in_group(0, "kmsadmins"));
+        assert!(!iam.uid_in_group(1, "kmsadmins"));
+        assert!(!iam.uid_in_group(0, "other"));
+
+        let (id, secret) = iam.create_access_key("root", 1).unwrap();
+        assert!(id.starts_with("AKIA") && id.len() == 20, "{id}");
+        assert_eq!(secret.len(), 40);
+        assert_eq!(iam.active_key(&id), Some(("root", secret.as_str())));
+        iam.create_access_key("root", 1).unwrap();
+        assert!(matches!(
+            iam.create_access_key("root", 1),
+            Err(KmsError::LimitExceeded(_))
+        ));
+        assert!(iam.delete_user("root").is_err());
+        iam.set_access_key_status(&id, "Inactive").unwrap();
+        assert_eq!(iam.active_key(&id), None);
+        let ids: Vec<String> = iam.access_keys.keys().cloned().collect();
+        for id in ids {
+            iam.delete_access_key(&id, Some("root")).unwrap();
+        }
+        iam.delete_user("root").unwrap();
+        assert!(!iam.uid_in_group(0, "kmsadmins"));
+        let round: IamData = serde_json::from_str(&serde_json::to_string(&iam).unwrap()).unwrap();
+        assert!(round.users.is_empty());
+    }
+
+    #[test]
+    fn caller_of_a_unix_user() {
+        let c = caller_for_user("root").unwrap();
+        assert_eq!(c.uid, 0);
+        assert_eq!(c.gid, 0);
+    }
+}

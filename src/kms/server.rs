@@ -1,0 +1,572 @@
+//! `kmsfs kms serve`: the key store behind the AWS KMS JSON protocol over
+//! HTTP/1.1 (hyper on a small tokio runtime).
+//!
+//! - `POST /` with `X-Amz-Target: TrentService.<Operation>` and a JSON body;
+//!   the answer is [`api::handle`]'s JSON, or `{"__type", "message"}` with
+//!   HTTP 400 (500 for KMSInternalException), as AWS KMS answers.
+//! - Over TCP every request must carry a valid AWS Signature Version 4 made
+//!   with an access key of the store's IAM (see iam.rs); the caller is the
+//!   Unix user mapped to the key's IAM user. Over the Unix socket the caller
+//!   is the peer's uid (SO_PEERCRED) and no signature is needed.
+//! - Robustness: bodies are capped, headers and bodies must arrive within a
+//!   timeout, connections are capped in number and lifetime, and the store
+//!   work runs on blocking threads so slow clients never stall it.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use super::api;
+use super::iam;
+use super::local::LocalKms;
+use super::policy::Caller;
+use super::sigv4;
+
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+pub const TARGET_PREFIX: &str = "TrentService.";
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: Option<SocketAddr>,
+    pub socket: Option<PathBuf>,
+    /// Largest request body accepted (AWS's own limits keep KMS bodies small).
+    pub max_body: usize,
+    /// Time a client has to send a request's headers, then its body.
+    pub read_timeout: Duration,
+    /// Longest a connection may stay open (keep-alive included).
+    pub max_connection_age: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            listen: None,
+            socket: None,
+            max_body: 256 * 1024,
+            read_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(300),
+            max_connections: 512,
+        }
+    }
+}
+
+/// An AWS-shaped error answer.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl HttpError {
+    fn new(status: u16, code: &str, message: impl Into<String>) -> HttpError {
+        HttpError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+    fn bad(code: &str, message: impl Into<String>) -> HttpError {
+        HttpError::new(400, code, message)
+    }
+}
+
+impl From<super::KmsError> for HttpError {
+    fn from(e: super::KmsError) -> HttpError {
+        let status = if e.code() == "KMSInternalException" {
+            500
+        } else {
+            400
+        };
+        HttpError::new(status, e.code(), e.message())
+    }
+}
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    /// A TCP client: must sign its requests.
+    Tcp(SocketAddr),
+    /// A Unix socket client, with its kernel-vouched identity.
+    Unix(Caller),
+}
+
+/// Everything a request needs, shared by all connections.
+pub struct Service {
+    kms: Arc<LocalKms>,
+    /// Signatures seen recently (signature → X-Amz-Date seconds), to refuse replays.
+    seen: Mutex<HashMap<String, i64>>,
+    now: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+/// One received request, transport-independent.
+pub struct RawRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+impl RawRequest<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl Service {
+    pub fn new(kms: Arc<LocalKms>) -> Service {
+        Service::with_clock(kms, Box::new(|| chrono::Utc::now().timestamp()))
+    }
+
+    /// With another notion of "now" for signature expiry (tests).
+    pub fn with_clock(kms: Arc<LocalKms>, now: Box<dyn Fn() -> i64 + Send + Sync>) -> Service {
+        Service {
+            kms,
+            seen: Mutex::new(HashMap::new()),
+            now,
+        }
+    }
+
+    pub fn kms(&self) -> &LocalKms {
+        &self.kms
+    }
+
+    /// Checks the request's SigV4 signature; the caller it stands for.
+    pub fn authenticate(&self, req: &RawRequest) -> Result<Caller, HttpError> {
+        let incomplete = |m: String| HttpError::bad("IncompleteSignatureException", m);
+        let invalid = |m: String| HttpError::bad("InvalidSignatureException", m);
+        let Some(auth_header) = req.header("authorization") else {
+            return Err(HttpError::bad(
+                "MissingAuthenticationTokenException",
+                "Request is missing Authentication Token",
+            ));
+        };
+        let auth = sigv4::Authorization::parse(auth_header).map_err(incomplete)?;
+        let amz_date = req
+            .header("x-amz-date")
+            .ok_or_else(|| {
+                incomplete(
+                    "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
+                        .into(),
+                )
+            })?
+            .trim();
+        if !auth.signed_headers.iter().any(|h| h == "x-amz-date") {
+            return Err(incomplete("Signed headers must include x-amz-date".into()));
+        }
+        let when = sigv4::parse_amz_date(amz_date)
+            .ok_or_else(|| incomplete(format!("X-Amz-Date {amz_date} is not a valid date")))?;
+        if !amz_date.starts_with(&auth.date) {
+            return Err(invalid(format!(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}'",
+                auth.date,
+                &amz_date[..8.min(amz_date.len())]
+            )));
+        }
+        let now = (self.now)();
+        if (now - when).abs() > sigv4::MAX_SKEW_SECONDS {
+            return Err(invalid(format!(
+                "Signature expired: {amz_date} is now earlier than {} ({} - 5 min.)",
+                sigv4::format_amz_date(now - sigv4::MAX_SKEW_SECONDS),
+                sigv4::format_amz_date(now)
+            )));
+        }
+        let (region, _) = self.kms.region_and_account().map_err(HttpError::from)?;
+        if auth.service != "kms" {
+            return Err(invalid(format!(
+                "Credential should be scoped to correct service: 'kms', not '{}'",
+                auth.service
+            )));
+        }
+        if auth.region != region {
+            return Err(invalid(format!(
+                "Credential should be scoped to a valid region: this key service is region '{region}', not '{}'",
+                auth.region
+            )));
+        }
+        let key = self
+            .kms
+            .iam_read(|d| {
+                d.active_key(&auth.access_key_id).map(|(user, secret)| {
+                    (
+                        user.to_string(),
+                        zeroize::Zeroizing::new(secret.to_string()),
+                    )
+                })
+            })
+            .map_err(HttpError::from)?;
+        let Some((user, secret)) = key else {
+            return Err(HttpError::bad(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            ));
+        };
+        let expected = sigv4::expected_signature(
+            &auth,
+            &secret,
+            amz_date,
+            req.method,
+            req.path,
+            req.query,
+            req.headers,
+            req.body,
+        );
+        if !sigv4::ct_eq(&expected, &auth.signature) {
+            return Err(invalid(
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+                    .into(),
+            ));
+        }
+        {
+            let mut seen = self.seen.lock().map_err(|_| {
+                HttpError::new(500, "KMSInternalException", "replay cache poisoned")
+            })?;
+            seen.retain(|_, t| (now - *t).abs() <= sigv4::MAX_SKEW_SECONDS);
+            if seen.insert(auth.signature.clone(), when).is_some() {
+                return Err(invalid(
+                    "Replayed request: this signature was already used; sign every request afresh"
+                        .into(),
+                ));
+            }
+        }
+        iam::caller_for_user(&user).map_err(|e| {
+            HttpError::bad(
+                "UnrecognizedClientException",
+                format!("The access key's user cannot be mapped to a Unix user: {e}"),
+            )
+        })
+    }
+
+    /// One request, start to finish: the HTTP status and JSON body to send.
+    /// Blocking (store I/O): call it off the async runtime.
+    pub fn handle(&self, peer: &Peer, req: &RawRequest) -> (u16, Vec<u8>) {
+        match self.dispatch(peer, req) {
+            Ok(v) => (200, serde_json::to_vec(&v).unwrap_or_default()),
+            Err(e) => {
+                if e.status >= 500 {
+                    tracing::error!(code = %e.code, message = %e.message, "request failed");
+                } else {
+                    tracing::debug!(code = %e.code, message = %e.message, "request refused");
+                }
+                (
+                    e.status,
+                    serde_json::to_vec(&json!({"__type": e.code, "message": e.message}))
+                        .unwrap_or_default(),
+                )
+            }
+        }
+    }
+
+    fn dispatch(&self, peer: &Peer, req: &RawRequest) -> Result<Value, HttpError> {
+        if req.method != "POST" || (req.path != "/" && !req.path.is_empty()) {
+            return Err(HttpError::new(
+                404,
+                "UnknownOperationException",
+                "kmsfs serves the AWS KMS JSON protocol: POST / with X-Amz-Target",
+            ));
+        }
+        let target = req.header("x-amz-target").unwrap_or("");
+        let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or("");
+        let caller = match peer {
+            Peer::Unix(c) => c.clone(),
+            Peer::Tcp(addr) => self.authenticate(req).inspect_err(|e| {
+                tracing::warn!(peer = %addr, code = %e.code, "authentication refused");
+            })?,
+        };
+        if !api::OPERATIONS.contains(&operation) {
+            return Err(HttpError::bad(
+                "UnknownOperationException",
+                format!("Unknown operation {target:?}"),
+            ));
+        }
+        let request: Value = if req.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(req.body).map_err(|e| {
+                HttpError::bad(
+                    "SerializationException",
+                    format!("The request body is not valid JSON: {e}"),
+                )
+            })?
+        };
+        if !matches!(request, Value::Object(_) | Value::Null) {
+            return Err(HttpError::bad(
+                "SerializationException",
+                "The request body must be a JSON object",
+            ));
+        }
+        Ok(api::handle(&self.kms, &caller, operation, &request)?)
+    }
+}
+
+fn respond(status: u16, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let h = resp.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
+    );
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        h.insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+fn error_response(e: HttpError) -> Response<Full<Bytes>> {
+    respond(
+        e.status,
+        serde_json::to_vec(&json!({"__type": e.code, "message": e.message})).unwrap_or_default(),
+    )
+}
+
+async fn serve_request(
+    service: Arc<Service>,
+    opts: Arc<ServeOptions>,
+    peer: Peer,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let too_large = || {
+        HttpError::new(
+            413,
+            "RequestEntityTooLargeException",
+            format!("Request bodies are limited to {} bytes", opts.max_body),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > opts.max_body as u64) {
+        return Ok(error_response(too_large()));
+    }
+    let (parts, body) = req.into_parts();
+    let collected = tokio::time::timeout(
+        opts.read_timeout,
+        Limited::new(body, opts.max_body).collect(),
+    )
+    .await;
+    let body = match collected {
+        Err(_) => {
+            return Ok(error_response(HttpError::new(
+                408,
+                "RequestTimeoutException",
+                "The request body did not arrive in time",
+            )));
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return Ok(error_response(too_large()));
+        }
+        Ok(Err(e)) => {
+            return Ok(error_response(HttpError::bad(
+                "SerializationException",
+                format!("cannot read the request body: {e}"),
+            )));
+        }
+        Ok(Ok(b)) => b.to_bytes(),
+    };
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let outcome = tokio::task::spawn_blocking(move || {
+        service.handle(
+            &peer,
+            &RawRequest {
+                method: &method,
+                path: &path,
+                query: &query,
+                headers: &headers,
+                body: &body,
+            },
+        )
+    })
+    .await;
+    Ok(match outcome {
+        Ok((status, body)) => respond(status, body),
+        Err(e) => error_response(HttpError::new(
+            500,
+            "KMSInternalException",
+            format!("request handler failed: {e}"),
+        )),
+    })
+}
+
+fn serve_connection<S>(
+    stream: S,
+    peer: Peer,
+    service: Arc<Service>,
+    opts: Arc<ServeOptions>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let svc_opts = opts.clone();
+        let svc = hyper::service::service_fn(move |req| {
+            serve_request(service.clone(), svc_opts.clone(), peer.clone(), req)
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(opts.read_timeout)
+            .max_buf_size(64 * 1024)
+            .serve_connection(TokioIo::new(stream), svc);
+        let _ = tokio::time::timeout(opts.max_connection_age, conn).await;
+        drop(permit);
+    });
+}
+
+/// The Caller of a Unix socket peer: its uid and gid from SO_PEERCRED, its
+/// supplementary groups from the group database.
+fn unix_peer_caller(stream: &tokio::net::UnixStream) -> std::io::Result<Caller> {
+    let cred = stream.peer_cred()?;
+    let uid = cred.uid();
+    let gid = cred.gid();
+    let groups = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .and_then(|u| {
+            let name = std::ffi::CString::new(u.name).ok()?;
+            nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(gid)).ok()
+        })
+        .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
+        .unwrap_or_default();
+    Ok(Caller { uid, gid, groups })
+}
+
+/// Binds the listeners, calls `ready` with what was bound (e.g. to print the
+/// port of `127.0.0.1:0`), then serves until the process ends.
+pub fn serve(
+    kms: Arc<LocalKms>,
+    opts: ServeOptions,
+    ready: impl FnOnce(Option<SocketAddr>, Option<&std::path::Path>),
+) -> std::io::Result<()> {
+    if opts.listen.is_none() && opts.socket.is_none() {
+        return Err(std::io::Error::other(
+            "nothing to serve on: give --listen and/or --socket",
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let service = Arc::new(Service::new(kms));
+    let opts = Arc::new(opts);
+    runtime.block_on(async move {
+        let limit = Arc::new(Semaphore::new(opts.max_connections));
+        let tcp = match opts.listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let unix = match &opts.socket {
+            Some(path) => {
+                // A socket file left by a previous server that is gone.
+                if std::os::unix::net::UnixStream::connect(path).is_err() {
+                    let _ = std::fs::remove_file(path);
+                }
+                let l = tokio::net::UnixListener::bind(path)?;
+                // Anybody may connect; the key policy decides what they may do.
+                std::fs::set_permissions(
+                    path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o666),
+                )?;
+                Some(l)
+            }
+            None => None,
+        };
+        ready(
+            tcp.as_ref().and_then(|l| l.local_addr().ok()),
+            opts.socket.as_deref(),
+        );
+        let tcp_loop = {
+            let (service, opts, limit) = (service.clone(), opts.clone(), limit.clone());
+            async move {
+                let Some(l) = tcp else {
+                    return std::future::pending::<std::io::Result<()>>().await;
+                };
+                loop {
+                    let permit = limit
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    match l.accept().await {
+                        Ok((stream, addr)) => {
+                            let _ = stream.set_nodelay(true);
+                            serve_connection(
+                                stream,
+                                Peer::Tcp(addr),
+                                service.clone(),
+                                opts.clone(),
+                                permit,
+                            );
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        };
+        let unix_loop = {
+            let (service, opts, limit) = (service.clone(), opts.clone(), limit.clone());
+            async move {
+                let Some(l) = unix else {
+                    return std::future::pending::<std::io::Result<()>>().await;
+                };
+                loop {
+                    let permit = limit
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(std::io::Error::other)?;
+                    match l.accept().await {
+                        Ok((stream, _)) => match unix_peer_caller(&stream) {
+                            Ok(caller) => serve_connection(
+                                stream,
+                                Peer::Unix(caller),
+                                service.clone(),
+                                opts.clone(),
+                                permit,
+                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot read the peer's credentials")
+                            }
+                        },
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::try_join!(tcp_loop, unix_loop).map(|_| ())
+    })
+}

@@ -1,0 +1,828 @@
+//! `kmsfs kms serve` end to end: the real AWS CLI (`pip install awscli`)
+//! against the server on a random loopback port; IAM users, groups and
+//! access keys; SigV4 refusals; the Unix socket; bad input; `kmsfs kms
+//! --endpoint-url`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use kmsfs::kms::policy::{ADMIN_ACTIONS, USER_ACTIONS};
+use kmsfs::kms::sigv4;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kmsfs");
+
+struct Server {
+    dir: TempDir,
+    store: PathBuf,
+    child: Child,
+    port: u16,
+    socket: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Key {
+    id: String,
+    secret: String,
+}
+
+impl Server {
+    fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("keystore");
+        let socket = dir.path().join("kms.sock");
+        let mut child = Command::new(BIN)
+            .args(["--keystore"])
+            .arg(&store)
+            .args(["kms", "serve", "--listen", "127.0.0.1:0", "--socket"])
+            .arg(&socket)
+            .args(extra)
+            .env_remove("KMSFS_PASSPHRASE_FILE")
+            .env("AWS_REGION", "local")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("server printed nothing").unwrap();
+        let port = first
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        // Drain the rest so the server never blocks on stdout.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            dir,
+            store,
+            child,
+            port,
+            socket,
+        }
+    }
+
+    fn kmsfs(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--keystore")
+            .arg(&self.store)
+            .args(args)
+            .env_remove("KMSFS_PASSPHRASE_FILE")
+            .env("AWS_REGION", "local")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn kmsfs_json(&self, args: &[&str]) -> Value {
+        let out = self.kmsfs(args);
+        assert!(out.status.success(), "kmsfs {args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// A new IAM user (for the Unix user of that name) with an access key.
+    fn user_with_key(&self, name: &str) -> Key {
+        self.kmsfs_json(&["iam", "create-user", "--user-name", name]);
+        let k = self.kmsfs_json(&["iam", "create-access-key", "--user-name", name]);
+        Key {
+            id: k["AccessKey"]["AccessKeyId"].as_str().unwrap().into(),
+            secret: k["AccessKey"]["SecretAccessKey"].as_str().unwrap().into(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn aws(&self, key: &Key, args: &[&str]) -> Output {
+        Command::new("aws")
+            .arg("--endpoint-url")
+            .arg(self.url())
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("AWS_ACCESS_KEY_ID", &key.id)
+            .env("AWS_SECRET_ACCESS_KEY", &key.secret)
+            .env("AWS_DEFAULT_REGION", "local")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("the AWS CLI (pip install awscli) must be on PATH")
+    }
+
+    fn aws_ok(&self, key: &Key, args: &[&str]) -> String {
+        let out = self.aws(key, args);
+        assert!(out.status.success(), "aws {args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn aws_json(&self, key: &Key, args: &[&str]) -> Value {
+        serde_json::from_str(&self.aws_ok(key, args)).unwrap()
+    }
+
+    fn aws_err(&self, key: &Key, args: &[&str]) -> String {
+        let out = self.aws(key, args);
+        assert!(!out.status.success(), "aws {args:?} should fail");
+        // AWS CLI v2 exits 254 on a service error, v1 255.
+        assert!(
+            matches!(out.status.code(), Some(254 | 255)),
+            "{:?} {}",
+            out.status,
+            stderr(&out)
+        );
+        stderr(&out)
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// One HTTP exchange on a fresh connection; (status, JSON body).
+fn raw_exchange(stream: &mut dyn ReadWrite, request: &[u8]) -> (u16, Value) {
+    stream.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// A request, signed (if `key`) as of `when`, with `Connection: close`.
+fn request(
+    port: u16,
+    key: Option<&Key>,
+    target: &str,
+    body: &[u8],
+    when: i64,
+    region: &str,
+) -> Vec<u8> {
+    let host = format!("127.0.0.1:{port}");
+    let base = vec![
+        (
+            "Content-Type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        ),
+        ("X-Amz-Target".to_string(), target.to_string()),
+    ];
+    let signed = key.map_or_else(Vec::new, |k| {
+        sigv4::sign_post(
+            &k.id, &k.secret, None, region, "kms", &host, "/", &base, body, when,
+        )
+    });
+    let mut out = format!("POST / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (n, v) in base.iter().chain(signed.iter()) {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+fn send(port: u16, req: &[u8]) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    raw_exchange(&mut s, req)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    std::fs::write(dir.join(name), bytes).unwrap();
+    format!("fileb://{}", dir.join(name).display())
+}
+
+#[test]
+fn lab_commands_through_the_real_aws_cli() {
+    let s = Server::start();
+    let root = s.user_with_key("root");
+    let meta = s.aws_json(&root, &["kms", "create-key", "--description", "lab key"]);
+    let key_id = meta["KeyMetadata"]["KeyId"].as_str().unwrap().to_string();
+    let arn = meta["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
+    assert_eq!(arn, format!("arn:aws:kms:local:000000000000:key/{key_id}"));
+    assert_eq!(meta["KeyMetadata"]["KeyState"], "Enabled");
+    assert!(meta["KeyMetadata"]["CreationDate"].is_number());
+    s.aws_ok(
+        &root,
+        &[
+            "kms",
+            "create-alias",
+            "--alias-name",
+            "alias/demo",
+            "--target-key-id",
+            &key_id,
+        ],
+    );
+
+    let secret = b"the lab's secret text\n";
+    let plain_arg = write(s.dir.path(), "secret.txt", secret);
+    let b64 = s.aws_ok(
+        &root,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            "alias/demo",
+            "--plaintext",
+            &plain_arg,
+            "--output",
+            "text",
+            "--query",
+            "CiphertextBlob",
+        ],
+    );
+    use base64::Engine;
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap();
+    let blob_arg = write(s.dir.path(), "secret.enc", &blob);
+    let back = s.aws_ok(
+        &root,
+        &[
+            "kms",
+            "decrypt",
+            "--ciphertext-blob",
+            &blob_arg,
+            "--output",
+            "text",
+            "--query",
+            "Plaintext",
+        ],
+    );
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD
+            .decode(back.trim())
+            .unwrap(),
+        secret
+    );
+    let decrypted = s.aws_json(&root, &["kms", "decrypt", "--ciphertext-blob", &blob_arg]);
+    assert_eq!(decrypted["KeyId"], arn.as_str());
+    assert_eq!(decrypted["EncryptionAlgorithm"], "SYMMETRIC_DEFAULT");
+
+    // A second key; re-encrypt moves the blob to it.
+    let other = s.aws_json(&root, &["kms", "create-key"])["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let re = s.aws_json(
+        &root,
+        &[
+            "kms",
+            "re-encrypt",
+            "--ciphertext-blob",
+            &blob_arg,
+            "--destination-key-id",
+            &other,
+        ],
+    );
+    assert_eq!(re["SourceKeyId"], arn.as_str());
+    assert_eq!(re["KeyId"], other.as_str());
+
+    s.aws_ok(&root, &["kms", "enable-key-rotation", "--key-id", &key_id]);
+    let status = s.aws_json(
+        &root,
+        &["kms", "get-key-rotation-status", "--key-id", &key_id],
+    );
+    assert_eq!(status["KeyRotationEnabled"], true);
+    let described = s.aws_json(&root, &["kms", "describe-key", "--key-id", "alias/demo"]);
+    assert_eq!(described["KeyMetadata"]["Arn"], arn.as_str());
+    let aliases = s.aws_json(&root, &["kms", "list-aliases"]);
+    assert_eq!(aliases["Aliases"][0]["AliasName"], "alias/demo");
+    let dk = s.aws_json(
+        &root,
+        &[
+            "kms",
+            "generate-data-key",
+            "--key-id",
+            "alias/demo",
+            "--key-spec",
+            "AES_256",
+        ],
+    );
+    assert_eq!(dk["Plaintext"].as_str().unwrap().len(), 44);
+
+    let sched = s.aws_json(
+        &root,
+        &[
+            "kms",
+            "schedule-key-deletion",
+            "--key-id",
+            &key_id,
+            "--pending-window-in-days",
+            "7",
+        ],
+    );
+    assert_eq!(sched["KeyState"], "PendingDeletion");
+    assert_eq!(sched["PendingWindowInDays"], 7);
+    // State refusals come back with their AWS names.
+    let err = s.aws_err(
+        &root,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &key_id,
+            "--plaintext",
+            &plain_arg,
+        ],
+    );
+    assert!(err.contains("(KMSInvalidStateException)"), "{err}");
+    let err = s.aws_err(&root, &["kms", "describe-key", "--key-id", "alias/none"]);
+    assert!(err.contains("(NotFoundException)"), "{err}");
+    s.aws_ok(&root, &["kms", "cancel-key-deletion", "--key-id", &key_id]);
+    let err = s.aws_err(
+        &root,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &key_id,
+            "--plaintext",
+            &plain_arg,
+        ],
+    );
+    assert!(err.contains("(DisabledException)"), "{err}");
+
+    // The same through `kmsfs kms --endpoint-url`, with the AWS CLI's flag.
+    let out = Command::new(BIN)
+        .args([
+            "kms",
+            "--endpoint-url",
+            &s.url(),
+            "encrypt",
+            "--key-id",
+            &other,
+        ])
+        .args([
+            "--plaintext",
+            &plain_arg,
+            "--output",
+            "text",
+            "--query",
+            "KeyId",
+        ])
+        .env("AWS_ACCESS_KEY_ID", &root.id)
+        .env("AWS_SECRET_ACCESS_KEY", &root.secret)
+        .env("AWS_REGION", "local")
+        .env("KMSFS_KEYSTORE", s.dir.path().join("elsewhere/none"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), other);
+    assert!(!s.dir.path().join("elsewhere").exists());
+    let out = Command::new(BIN)
+        .args(["kms", "--endpoint-url", &s.url(), "list-keys"])
+        .env("AWS_ACCESS_KEY_ID", &root.id)
+        .env("AWS_SECRET_ACCESS_KEY", "wrong")
+        .env("AWS_REGION", "local")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(254));
+    assert!(
+        stderr(&out).contains("InvalidSignatureException"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn sigv4_refusals() {
+    let s = Server::start();
+    let root = s.user_with_key("root");
+    let list = |key: &Key| s.aws(key, &["kms", "list-keys"]);
+    assert!(list(&root).status.success());
+
+    let wrong_secret = Key {
+        id: root.id.clone(),
+        secret: "x".repeat(40),
+    };
+    let err = s.aws_err(&wrong_secret, &["kms", "list-keys"]);
+    assert!(err.contains("(InvalidSignatureException)"), "{err}");
+    let unknown = Key {
+        id: "AKIAUNKNOWNUNKNOWN00".into(),
+        secret: root.secret.clone(),
+    };
+    let err = s.aws_err(&unknown, &["kms", "list-keys"]);
+    assert!(err.contains("(UnrecognizedClientException)"), "{err}");
+
+    // Signed now: accepted once; the very same bytes again are a replay.
+    let req = request(
+        s.port,
+        Some(&root),
+        "TrentService.ListKeys",
+        b"{}",
+        now(),
+        "local",
+    );
+    assert_eq!(send(s.port, &req).0, 200);
+    let (status, body) = send(s.port, &req);
+    assert_eq!(status, 400);
+    assert_eq!(body["__type"], "InvalidSignatureException");
+    assert!(body["message"].as_str().unwrap().contains("Replayed"));
+
+    // Clock skew beyond 5 minutes, either way.
+    for skew in [-400, 400] {
+        let req = request(
+            s.port,
+            Some(&root),
+            "TrentService.ListKeys",
+            b"{}",
+            now() + skew,
+            "local",
+        );
+        let (status, body) = send(s.port, &req);
+        assert_eq!(status, 400);
+        assert_eq!(body["__type"], "InvalidSignatureException", "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Signature expired")
+        );
+    }
+    // Within the skew: fine.
+    let req = request(
+        s.port,
+        Some(&root),
+        "TrentService.ListKeys",
+        b"{}",
+        now() - 120,
+        "local",
+    );
+    assert_eq!(send(s.port, &req).0, 200);
+
+    // Unsigned, badly signed header, wrong region.
+    let (status, body) = send(
+        s.port,
+        &request(s.port, None, "TrentService.ListKeys", b"{}", 0, ""),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(body["__type"], "MissingAuthenticationTokenException");
+    let mut bad = request(
+        s.port,
+        Some(&root),
+        "TrentService.ListKeys",
+        b"{}",
+        now(),
+        "local",
+    );
+    let text = String::from_utf8(bad.clone()).unwrap();
+    bad = text.replace("SignedHeaders=", "SignedHeadrs=").into_bytes();
+    let (_, body) = send(s.port, &bad);
+    assert_eq!(body["__type"], "IncompleteSignatureException");
+    let (_, body) = send(
+        s.port,
+        &request(
+            s.port,
+            Some(&root),
+            "TrentService.ListKeys",
+            b"{}",
+            now(),
+            "us-east-1",
+        ),
+    );
+    assert_eq!(body["__type"], "InvalidSignatureException");
+
+    // A tampered body no longer matches its signature.
+    let req = request(
+        s.port,
+        Some(&root),
+        "TrentService.ListKeys",
+        b"{}",
+        now(),
+        "local",
+    );
+    let mut tampered = req.clone();
+    let n = tampered.len();
+    tampered[n - 2..].copy_from_slice(b" }"[..2].as_ref());
+    let (_, body) = send(s.port, &tampered);
+    assert_eq!(body["__type"], "InvalidSignatureException");
+
+    // A deactivated key stops working.
+    s.kmsfs_json(&["iam", "list-access-keys", "--user-name", "root"]);
+    let out = s.kmsfs(&[
+        "iam",
+        "update-access-key",
+        "--access-key-id",
+        &root.id,
+        "--status",
+        "Inactive",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = s.aws_err(&root, &["kms", "list-keys"]);
+    assert!(err.contains("(UnrecognizedClientException)"), "{err}");
+}
+
+/// The seed's steps: a group with administrative rights over a key but not
+/// usage, and another user with usage but not administration.
+#[test]
+fn iam_groups_administer_users_use() {
+    let s = Server::start();
+    let root = s.user_with_key("root");
+    // Unix users that exist on any Debian system stand for the people.
+    let admin = s.user_with_key("daemon");
+    let user = s.user_with_key("bin");
+    s.kmsfs_json(&["iam", "create-group", "--group-name", "KMSAdmins"]);
+    let out = s.kmsfs(&[
+        "iam",
+        "add-user-to-group",
+        "--group-name",
+        "KMSAdmins",
+        "--user-name",
+        "daemon",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let users = s.kmsfs_json(&["iam", "list-users", "--query", "Users[].UserName"]);
+    assert_eq!(users, json!(["bin", "daemon", "root"]));
+    let group = s.kmsfs_json(&["iam", "get-group", "--group-name", "KMSAdmins"]);
+    assert_eq!(group["Users"][0]["UserName"], "daemon");
+
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Enable root", "Effect": "Allow", "Principal": {"User": ["root"]},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Allow administration of the key", "Effect": "Allow",
+             "Principal": {"Group": ["KMSAdmins"]}, "Action": ADMIN_ACTIONS, "Resource": "*"},
+            {"Sid": "Allow use of the key", "Effect": "Allow",
+             "Principal": {"User": ["bin"]}, "Action": USER_ACTIONS, "Resource": "*"}
+        ]
+    })
+    .to_string();
+    let key_id =
+        s.aws_json(&root, &["kms", "create-key", "--policy", &policy])["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    let plain = write(s.dir.path(), "p.txt", b"payroll");
+
+    // The administrator manages but cannot use.
+    s.aws_ok(&admin, &["kms", "disable-key", "--key-id", &key_id]);
+    s.aws_ok(&admin, &["kms", "enable-key", "--key-id", &key_id]);
+    s.aws_ok(&admin, &["kms", "enable-key-rotation", "--key-id", &key_id]);
+    let err = s.aws_err(
+        &admin,
+        &["kms", "encrypt", "--key-id", &key_id, "--plaintext", &plain],
+    );
+    assert!(err.contains("(AccessDeniedException)"), "{err}");
+    assert!(err.contains("kms:Encrypt"), "{err}");
+
+    // The user uses but cannot manage.
+    let blob = s.aws_ok(
+        &user,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &key_id,
+            "--plaintext",
+            &plain,
+            "--output",
+            "text",
+            "--query",
+            "CiphertextBlob",
+        ],
+    );
+    use base64::Engine;
+    let blob_arg = write(
+        s.dir.path(),
+        "p.enc",
+        &base64::engine::general_purpose::STANDARD
+            .decode(blob.trim())
+            .unwrap(),
+    );
+    s.aws_ok(&user, &["kms", "decrypt", "--ciphertext-blob", &blob_arg]);
+    let err = s.aws_err(&user, &["kms", "disable-key", "--key-id", &key_id]);
+    assert!(err.contains("(AccessDeniedException)"), "{err}");
+    assert!(err.contains("kms:DisableKey"), "{err}");
+    let err = s.aws_err(
+        &user,
+        &["kms", "schedule-key-deletion", "--key-id", &key_id],
+    );
+    assert!(err.contains("kms:ScheduleKeyDeletion"), "{err}");
+    let err = s.aws_err(&admin, &["kms", "decrypt", "--ciphertext-blob", &blob_arg]);
+    assert!(err.contains("kms:Decrypt"), "{err}");
+
+    // Leaving the group takes the rights away.
+    let out = s.kmsfs(&[
+        "iam",
+        "remove-user-from-group",
+        "--group-name",
+        "KMSAdmins",
+        "--user-name",
+        "daemon",
+    ]);
+    assert!(out.status.success());
+    let err = s.aws_err(&admin, &["kms", "disable-key", "--key-id", &key_id]);
+    assert!(err.contains("kms:DisableKey"), "{err}");
+
+    // IAM housekeeping refusals.
+    let out = s.kmsfs(&["iam", "delete-user", "--user-name", "bin"]);
+    assert_eq!(out.status.code(), Some(254));
+    let out = s.kmsfs(&["iam", "create-user", "--user-name", "no-such-unix-user-q"]);
+    assert_eq!(out.status.code(), Some(254));
+    let keys = s.kmsfs_json(&["iam", "list-access-keys", "--user-name", "bin"]);
+    assert!(
+        keys["AccessKeyMetadata"][0]
+            .get("SecretAccessKey")
+            .is_none()
+    );
+    let out = s.kmsfs(&["iam", "delete-access-key", "--access-key-id", &user.id]);
+    assert!(out.status.success());
+    let out = s.kmsfs(&["iam", "delete-user", "--user-name", "bin"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn unix_socket_caller_is_the_peer() {
+    let s = Server::start();
+    let over_socket = |target: &str, body: &str| {
+        let mut sock = std::os::unix::net::UnixStream::connect(&s.socket).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: {target}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        raw_exchange(&mut sock, req.as_bytes())
+    };
+    let (status, created) = over_socket("TrentService.CreateKey", "{}");
+    assert_eq!(status, 200, "{created}");
+    let key_id = created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The creator (uid 0, this test) owns it by the default policy.
+    let policy = over_socket(
+        "TrentService.GetKeyPolicy",
+        &json!({"KeyId": key_id}).to_string(),
+    )
+    .1;
+    assert!(
+        policy["Policy"].as_str().unwrap().contains("\"0\""),
+        "{policy}"
+    );
+    let mode = std::fs::metadata(&s.socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o666
+    );
+}
+
+#[test]
+fn bad_input_does_not_hurt_the_server() {
+    let s = Server::start_with(&["--read-timeout", "1", "--max-body", "4096"]);
+    let root = s.user_with_key("root");
+    let signed = |target: &str, body: &[u8]| {
+        send(
+            s.port,
+            &request(s.port, Some(&root), target, body, now(), "local"),
+        )
+    };
+    let (status, body) = signed("TrentService.ListKeys", b"{not json");
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("SerializationException"))
+    );
+    let (status, body) = signed("TrentService.ListKeys", b"[1,2]");
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("SerializationException"))
+    );
+    let (status, body) = signed("TrentService.LaunchRockets", b"{}");
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("UnknownOperationException"))
+    );
+    let (status, body) = signed("TrentService.Encrypt", br#"{"KeyId": 5}"#);
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("ValidationException"))
+    );
+    // Oversized: refused by its Content-Length, before reading it.
+    let big = vec![b' '; 100_000];
+    let (status, body) = signed("TrentService.ListKeys", &big);
+    assert_eq!(status, 413, "{body}");
+    // Not POST /.
+    let (status, _) = send(
+        s.port,
+        format!(
+            "GET /x HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            s.port
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status, 404);
+    // Garbage instead of HTTP: the connection is dropped, the server lives.
+    {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.write_all(b"\x00\x01\x02 not http at all\r\n\r\n")
+            .unwrap();
+        let mut buf = Vec::new();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.read_to_end(&mut buf);
+    }
+    // Slowloris: half a header, then silence. The server hangs up after
+    // its read timeout (1 s here) and keeps serving others meanwhile.
+    let started = Instant::now();
+    let mut slow: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+            c.write_all(b"POST / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            c
+        })
+        .collect();
+    assert_eq!(signed("TrentService.ListKeys", b"{}").0, 200);
+    for c in &mut slow {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    // A body that never finishes arriving.
+    {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.write_all(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\nX-Amz-Target: TrentService.ListKeys\r\n\r\n{",
+        )
+        .unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (status, body) = raw_exchange(&mut c, b"");
+        assert_eq!(status, 408, "{body}");
+    }
+    // Many clients at once.
+    let port = s.port;
+    let threads: Vec<_> = (0..32)
+        .map(|i| {
+            let key = Key {
+                id: root.id.clone(),
+                secret: root.secret.clone(),
+            };
+            std::thread::spawn(move || {
+                let body = format!("{{\"Limit\": {i}}}");
+                send(
+                    port,
+                    &request(
+                        port,
+                        Some(&key),
+                        "TrentService.ListKeys",
+                        body.as_bytes(),
+                        now(),
+                        "local",
+                    ),
+                )
+                .0
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert_eq!(signed("TrentService.ListKeys", b"{}").0, 200);
+    // The operations were audited.
+    let audit = std::fs::read_to_string(
+        std::fs::read_dir(s.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().contains("audit"))
+            .expect("an audit log beside the store"),
+    )
+    .unwrap();
+    assert!(audit.contains("ListKeys"));
+}
