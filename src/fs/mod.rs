@@ -360,6 +360,11 @@ impl KmsFs {
 impl fuser::Filesystem for KmsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
+        // Read ahead as far as we write: sequential reads then arrive as
+        // large requests, each one pread and a run of block decryptions.
+        if config.set_max_readahead(MAX_WRITE).is_err() {
+            let _ = config.set_max_readahead(128 * 1024);
+        }
         Ok(())
     }
 

@@ -127,8 +127,8 @@ fn info(data: &StoreData, key: &Key) -> KeyInfo {
     }
 }
 
-fn policy_of(key: &Key) -> Result<PolicyDocument> {
-    PolicyDocument::parse(&key.policy)
+fn policy_of(key: &Key) -> Result<&PolicyDocument> {
+    key.policy_document()
 }
 
 fn check(data: &StoreData, key: &Key, caller: &Caller, action: &str) -> Result<()> {
@@ -370,6 +370,7 @@ impl LocalKms {
                 next_rotation: None,
                 versions,
                 policy,
+                parsed_policy: Default::default(),
                 tags: input
                     .tags
                     .iter()
@@ -771,7 +772,7 @@ impl LocalKms {
             key_id,
             true,
             |key, _, _| {
-                key.policy = policy.to_string();
+                key.set_policy(policy);
                 Ok(())
             },
         )

@@ -112,11 +112,30 @@ pub struct Key {
     pub next_rotation: Option<Timestamp>,
     pub versions: Vec<KeyVersion>,
     pub policy: String,
+    /// `policy`, parsed: every cryptographic call checks the policy, and
+    /// parsing JSON each time would dominate the cost of a local unwrap.
+    /// Reset by `set_policy`; empty after loading the store.
+    #[serde(skip)]
+    pub parsed_policy: std::sync::OnceLock<super::policy::PolicyDocument>,
     pub tags: Vec<Tag>,
     pub pending_import: Option<PendingImport>,
 }
 
 impl Key {
+    pub fn set_policy(&mut self, policy: &str) {
+        self.policy = policy.to_string();
+        self.parsed_policy = std::sync::OnceLock::new();
+    }
+
+    /// The parsed key policy (parsed once per loaded copy of the store).
+    pub fn policy_document(&self) -> Result<&super::policy::PolicyDocument> {
+        if let Some(doc) = self.parsed_policy.get() {
+            return Ok(doc);
+        }
+        let doc = super::policy::PolicyDocument::parse(&self.policy)?;
+        Ok(self.parsed_policy.get_or_init(|| doc))
+    }
+
     pub fn current_version(&self) -> Option<&KeyVersion> {
         self.versions.last()
     }
@@ -376,6 +395,7 @@ mod tests {
                 material: KeyMaterial::random(),
             }],
             policy: String::new(),
+            parsed_policy: Default::default(),
             tags: vec![],
             pending_import: None,
         }
