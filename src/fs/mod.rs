@@ -360,6 +360,20 @@ impl KmsFs {
 impl fuser::Filesystem for KmsFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
+        // readdirplus saves a lookup per entry of `ls -l`; parallel dirops let
+        // lookups in one directory run concurrently; auto_inval_data drops
+        // cached pages when a file's mtime changes behind the kernel's back.
+        for cap in [
+            fuser::InitFlags::FUSE_DO_READDIRPLUS,
+            fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+            fuser::InitFlags::FUSE_PARALLEL_DIROPS,
+            fuser::InitFlags::FUSE_AUTO_INVAL_DATA,
+            fuser::InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            if config.add_capabilities(cap).is_err() {
+                tracing::debug!(?cap, "kernel lacks FUSE capability");
+            }
+        }
         // Read ahead as far as we write: sequential reads then arrive as
         // large requests, each one pread and a run of block decryptions.
         if config.set_max_readahead(MAX_WRITE).is_err() {
@@ -833,6 +847,40 @@ impl fuser::Filesystem for KmsFs {
         for (i, (ino, kind, name)) in snapshot.entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
                 break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        let Ok(dir) = self.path(ino) else {
+            return reply.error(Errno::ESTALE);
+        };
+        let dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(snapshot) = dirs.get(&fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        for (i, (_, _, name)) in snapshot.entries.iter().enumerate().skip(offset as usize) {
+            let dots = name == "." || name == "..";
+            let path = if dots { dir.clone() } else { dir.join(name) };
+            // Gone since the snapshot: leave it out, as a fresh readdir would.
+            let Ok(attr) = self.stat_path(&path) else {
+                continue;
+            };
+            if reply.add(attr.ino, (i + 1) as u64, name, &TTL, &attr, Generation(0)) {
+                break;
+            }
+            // Each entry handed to the kernel counts as a lookup (except the
+            // dot entries, which the kernel ignores).
+            if !dots {
+                self.inodes.remember(attr.ino.0, ino.0, name);
             }
         }
         reply.ok();
