@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+mod common;
+
 use kmsfs::kms::policy::{ADMIN_ACTIONS, USER_ACTIONS};
 use kmsfs::kms::sigv4;
 
@@ -825,4 +827,101 @@ fn bad_input_does_not_hurt_the_server() {
     )
     .unwrap();
     assert!(audit.contains("ListKeys"));
+}
+
+/// A volume whose key service is the kmsfs server: init, mount, write,
+/// remount, read back, rotate; the store stays with the server.
+#[test]
+fn volume_on_the_kmsfs_server() {
+    let s = Server::start();
+    let root = s.user_with_key("root");
+    let backing = s.dir.path().join("backing");
+    let mnt = s.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let log = s.dir.path().join("mount.log");
+    let client = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", &root.id)
+            .env("AWS_SECRET_ACCESS_KEY", &root.secret)
+            .env("AWS_REGION", "local")
+            // No embedded store on this side: everything goes to the server.
+            .env("KMSFS_KEYSTORE", s.dir.path().join("client/none"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |args: &[&str]| {
+        let out = client(args);
+        assert!(
+            out.status.success(),
+            "kmsfs {args:?}: {}\nmount log: {}",
+            stderr(&out),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (b, m, l) = (
+        backing.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+        log.to_str().unwrap(),
+    );
+    ok(&[
+        "init",
+        "--endpoint-url",
+        &s.url(),
+        "--cache-max-age",
+        "30",
+        b,
+    ]);
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(backing.join(".kmsfs.volume.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["key_service"]["type"], "endpoint");
+    assert_eq!(config["key_service"]["url"], format!("{}/", s.url()));
+    assert_eq!(config["key_service"]["cache_max_age_seconds"], 30);
+    let arn = config["key_id"].as_str().unwrap().to_string();
+    // The default key was made at the server.
+    let described = s.aws_json(
+        &root,
+        &["kms", "describe-key", "--key-id", "alias/kmsfs/default"],
+    );
+    assert_eq!(described["KeyMetadata"]["Arn"], arn.as_str());
+
+    ok(&["mount", b, m, "--log-file", l]);
+    let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+    for i in 0..5 {
+        std::fs::write(mnt.join(format!("f{i}")), &data).unwrap();
+    }
+    ok(&["umount", m]);
+    assert!(common::wait_unmounted(&mnt, Duration::from_secs(10)));
+    ok(&["mount", b, m, "--log-file", l]);
+    for i in 0..5 {
+        assert_eq!(std::fs::read(mnt.join(format!("f{i}"))).unwrap(), data);
+    }
+    ok(&["umount", m]);
+    assert!(common::wait_unmounted(&mnt, Duration::from_secs(10)));
+
+    // Rotate the CMK at the server; `kmsfs rotate` re-wraps every file.
+    let key_id = described["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.aws_ok(&root, &["kms", "rotate-key-on-demand", "--key-id", &key_id]);
+    ok(&["rotate", b]);
+    let status = ok(&["status", b, "--json"]);
+    assert!(status.contains(&arn), "{status}");
+    ok(&["mount", b, m, "--log-file", l]);
+    assert_eq!(std::fs::read(mnt.join("f3")).unwrap(), data);
+    ok(&["umount", m]);
+    assert!(common::wait_unmounted(&mnt, Duration::from_secs(10)));
+
+    // The server did the key work, as the access key's user (uid 0).
+    let audit = std::fs::read_to_string(format!("{}.audit.log", s.store.display())).unwrap();
+    assert!(
+        audit.contains("\"eventName\":\"GenerateDataKey\""),
+        "{audit}"
+    );
+    assert!(audit.contains("\"eventName\":\"ReEncrypt\""), "{audit}");
+    assert!(!s.dir.path().join("client").exists());
 }

@@ -2,6 +2,7 @@
 //! the library layers (kms, envelope, fs) this module calls.
 
 pub mod awscli;
+pub mod endpoint;
 pub mod iam;
 pub mod kms;
 pub mod ops;

@@ -36,6 +36,9 @@ pub struct InitArgs {
     /// Where each file's header lives: the first 1 KiB of the file, or an xattr.
     #[arg(long, default_value = "file")]
     pub header: HeaderPlacement,
+    /// Use this KMS endpoint (e.g. `kmsfs kms serve`) instead of the embedded store.
+    #[command(flatten)]
+    pub endpoint: super::endpoint::EndpointArgs,
 }
 
 #[derive(Debug, Args)]
@@ -152,13 +155,23 @@ fn keystore_path(keystore: Option<PathBuf>) -> Result<PathBuf, CliError> {
 
 pub fn init(args: &InitArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     let backing = absolute(&args.backing_dir)?;
-    let config = init_volume(
-        &backing,
-        &keystore_path(keystore)?,
-        args.key_id.as_deref(),
-        args.cipher,
-        args.header,
-    )?;
+    let config = if args.endpoint.endpoint_url.is_some() {
+        super::endpoint::init_volume(
+            &backing,
+            &args.endpoint,
+            args.key_id.as_deref(),
+            args.cipher,
+            args.header,
+        )?
+    } else {
+        init_volume(
+            &backing,
+            &keystore_path(keystore)?,
+            args.key_id.as_deref(),
+            args.cipher,
+            args.header,
+        )?
+    };
     eprintln!(
         "kmsfs: initialised volume {} in {} ({}, headers in {:?}, CMK {})",
         config.volume_id,
@@ -171,19 +184,20 @@ pub fn init(args: &InitArgs, keystore: Option<PathBuf>) -> Result<(), CliError> 
 }
 
 /// Opens the key service a volume's config names.
-fn volume_kms(config: &VolumeConfig) -> Result<Arc<LocalKms>, CliError> {
+fn volume_kms(config: &VolumeConfig) -> Result<Arc<dyn KeyService>, CliError> {
     match &config.key_service {
         KeyServiceConfig::Embedded { keystore } => Ok(Arc::new(open_local_kms(
             Some(keystore.clone()),
             Arc::new(SystemClock),
         )?)),
+        remote => super::endpoint::volume_kms(remote),
     }
 }
 
 pub fn open_volume(backing: &Path) -> Result<Volume, CliError> {
     let config = VolumeConfig::load(backing).map_err(failed)?;
     let kms = volume_kms(&config)?;
-    Volume::new(config, kms as Arc<dyn KeyService>).map_err(failed)
+    Volume::new(config, kms).map_err(failed)
 }
 
 /// How to call mount(2): flags, and what goes in the FUSE option string.

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod audit;
 pub mod blob;
+pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod iam;

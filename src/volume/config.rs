@@ -51,6 +51,24 @@ impl std::str::FromStr for HeaderPlacement {
 pub enum KeyServiceConfig {
     /// The embedded key store file on this host.
     Embedded { keystore: PathBuf },
+    /// A KMS endpoint speaking the AWS KMS JSON protocol (`kmsfs kms serve`),
+    /// called with the SigV4 credentials of the mount's environment; unwrapped
+    /// data keys are cached (see kms/cache.rs) within these limits.
+    Endpoint {
+        url: String,
+        #[serde(default = "default_cache_max_keys")]
+        cache_max_keys: usize,
+        #[serde(default = "default_cache_max_age_seconds")]
+        cache_max_age_seconds: i64,
+    },
+}
+
+fn default_cache_max_keys() -> usize {
+    crate::kms::cache::CacheLimits::default().max_keys
+}
+
+fn default_cache_max_age_seconds() -> i64 {
+    crate::kms::cache::CacheLimits::default().max_age_seconds
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
