@@ -886,6 +886,22 @@ impl fuser::Filesystem for KmsFs {
         reply.ok();
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // No ioctls (FS_IOC_GETFLAGS and friends, which tar and cp probe on
+        // every file): answer as a filesystem without them does, quietly.
+        reply.error(Errno::ENOTTY);
+    }
+
     fn releasedir(
         &self,
         _req: &Request,
