@@ -209,6 +209,7 @@ struct MountPlan {
     /// often to check the CMK for a new version.
     rotate_rate: Option<f64>,
     rotate_interval: std::time::Duration,
+    tuning: crate::fs::Tuning,
 }
 
 fn mount_plan(opts: &[String]) -> Result<MountPlan, CliError> {
@@ -220,6 +221,7 @@ fn mount_plan(opts: &[String]) -> Result<MountPlan, CliError> {
         read_only: false,
         rotate_rate: None,
         rotate_interval: std::time::Duration::from_secs(60),
+        tuning: crate::fs::Tuning::default(),
     };
     for opt in opts.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         match opt {
@@ -256,6 +258,17 @@ fn mount_plan(opts: &[String]) -> Result<MountPlan, CliError> {
             | "users"
             | "default_permissions" => {}
             other if other.starts_with("x-") || other.starts_with("comment=") => {}
+            "writeback_cache" => plan.tuning.writeback_cache = true,
+            "no_writeback_cache" => plan.tuning.writeback_cache = false,
+            "keep_cache" => plan.tuning.keep_cache = true,
+            "no_keep_cache" => plan.tuning.keep_cache = false,
+            other if other.starts_with("attr_timeout=") => {
+                let v = &other["attr_timeout=".len()..];
+                let secs: f64 = v
+                    .parse()
+                    .map_err(|_| CliError::Usage(format!("attr_timeout={v}: expected seconds")))?;
+                plan.tuning.attr_ttl = std::time::Duration::from_secs_f64(secs.clamp(0.0, 3600.0));
+            }
             other if other.starts_with("rotate_rate=") => {
                 let v = &other["rotate_rate=".len()..];
                 plan.rotate_rate = Some(v.parse().map_err(|_| {
@@ -431,7 +444,8 @@ fn serve(
     // Modes of new backing files are exactly what the caller asked for (the
     // request carries the caller's umask).
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    let fs = KmsFs::new(backing.clone(), volume.clone(), plan.read_only).map_err(failed)?;
+    let fs =
+        KmsFs::new(backing.clone(), volume.clone(), plan.read_only, plan.tuning).map_err(failed)?;
     let acl = if plan.allow_other {
         fuser::SessionACL::All
     } else {

@@ -136,10 +136,39 @@ pub struct KmsFs {
     dirs: Mutex<HashMap<u64, DirSnapshot>>,
     next_dir: AtomicU64,
     read_only: bool,
+    tuning: Tuning,
+}
+
+/// Kernel caching choices, from mount options.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    /// FUSE writeback cache: the kernel gathers small writes into large ones
+    /// and answers appends and size itself.
+    pub writeback_cache: bool,
+    /// Keep a file's cached pages across opens (FOPEN_KEEP_CACHE); the
+    /// kernel still drops them when it sees the mtime change.
+    pub keep_cache: bool,
+    /// How long the kernel may trust names and attributes.
+    pub attr_ttl: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            writeback_cache: false,
+            keep_cache: true,
+            attr_ttl: TTL,
+        }
+    }
 }
 
 impl KmsFs {
-    pub fn new(backing: PathBuf, volume: Arc<Volume>, read_only: bool) -> io::Result<KmsFs> {
+    pub fn new(
+        backing: PathBuf,
+        volume: Arc<Volume>,
+        read_only: bool,
+        tuning: Tuning,
+    ) -> io::Result<KmsFs> {
         let root_ino = fs::metadata(&backing)?.ino();
         Ok(KmsFs {
             volume,
@@ -148,7 +177,16 @@ impl KmsFs {
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(1),
             read_only,
+            tuning,
         })
+    }
+
+    fn open_flags(&self) -> FopenFlags {
+        if self.tuning.keep_cache {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        }
     }
 
     fn path(&self, ino: INodeNo) -> Result<PathBuf, Errno> {
@@ -199,7 +237,7 @@ impl KmsFs {
         match self.stat_path(path) {
             Ok(attr) => {
                 self.inodes.remember(attr.ino.0, parent.0, name);
-                reply.entry(&TTL, &attr, Generation(0));
+                reply.entry(&self.tuning.attr_ttl, &attr, Generation(0));
             }
             Err(e) => reply.error(e),
         }
@@ -363,6 +401,13 @@ impl fuser::Filesystem for KmsFs {
         // readdirplus saves a lookup per entry of `ls -l`; parallel dirops let
         // lookups in one directory run concurrently; auto_inval_data drops
         // cached pages when a file's mtime changes behind the kernel's back.
+        if self.tuning.writeback_cache
+            && config
+                .add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE)
+                .is_err()
+        {
+            tracing::warn!("kernel lacks the FUSE writeback cache; writing through");
+        }
         for cap in [
             fuser::InitFlags::FUSE_DO_READDIRPLUS,
             fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
@@ -403,12 +448,12 @@ impl fuser::Filesystem for KmsFs {
             .or_else(|| self.files.get_ino(ino.0));
         if let Some(of) = open {
             return match of.file.metadata() {
-                Ok(m) => reply.attr(&TTL, &self.attr(&m)),
+                Ok(m) => reply.attr(&self.tuning.attr_ttl, &self.attr(&m)),
                 Err(e) => reply.error(errno(&e)),
             };
         }
         match self.path(ino).and_then(|p| self.stat_path(&p)) {
-            Ok(attr) => reply.attr(&TTL, &attr),
+            Ok(attr) => reply.attr(&self.tuning.attr_ttl, &attr),
             Err(e) => reply.error(e),
         }
     }
@@ -488,7 +533,7 @@ impl fuser::Filesystem for KmsFs {
             self.stat_path(&path)
         })();
         match result {
-            Ok(attr) => reply.attr(&TTL, &attr),
+            Ok(attr) => reply.attr(&self.tuning.attr_ttl, &attr),
             Err(e) => reply.error(e),
         }
     }
@@ -695,7 +740,7 @@ impl fuser::Filesystem for KmsFs {
             .path(ino)
             .and_then(|path| self.open_file(&caller_of(req), ino.0, &path, writable));
         match result {
-            Ok((fh, _)) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok((fh, _)) => reply.opened(FileHandle(fh), self.open_flags()),
             Err(e) => reply.error(e),
         }
     }
@@ -874,7 +919,14 @@ impl fuser::Filesystem for KmsFs {
             let Ok(attr) = self.stat_path(&path) else {
                 continue;
             };
-            if reply.add(attr.ino, (i + 1) as u64, name, &TTL, &attr, Generation(0)) {
+            if reply.add(
+                attr.ino,
+                (i + 1) as u64,
+                name,
+                &self.tuning.attr_ttl,
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
             // Each entry handed to the kernel counts as a lookup (except the
@@ -1085,11 +1137,11 @@ impl fuser::Filesystem for KmsFs {
         })();
         match result {
             Ok((attr, fh)) => reply.created(
-                &TTL,
+                &self.tuning.attr_ttl,
                 &attr,
                 Generation(0),
                 FileHandle(fh),
-                FopenFlags::empty(),
+                self.open_flags(),
             ),
             Err(e) => reply.error(e),
         }
