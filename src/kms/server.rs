@@ -12,7 +12,7 @@
 //!   timeout, connections are capped in number and lifetime, and the store
 //!   work runs on blocking threads so slow clients never stall it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -102,11 +102,49 @@ pub enum Peer {
     Unix(Caller),
 }
 
+/// Most signatures remembered at once (16 bytes each, plus bookkeeping):
+/// past this, the oldest are forgotten first, so a flood cannot grow the
+/// server's memory without bound.
+pub const REPLAY_CACHE_MAX: usize = 1 << 20;
+
+/// The signatures of accepted requests, each kept until its X-Amz-Date
+/// leaves the skew window (after which the request is refused as stale
+/// anyway).
+#[derive(Default)]
+struct ReplayCache {
+    seen: HashSet<[u8; 16]>,
+    by_expiry: BTreeSet<(i64, [u8; 16])>,
+}
+
+impl ReplayCache {
+    /// False if `signature` was already seen (a replay).
+    fn insert(&mut self, signature: &str, expires: i64, now: i64) -> bool {
+        while let Some(&(t, id)) = self.by_expiry.first() {
+            if t >= now && self.seen.len() < REPLAY_CACHE_MAX {
+                break;
+            }
+            self.by_expiry.pop_first();
+            self.seen.remove(&id);
+        }
+        // The first 128 bits of the (hex) signature identify it.
+        let mut id = [0u8; 16];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = u8::from_str_radix(signature.get(2 * i..2 * i + 2).unwrap_or("00"), 16)
+                .unwrap_or(0);
+        }
+        if !self.seen.insert(id) {
+            return false;
+        }
+        self.by_expiry.insert((expires, id));
+        true
+    }
+}
+
 /// Everything a request needs, shared by all connections.
 pub struct Service {
     kms: Arc<LocalKms>,
-    /// Signatures seen recently (signature → X-Amz-Date seconds), to refuse replays.
-    seen: Mutex<HashMap<String, i64>>,
+    /// Signatures seen while they are still valid, to refuse replays.
+    seen: Mutex<ReplayCache>,
     now: Box<dyn Fn() -> i64 + Send + Sync>,
 }
 
@@ -137,7 +175,7 @@ impl Service {
     pub fn with_clock(kms: Arc<LocalKms>, now: Box<dyn Fn() -> i64 + Send + Sync>) -> Service {
         Service {
             kms,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(ReplayCache::default()),
             now,
         }
     }
@@ -236,8 +274,7 @@ impl Service {
             let mut seen = self.seen.lock().map_err(|_| {
                 HttpError::new(500, "KMSInternalException", "replay cache poisoned")
             })?;
-            seen.retain(|_, t| (now - *t).abs() <= sigv4::MAX_SKEW_SECONDS);
-            if seen.insert(auth.signature.clone(), when).is_some() {
+            if !seen.insert(&auth.signature, when + sigv4::MAX_SKEW_SECONDS, now) {
                 return Err(invalid(
                     "Replayed request: this signature was already used; sign every request afresh"
                         .into(),
@@ -569,4 +606,24 @@ pub fn serve(
         };
         tokio::try_join!(tcp_loop, unix_loop).map(|_| ())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_cache_forgets_only_expired_signatures() {
+        let mut c = ReplayCache::default();
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        assert!(c.insert(&a, 100, 0));
+        assert!(!c.insert(&a, 100, 50));
+        assert!(c.insert(&b, 200, 60));
+        // At 150 `a` has expired (its request is stale by now), `b` has not.
+        assert!(c.insert(&a, 400, 150));
+        assert!(!c.insert(&b, 200, 150));
+        assert_eq!(c.seen.len(), 2);
+        assert_eq!(c.by_expiry.len(), 2);
+    }
 }
