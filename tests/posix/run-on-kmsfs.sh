@@ -5,7 +5,7 @@
 # cases) and fsx (FSX_OPS operations per seed, every operation but
 # punch_hole, which kmsfs does not implement). Exit status: non-zero if any
 # case failed. Knobs: those of peer-suites.sh, plus KMSFS (the binary) and
-# KMSFS_CIPHER / KMSFS_HEADER (volume options).
+# KMSFS_CIPHER / KMSFS_HEADER (volume options), KMSFS_MOUNT_OPTS (extra -o).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -48,7 +48,7 @@ cat >"$work/policy.json" <<'JSON'
 JSON
 key_arn="$("$kmsfs" kms describe-key --key-id alias/kmsfs/default --query KeyMetadata.Arn --output text)"
 "$kmsfs" kms put-key-policy --key-id "$key_arn" --policy "file://$work/policy.json"
-"$kmsfs" mount "$backing" "$mnt" -o allow_other --log-file "$work/daemon.log"
+"$kmsfs" mount "$backing" "$mnt" -o "allow_other${KMSFS_MOUNT_OPTS:+,$KMSFS_MOUNT_OPTS}" --log-file "$work/daemon.log"
 
 status=0
 LOGDIR="$work/logs" bash "$here/peer-suites.sh" ${PEER_SUITES_ARGS:-} "$mnt" || status=$?
