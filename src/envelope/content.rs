@@ -138,6 +138,13 @@ pub trait PositionalIo {
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()>;
     fn set_len(&self, len: u64) -> io::Result<()>;
     fn len(&self) -> io::Result<u64>;
+    /// Makes `len` bytes at `off` read as zeros without changing the size
+    /// (a hole where the filesystem can punch one).
+    fn zero_range(&self, off: u64, len: u64) -> io::Result<()> {
+        let zeros =
+            vec![0u8; usize::try_from(len).map_err(|_| io::Error::other("range too large"))?];
+        self.write_at(&zeros, off)
+    }
 }
 
 impl PositionalIo for std::fs::File {
@@ -165,6 +172,24 @@ impl PositionalIo for std::fs::File {
 
     fn len(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
+    }
+
+    fn zero_range(&self, off: u64, len: u64) -> io::Result<()> {
+        use nix::fcntl::{FallocateFlags, fallocate};
+        let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+        let (o, l) = (i64::try_from(off), i64::try_from(len));
+        match (o, l) {
+            (Ok(o), Ok(l)) if fallocate(self, flags, o, l).is_ok() => Ok(()),
+            // The backing filesystem cannot punch: write the zeros.
+            _ => {
+                let zeros = vec![
+                    0u8;
+                    usize::try_from(len)
+                        .map_err(|_| io::Error::other("range too large"))?
+                ];
+                std::os::unix::fs::FileExt::write_all_at(self, &zeros, off)
+            }
+        }
     }
 }
 
@@ -500,6 +525,48 @@ impl FileContent<'_> {
 
     /// Sets the plaintext size to `new_size`.
     ///
+    /// Punches a hole: plaintext `[offset, offset + len)` reads as zeros
+    /// afterwards and the size is unchanged. Blocks wholly inside the range
+    /// become holes on disk (all-zero stored bytes); partly covered edge
+    /// blocks are re-sealed with zeros in the covered part.
+    pub fn punch_hole(
+        &self,
+        io: &(impl PositionalIo + ?Sized),
+        offset: u64,
+        len: u64,
+    ) -> Result<(), ContentError> {
+        let backing_len = io.len()?;
+        let size = self.layout.plain_size(backing_len)?;
+        let end = offset.saturating_add(len).min(size);
+        if offset >= end {
+            return Ok(());
+        }
+        // Whole blocks: those starting at or after `offset` and ending at or
+        // before `end` (the file's short last block counts when `end` is EOF).
+        let first_whole = offset.div_ceil(BLOCK);
+        let end_whole = if end == size {
+            end.div_ceil(BLOCK)
+        } else {
+            end / BLOCK
+        };
+        if first_whole >= end_whole {
+            // No whole block: zero the covered bytes inside one or two blocks.
+            return self.write(io, offset, &vec![0u8; (end - offset) as usize]);
+        }
+        let head_end = first_whole * BLOCK;
+        if offset < head_end {
+            self.write(io, offset, &vec![0u8; (head_end - offset) as usize])?;
+        }
+        let tail_start = end_whole * BLOCK;
+        if tail_start < end {
+            self.write(io, tail_start, &vec![0u8; (end - tail_start) as usize])?;
+        }
+        let from = self.layout.block_offset(first_whole);
+        let to = self.layout.block_offset(end_whole).min(backing_len);
+        io.zero_range(from, to - from)?;
+        Ok(())
+    }
+
     /// Shrinking re-seals the new last block if it becomes partial. Growing
     /// pads the old partial last block with zeros (re-sealed) and extends the
     /// backing file with `set_len`, so the new region is holes.
@@ -562,6 +629,53 @@ impl FileContent<'_> {
             return Err(self.layout.missing_header(backing_len));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod punch_tests {
+    use super::*;
+    use crate::envelope::cipher::{CipherSuite, new_aead};
+
+    #[test]
+    fn punch_hole_zeroes_ranges_and_keeps_the_size() {
+        let aead = new_aead(CipherSuite::Aes256Gcm, &[9u8; 32]);
+        for header_len in [0u64, 1024] {
+            let content = FileContent {
+                aead: aead.as_ref(),
+                file_id: [4; 16],
+                layout: Layout { header_len },
+            };
+            let size = 5 * 4096 + 100;
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8 + 1).collect();
+            // (offset, len): inside one block, across edges, whole blocks,
+            // through EOF, past EOF, and empty.
+            for (off, len) in [
+                (10u64, 20u64),
+                (4000, 200),
+                (4096, 8192),
+                (100, 3 * 4096),
+                (4 * 4096 + 50, 10_000),
+                (0, size as u64),
+                (size as u64, 10),
+                (7, 0),
+            ] {
+                let io = MemIo::new(vec![0u8; header_len as usize]);
+                content.write(&io, 0, &data).unwrap();
+                content.punch_hole(&io, off, len).unwrap();
+                let mut want = data.clone();
+                let end = (off + len).min(size as u64);
+                for b in want.iter_mut().take(end as usize).skip(off as usize) {
+                    *b = 0;
+                }
+                assert_eq!(content.plain_size(&io).unwrap(), size as u64, "{off}+{len}");
+                assert_eq!(
+                    content.read(&io, 0, size + 10).unwrap(),
+                    want,
+                    "{off}+{len}"
+                );
+            }
+        }
     }
 }
 

@@ -1158,20 +1158,33 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyEmpty,
     ) {
         // Plain allocation extends the file (sparse: encrypted zeros are not
-        // preallocated); KEEP_SIZE allocation is a no-op. Punching holes and
-        // collapsing ranges would need re-sealing blocks: not supported.
-        if mode & !libc::FALLOC_FL_KEEP_SIZE != 0 {
+        // preallocated); KEEP_SIZE allocation is a no-op; PUNCH_HOLE (always
+        // with KEEP_SIZE) makes the range read as zeros. Collapsing,
+        // inserting and zeroing ranges would shift or re-seal many blocks:
+        // not supported.
+        let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        if mode != 0 && mode != libc::FALLOC_FL_KEEP_SIZE && mode != punch {
             return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
         }
         let Some(of) = self.files.handle(fh.0) else {
             return reply.error(Errno::EBADF);
         };
-        if mode & libc::FALLOC_FL_KEEP_SIZE != 0 {
+        if mode == libc::FALLOC_FL_KEEP_SIZE {
             return reply.ok();
         }
         let end = offset.saturating_add(length);
         let result = (|| {
             let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
+            if mode == punch {
+                // A file without a header has no content to punch.
+                return match key.as_ref() {
+                    Some(k) => Ok(self
+                        .volume
+                        .content(k)
+                        .punch_hole(&of.file, offset, length)?),
+                    None => Ok(()),
+                };
+            }
             let size = self.volume.display_size(of.file.metadata()?.len());
             if end <= size {
                 return Ok(());
