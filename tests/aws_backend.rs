@@ -98,8 +98,20 @@ fn kmsfs(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The volume goes to moto through kmsfs's own AWS-protocol client.
 #[test]
 fn volume_on_moto_kms() {
+    volume_scenario(false);
+}
+
+/// The same through the AWS SDK for Rust (`--features aws-kms`).
+#[cfg(feature = "aws-kms")]
+#[test]
+fn volume_on_moto_kms_through_the_aws_sdk() {
+    volume_scenario(true);
+}
+
+fn volume_scenario(aws_sdk: bool) {
     let moto = Moto::start();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -117,14 +129,17 @@ fn volume_on_moto_kms() {
         mnt.to_str().unwrap(),
         log.to_str().unwrap(),
     );
-    kmsfs(
-        d,
-        &["init", "--endpoint-url", &moto.url, "--key-id", &arn, b],
-    );
+    let mut init = vec!["init", "--endpoint-url", &moto.url, "--key-id", &arn, b];
+    if aws_sdk {
+        init.extend(["--aws-kms", "--aws-region", "us-east-1"]);
+    }
+    kmsfs(d, &init);
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(backing.join(".kmsfs.volume.json")).unwrap())
             .unwrap();
     assert_eq!(config["key_id"], arn.as_str());
+    let kind = if aws_sdk { "aws" } else { "endpoint" };
+    assert_eq!(config["key_service"]["type"], kind);
 
     let files: Vec<(String, Vec<u8>)> = (0..8)
         .map(|i| {

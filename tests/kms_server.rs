@@ -437,8 +437,30 @@ fn sigv4_refusals() {
     let err = s.aws_err(&unknown, &["kms", "list-keys"]);
     assert!(err.contains("(UnrecognizedClientException)"), "{err}");
 
-    // Signed now: accepted once; the very same bytes again are a replay.
+    // A state change signed now: accepted once; the very same bytes again
+    // are a replay. Reads may repeat (the AWS CLI signs no nonce).
+    let key_id = s.aws_json(&root, &["kms", "create-key"])["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({"KeyId": key_id}).to_string();
     let req = request(
+        s.port,
+        Some(&root),
+        "TrentService.DisableKey",
+        body.as_bytes(),
+        now(),
+        "local",
+    );
+    assert_eq!(send(s.port, &req).0, 200);
+    s.aws_ok(&root, &["kms", "enable-key", "--key-id", &key_id]);
+    let (status, body) = send(s.port, &req);
+    assert_eq!(status, 400);
+    assert_eq!(body["__type"], "InvalidSignatureException");
+    assert!(body["message"].as_str().unwrap().contains("Replayed"));
+    let described = s.aws_json(&root, &["kms", "describe-key", "--key-id", &key_id]);
+    assert_eq!(described["KeyMetadata"]["KeyState"], "Enabled");
+    let read = request(
         s.port,
         Some(&root),
         "TrentService.ListKeys",
@@ -446,11 +468,8 @@ fn sigv4_refusals() {
         now(),
         "local",
     );
-    assert_eq!(send(s.port, &req).0, 200);
-    let (status, body) = send(s.port, &req);
-    assert_eq!(status, 400);
-    assert_eq!(body["__type"], "InvalidSignatureException");
-    assert!(body["message"].as_str().unwrap().contains("Replayed"));
+    assert_eq!(send(s.port, &read).0, 200);
+    assert_eq!(send(s.port, &read).0, 200);
 
     // Clock skew beyond 5 minutes, either way.
     for skew in [-400, 400] {
@@ -932,4 +951,189 @@ fn volume_on_the_kmsfs_server() {
     );
     assert!(audit.contains("\"eventName\":\"ReEncrypt\""), "{audit}");
     assert!(!s.dir.path().join("client").exists());
+}
+
+/// Each key-state and input refusal, as the AWS CLI reports it.
+#[test]
+fn state_refusals_through_the_aws_cli() {
+    let s = Server::start();
+    let root = s.user_with_key("root");
+    let create = |args: &[&str]| {
+        let mut all = vec!["kms", "create-key"];
+        all.extend_from_slice(args);
+        s.aws_json(&root, &all)["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let a = create(&[]);
+    let b = create(&[]);
+    let plain = write(s.dir.path(), "p", b"state");
+    let blob_b64 = s.aws_ok(
+        &root,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &a,
+            "--plaintext",
+            &plain,
+            "--output",
+            "text",
+            "--query",
+            "CiphertextBlob",
+        ],
+    );
+    use base64::Engine;
+    let mut blob = base64::engine::general_purpose::STANDARD
+        .decode(blob_b64.trim())
+        .unwrap();
+    let blob_arg = write(s.dir.path(), "c", &blob);
+    let expect = |args: &[&str], code: &str| {
+        let err = s.aws_err(&root, args);
+        assert!(err.contains(&format!("({code})")), "{args:?}: {err}");
+    };
+    // Decrypt naming another key; a tampered blob; a wrong context.
+    expect(
+        &[
+            "kms",
+            "decrypt",
+            "--ciphertext-blob",
+            &blob_arg,
+            "--key-id",
+            &b,
+        ],
+        "IncorrectKeyException",
+    );
+    let n = blob.len();
+    blob[n - 1] ^= 1;
+    let bad_arg = write(s.dir.path(), "bad", &blob);
+    expect(
+        &["kms", "decrypt", "--ciphertext-blob", &bad_arg],
+        "InvalidCiphertextException",
+    );
+    expect(
+        &[
+            "kms",
+            "decrypt",
+            "--ciphertext-blob",
+            &blob_arg,
+            "--encryption-context",
+            "k=v",
+        ],
+        "InvalidCiphertextException",
+    );
+    // Aliases.
+    s.aws_ok(
+        &root,
+        &[
+            "kms",
+            "create-alias",
+            "--alias-name",
+            "alias/x",
+            "--target-key-id",
+            &a,
+        ],
+    );
+    expect(
+        &[
+            "kms",
+            "create-alias",
+            "--alias-name",
+            "alias/x",
+            "--target-key-id",
+            &b,
+        ],
+        "AlreadyExistsException",
+    );
+    expect(
+        &[
+            "kms",
+            "create-alias",
+            "--alias-name",
+            "alias/aws/x",
+            "--target-key-id",
+            &b,
+        ],
+        "NotAuthorizedException|InvalidAliasNameException|ValidationException"
+            .split('|')
+            .find(|c| {
+                s.aws(
+                    &root,
+                    &[
+                        "kms",
+                        "create-alias",
+                        "--alias-name",
+                        "alias/aws/x",
+                        "--target-key-id",
+                        &b,
+                    ],
+                )
+                .stderr
+                .windows(c.len())
+                .any(|w| w == c.as_bytes())
+            })
+            .unwrap_or("InvalidAliasNameException"),
+    );
+    // Disabled, then pending deletion.
+    s.aws_ok(&root, &["kms", "disable-key", "--key-id", &a]);
+    expect(
+        &["kms", "encrypt", "--key-id", &a, "--plaintext", &plain],
+        "DisabledException",
+    );
+    expect(
+        &["kms", "decrypt", "--ciphertext-blob", &blob_arg],
+        "DisabledException",
+    );
+    s.aws_ok(&root, &["kms", "schedule-key-deletion", "--key-id", &a]);
+    expect(
+        &["kms", "enable-key", "--key-id", &a],
+        "KMSInvalidStateException",
+    );
+    expect(
+        &[
+            "kms",
+            "generate-data-key",
+            "--key-id",
+            &a,
+            "--key-spec",
+            "AES_256",
+        ],
+        "KMSInvalidStateException",
+    );
+    expect(
+        &["kms", "schedule-key-deletion", "--key-id", &a],
+        "KMSInvalidStateException",
+    );
+    // Imported-material key before its material arrives.
+    let ext = create(&["--origin", "EXTERNAL"]);
+    expect(
+        &["kms", "encrypt", "--key-id", &ext, "--plaintext", &plain],
+        "KMSInvalidStateException",
+    );
+    expect(
+        &["kms", "enable-key-rotation", "--key-id", &ext],
+        "UnsupportedOperationException",
+    );
+    // Inputs.
+    expect(
+        &[
+            "kms",
+            "schedule-key-deletion",
+            "--key-id",
+            &b,
+            "--pending-window-in-days",
+            "3",
+        ],
+        "ValidationException",
+    );
+    expect(
+        &[
+            "kms",
+            "describe-key",
+            "--key-id",
+            "00000000-0000-0000-0000-000000000000",
+        ],
+        "NotFoundException",
+    );
 }

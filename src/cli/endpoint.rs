@@ -24,6 +24,14 @@ pub struct EndpointArgs {
     /// AWS_SECRET_ACCESS_KEY from the environment of init and mount.
     #[arg(long)]
     pub endpoint_url: Option<String>,
+    /// Use AWS KMS through the AWS SDK (standard credential and region
+    /// chains; --endpoint-url then only overrides where requests go). Needs
+    /// a kmsfs built with `--features aws-kms`.
+    #[arg(long)]
+    pub aws_kms: bool,
+    /// With --aws-kms: the AWS region [default: the SDK's region chain].
+    #[arg(long, requires = "aws_kms")]
+    pub aws_region: Option<String>,
     /// With --endpoint-url: most unwrapped data keys the mount caches (0: no cache).
     #[arg(long, default_value_t = CacheLimits::default().max_keys)]
     pub cache_max_keys: usize,
@@ -55,10 +63,44 @@ pub fn volume_kms(config: &KeyServiceConfig) -> Result<Arc<dyn KeyService>, CliE
                 Arc::new(SystemClock),
             )))
         }
+        KeyServiceConfig::Aws {
+            region,
+            endpoint_url,
+            cache_max_keys,
+            cache_max_age_seconds,
+        } => Ok(Arc::new(CachingKms::new(
+            aws_kms(region.as_deref(), endpoint_url.as_deref())?,
+            CacheLimits {
+                max_keys: *cache_max_keys,
+                max_age_seconds: *cache_max_age_seconds,
+            },
+            Arc::new(SystemClock),
+        ))),
         KeyServiceConfig::Embedded { .. } => Err(failed(
             "internal error: the embedded store is not an endpoint",
         )),
     }
+}
+
+#[cfg(feature = "aws-kms")]
+fn aws_kms(
+    region: Option<&str>,
+    endpoint_url: Option<&str>,
+) -> Result<Arc<dyn KeyService>, CliError> {
+    Ok(Arc::new(crate::kms::aws::AwsKms::new(
+        region,
+        endpoint_url,
+    )?))
+}
+
+#[cfg(not(feature = "aws-kms"))]
+fn aws_kms(
+    _region: Option<&str>,
+    _endpoint_url: Option<&str>,
+) -> Result<Arc<dyn KeyService>, CliError> {
+    Err(failed(
+        "this volume's keys are in AWS KMS, but this kmsfs was built without AWS KMS support: rebuild with `cargo build --features aws-kms`",
+    ))
 }
 
 /// The ARN of the volume's CMK at the endpoint, creating the default key
@@ -101,10 +143,6 @@ pub fn init_volume(
     cipher: CipherSuite,
     header: HeaderPlacement,
 ) -> Result<VolumeConfig, CliError> {
-    let url = endpoint
-        .endpoint_url
-        .as_deref()
-        .ok_or_else(|| failed("--endpoint-url is required"))?;
     if endpoint.cache_max_age < 0 {
         return Err(CliError::Usage(
             "--cache-max-age must not be negative".into(),
@@ -127,18 +165,40 @@ pub fn init_volume(
             backing.display()
         )));
     }
-    let client = KmsClient::from_env(url)?;
-    let arn = resolve_key(&client, key_id)?;
-    let config = VolumeConfig::new(
-        cipher,
-        header,
-        KeyServiceConfig::Endpoint {
+    let (service, arn) = if endpoint.aws_kms {
+        let service = KeyServiceConfig::Aws {
+            region: endpoint.aws_region.clone(),
+            endpoint_url: endpoint.endpoint_url.clone(),
+            cache_max_keys: endpoint.cache_max_keys,
+            cache_max_age_seconds: endpoint.cache_max_age,
+        };
+        let kms = volume_kms(&service)?;
+        let key = key_id.unwrap_or(DEFAULT_KEY_ALIAS);
+        let arn = kms
+            .describe_key(&crate::kms::Caller::current(), key)
+            .map_err(|e| match e {
+                KmsError::NotFound(m) if key_id.is_none() => KmsError::NotFound(format!(
+                    "{m} (kmsfs does not create CMKs in AWS KMS: name one with --key-id)"
+                )),
+                other => other,
+            })?
+            .key_arn;
+        (service, arn)
+    } else {
+        let url = endpoint
+            .endpoint_url
+            .as_deref()
+            .ok_or_else(|| failed("--endpoint-url is required"))?;
+        let client = KmsClient::from_env(url)?;
+        let arn = resolve_key(&client, key_id)?;
+        let service = KeyServiceConfig::Endpoint {
             url: client.url().to_string(),
             cache_max_keys: endpoint.cache_max_keys,
             cache_max_age_seconds: endpoint.cache_max_age,
-        },
-        arn,
-    );
+        };
+        (service, arn)
+    };
+    let config = VolumeConfig::new(cipher, header, service, arn);
     config.save(backing).map_err(failed)?;
     Ok(config)
 }

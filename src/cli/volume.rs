@@ -155,7 +155,7 @@ fn keystore_path(keystore: Option<PathBuf>) -> Result<PathBuf, CliError> {
 
 pub fn init(args: &InitArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     let backing = absolute(&args.backing_dir)?;
-    let config = if args.endpoint.endpoint_url.is_some() {
+    let config = if args.endpoint.endpoint_url.is_some() || args.endpoint.aws_kms {
         super::endpoint::init_volume(
             &backing,
             &args.endpoint,

@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod audit;
+#[cfg(feature = "aws-kms")]
+pub mod aws;
 pub mod blob;
 pub mod cache;
 pub mod clock;

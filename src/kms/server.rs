@@ -140,6 +140,27 @@ impl ReplayCache {
     }
 }
 
+/// Operations whose replay would change something: their signatures may be
+/// used once. Reads and cryptographic calls may repeat: a replay only gets
+/// what the original got, and the AWS CLI (botocore) signs no per-request
+/// nonce, so two identical reads in one second carry the same signature.
+pub fn replay_sensitive(operation: &str) -> bool {
+    !matches!(
+        operation,
+        "DescribeKey"
+            | "ListKeys"
+            | "ListAliases"
+            | "GetKeyRotationStatus"
+            | "ListKeyRotations"
+            | "GetKeyPolicy"
+            | "Encrypt"
+            | "Decrypt"
+            | "ReEncrypt"
+            | "GenerateDataKey"
+            | "GenerateDataKeyWithoutPlaintext"
+    )
+}
+
 /// Everything a request needs, shared by all connections.
 pub struct Service {
     kms: Arc<LocalKms>,
@@ -270,7 +291,11 @@ impl Service {
                     .into(),
             ));
         }
-        {
+        let operation = req
+            .header("x-amz-target")
+            .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+            .unwrap_or("");
+        if replay_sensitive(operation) {
             let mut seen = self.seen.lock().map_err(|_| {
                 HttpError::new(500, "KMSInternalException", "replay cache poisoned")
             })?;

@@ -61,6 +61,18 @@ pub enum KeyServiceConfig {
         #[serde(default = "default_cache_max_age_seconds")]
         cache_max_age_seconds: i64,
     },
+    /// AWS KMS through the AWS SDK (cargo feature `aws-kms`): the standard
+    /// credential and region chains of the mount, unless overridden here.
+    Aws {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint_url: Option<String>,
+        #[serde(default = "default_cache_max_keys")]
+        cache_max_keys: usize,
+        #[serde(default = "default_cache_max_age_seconds")]
+        cache_max_age_seconds: i64,
+    },
 }
 
 fn default_cache_max_keys() -> usize {
