@@ -144,10 +144,13 @@ impl ReplayCache {
 /// used once. Reads and cryptographic calls may repeat: a replay only gets
 /// what the original got, and the AWS CLI (botocore) signs no per-request
 /// nonce, so two identical reads in one second carry the same signature.
+/// CreateKey may repeat too: a replay only adds a key, as the client
+/// repeating itself would, and scripts do create keys back to back.
 pub fn replay_sensitive(operation: &str) -> bool {
     !matches!(
         operation,
-        "DescribeKey"
+        "CreateKey"
+            | "DescribeKey"
             | "ListKeys"
             | "ListAliases"
             | "GetKeyRotationStatus"
