@@ -106,9 +106,48 @@ fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
 }
 
 /// The identity of the process behind a request, with its supplementary
-/// groups (read from /proc, as the kernel does not send them).
-fn caller_of(req: &Request) -> Caller {
-    let groups = fs::read_to_string(format!("/proc/{}/status", req.pid()))
+/// groups (read from /proc, as the kernel does not send them). Groups are
+/// remembered per (pid, uid, gid) for a couple of seconds: a process creating
+/// thousands of files would otherwise cost three extra syscalls per file.
+/// A process that changes its groups is seen with the new ones at the latest
+/// `CALLER_TTL` later.
+#[derive(Default)]
+struct Callers {
+    known: Mutex<HashMap<(u32, u32, u32), (Vec<u32>, std::time::Instant)>>,
+}
+
+const CALLER_TTL: Duration = Duration::from_secs(2);
+
+impl Callers {
+    fn of(&self, req: &Request) -> Caller {
+        let key = (req.pid(), req.uid(), req.gid());
+        let now = std::time::Instant::now();
+        let cached = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(_, at)| now.duration_since(*at) < CALLER_TTL)
+            .map(|(g, _)| g.clone());
+        let groups = cached.unwrap_or_else(|| {
+            let groups = read_groups(req.pid());
+            let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if known.len() > 4096 {
+                known.retain(|_, (_, at)| now.duration_since(*at) < CALLER_TTL);
+            }
+            known.insert(key, (groups.clone(), now));
+            groups
+        });
+        Caller {
+            uid: req.uid(),
+            gid: req.gid(),
+            groups,
+        }
+    }
+}
+
+fn read_groups(pid: u32) -> Vec<u32> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines().find_map(|l| l.strip_prefix("Groups:")).map(|g| {
@@ -117,12 +156,7 @@ fn caller_of(req: &Request) -> Caller {
                     .collect()
             })
         })
-        .unwrap_or_default();
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-        groups,
-    }
+        .unwrap_or_default()
 }
 
 struct DirSnapshot {
@@ -137,13 +171,16 @@ pub struct KmsFs {
     next_dir: AtomicU64,
     read_only: bool,
     tuning: Tuning,
+    callers: Callers,
 }
 
 /// Kernel caching choices, from mount options.
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {
     /// FUSE writeback cache: the kernel gathers small writes into large ones
-    /// and answers appends and size itself.
+    /// and answers appends and size itself. On by default: measured faster
+    /// for random 4 KiB writes (benches/RESULTS.md), and pjdfstest and fsx
+    /// pass with it.
     pub writeback_cache: bool,
     /// Keep a file's cached pages across opens (FOPEN_KEEP_CACHE); the
     /// kernel still drops them when it sees the mtime change.
@@ -155,7 +192,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            writeback_cache: false,
+            writeback_cache: true,
             keep_cache: true,
             attr_ttl: TTL,
         }
@@ -178,6 +215,7 @@ impl KmsFs {
             next_dir: AtomicU64::new(1),
             read_only,
             tuning,
+            callers: Callers::default(),
         })
     }
 
@@ -246,6 +284,13 @@ impl KmsFs {
     /// New nodes belong to the caller, as on a local filesystem (the daemon
     /// creates them as root). In a setgid directory the group is inherited.
     fn give_to_caller(&self, req: &Request, parent: &Path, path: &Path) -> Result<(), Errno> {
+        // The daemon's own identity already owns what it creates (and the
+        // backing filesystem applies setgid inheritance itself).
+        if req.uid() == nix::unistd::geteuid().as_raw()
+            && req.gid() == nix::unistd::getegid().as_raw()
+        {
+            return Ok(());
+        }
         let setgid_parent = fs::metadata(parent)
             .map(|m| m.mode() & libc::S_ISGID != 0)
             .unwrap_or(false);
@@ -481,7 +526,7 @@ impl fuser::Filesystem for KmsFs {
             // once its last name is gone (ftruncate/fchmod after unlink).
             if let Some(of) = self.files.get_ino(ino.0) {
                 if let Some(size) = size {
-                    self.truncate_open(&caller_of(req), &of, size, None)?;
+                    self.truncate_open(&self.callers.of(req), &of, size, None)?;
                 }
                 let fd = std::os::fd::AsFd::as_fd(&of.file);
                 if uid.is_some() || gid.is_some() {
@@ -504,7 +549,7 @@ impl fuser::Filesystem for KmsFs {
             }
             let path = self.path(ino)?;
             if let Some(size) = size {
-                self.truncate(&caller_of(req), ino.0, &path, size)?;
+                self.truncate(&self.callers.of(req), ino.0, &path, size)?;
             }
             if uid.is_some() || gid.is_some() {
                 nix::unistd::fchownat(
@@ -571,7 +616,7 @@ impl fuser::Filesystem for KmsFs {
                     .mode(perm.bits())
                     .open(&path)
                     .map_err(|e| errno(&e))?;
-                if let Err(e) = self.volume.create_key(&caller_of(req), &file) {
+                if let Err(e) = self.volume.create_key(&self.callers.of(req), &file) {
                     let _ = fs::remove_file(&path);
                     self.log_file_error("mknod", Some(&path), &e);
                     return Err(Errno::from_i32(e.errno()));
@@ -738,7 +783,7 @@ impl fuser::Filesystem for KmsFs {
         let writable = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
         let result = self
             .path(ino)
-            .and_then(|path| self.open_file(&caller_of(req), ino.0, &path, writable));
+            .and_then(|path| self.open_file(&self.callers.of(req), ino.0, &path, writable));
         match result {
             Ok((fh, _)) => reply.opened(FileHandle(fh), self.open_flags()),
             Err(e) => reply.error(e),
@@ -796,7 +841,7 @@ impl fuser::Filesystem for KmsFs {
         let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
         let result = (|| {
             if key.is_none() {
-                *key = Some(self.volume.create_key(&caller_of(req), &of.file)?);
+                *key = Some(self.volume.create_key(&self.callers.of(req), &of.file)?);
             }
             let k = key
                 .as_ref()
@@ -1029,10 +1074,18 @@ impl fuser::Filesystem for KmsFs {
         if is_reserved_xattr(name) {
             return reply.error(Errno::from_i32(libc::ENODATA));
         }
-        match self
-            .path(ino)
-            .and_then(|p| sys::lgetxattr(&p, name).map_err(|e| errno(&e)))
-        {
+        // The kernel asks for security.capability before every write to an
+        // open file: answer through its descriptor instead of a path walk.
+        let open = self.files.get_ino(ino.0);
+        let value = match (open, name.to_str()) {
+            (Some(of), Some(name)) => {
+                sys::fgetxattr(std::os::fd::AsFd::as_fd(&of.file), name).map_err(|e| errno(&e))
+            }
+            _ => self
+                .path(ino)
+                .and_then(|p| sys::lgetxattr(&p, name).map_err(|e| errno(&e))),
+        };
+        match value {
             Ok(value) => xattr_reply(reply, &value, size),
             Err(e) => reply.error(e),
         }
@@ -1093,7 +1146,7 @@ impl fuser::Filesystem for KmsFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let caller = caller_of(req);
+        let caller = self.callers.of(req);
         let result = (|| {
             let path = self.child(parent, name)?;
             let parent_path = self.path(parent)?;
@@ -1118,7 +1171,10 @@ impl fuser::Filesystem for KmsFs {
                 let _ = fs::remove_file(&path);
                 return Err(e);
             }
-            let attr = self.stat_path(&path)?;
+            let attr = file
+                .metadata()
+                .map(|m| self.attr(&m))
+                .map_err(|e| errno(&e))?;
             self.inodes.remember(attr.ino.0, parent.0, name);
             let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
             let mut key = Some(key);
@@ -1190,7 +1246,7 @@ impl fuser::Filesystem for KmsFs {
                 return Ok(());
             }
             if key.is_none() {
-                *key = Some(self.volume.create_key(&caller_of(req), &of.file)?);
+                *key = Some(self.volume.create_key(&self.callers.of(req), &of.file)?);
             }
             let k = key
                 .as_ref()
