@@ -111,9 +111,12 @@ fn timespec(t: Option<TimeOrNow>) -> TimeSpec {
 /// thousands of files would otherwise cost three extra syscalls per file.
 /// A process that changes its groups is seen with the new ones at the latest
 /// `CALLER_TTL` later.
+/// (pid, uid, gid) of a request → its supplementary groups, and when read.
+type CallerCache = HashMap<(u32, u32, u32), (Vec<u32>, std::time::Instant)>;
+
 #[derive(Default)]
 struct Callers {
-    known: Mutex<HashMap<(u32, u32, u32), (Vec<u32>, std::time::Instant)>>,
+    known: Mutex<CallerCache>,
 }
 
 const CALLER_TTL: Duration = Duration::from_secs(2);
