@@ -230,8 +230,6 @@ pub fn rotate(args: &RotateArgs) -> Result<(), CliError> {
     let caller = Caller::current();
     let target = current_target(&volume, &caller)?;
     let mut progress = Progress::new();
-    let io_before = process_io();
-    let io_after = process_io();
     let state = rotate_volume(
         &backing,
         &volume,
@@ -253,15 +251,7 @@ pub fn rotate(args: &RotateArgs) -> Result<(), CliError> {
         secs,
         state.failures.len()
     );
-    if let (Some(a), Some(b)) = (io_before, io_after) {
-        let files = state.total.max(1) as f64;
-        println!(
-            "{:.0} files/s; I/O per file: {:.0} bytes read, {:.0} bytes written (whole process, key store included)",
-            state.total as f64 / secs.max(1e-9),
-            (b.0 - a.0) as f64 / files,
-            (b.1 - a.1) as f64 / files
-        );
-    }
+    println!("{:.0} files/s", state.total as f64 / secs.max(1e-9));
     for f in &state.failures {
         println!("SKIPPED {}: {}", f.path.display(), f.reason);
     }
@@ -273,17 +263,6 @@ pub fn rotate(args: &RotateArgs) -> Result<(), CliError> {
             state.failures.len()
         )))
     }
-}
-
-/// (rchar, wchar) of this process: bytes passed to read/write-like calls.
-fn process_io() -> Option<(u64, u64)> {
-    let text = fs::read_to_string("/proc/self/io").ok()?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-    };
-    Some((field("rchar:")?, field("wchar:")?))
 }
 
 pub fn status(args: &StatusArgs) -> Result<(), CliError> {
