@@ -398,6 +398,22 @@ fn notify_ready() {
     crate::cli::sd_notify("READY=1");
 }
 
+/// Every open file at the mount holds one backing descriptor: lift the soft
+/// limit on open files to the hard limit (often 1,024 → 524,288), or the
+/// 1,025th open file would fail with EMFILE.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, soft, "cannot raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the open-file limit"),
+    }
+}
+
 /// Mounts /dev/fuse at `mountpoint` with file system type `fuse.kmsfs` (so
 /// `mount` and /proc/mounts name us) and returns the device descriptor.
 fn mount_fuse(backing: &Path, mountpoint: &Path, plan: &MountPlan) -> Result<OwnedFd, CliError> {
@@ -444,6 +460,7 @@ fn serve(
     // Modes of new backing files are exactly what the caller asked for (the
     // request carries the caller's umask).
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    raise_open_file_limit();
     let fs =
         KmsFs::new(backing.clone(), volume.clone(), plan.read_only, plan.tuning).map_err(failed)?;
     let acl = if plan.allow_other {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): opening 10,000 files through a FUSE mount of a
 # volume whose CMK is on `kmsfs kms serve`, with and without the data key
-# cache. Needs root (FUSE mounts). Run: cargo build --release && bash examples/remote_open_bench.sh
+# cache. Needs root (FUSE mounts). Run: cargo build --release && bash benches/remote_open.sh
 set -euo pipefail
 K=${KMSFS_BIN:-$(dirname "$0")/../target/release/kmsfs}
 D=$(mktemp -d)

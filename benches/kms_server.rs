@@ -4,7 +4,7 @@
 //! opening 10,000 files of a remote-KMS volume with and without the data key
 //! cache.
 //!
-//!     cargo run --release --example kms_bench [-- SECONDS_PER_RUN]
+//!     cargo bench --bench kms_server [-- SECONDS_PER_RUN]
 //!
 //! Everything runs in this process on loopback: a temporary key store, the
 //! server on 127.0.0.1:0, SigV4-signing clients (one connection each).
@@ -32,9 +32,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; the first number among the arguments
+    // is the length of each run in seconds.
     let seconds: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
+        .skip(1)
+        .find_map(|s| s.parse().ok())
         .unwrap_or(3);
     let dir = tempfile::tempdir().expect("temp dir");
     let me = Caller::current();
