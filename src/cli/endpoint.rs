@@ -2,7 +2,6 @@
 //! creating their config and opening the remote key service, behind the
 //! data key cache, when they are mounted.
 
-use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -148,23 +147,7 @@ pub fn init_volume(
             "--cache-max-age must not be negative".into(),
         ));
     }
-    fs::create_dir_all(backing).map_err(|e| failed(format!("{}: {e}", backing.display())))?;
-    if VolumeConfig::exists_in(backing) {
-        return Err(failed(format!(
-            "{} is already a kmsfs volume",
-            backing.display()
-        )));
-    }
-    let not_empty = fs::read_dir(backing)
-        .map_err(|e| failed(format!("{}: {e}", backing.display())))?
-        .next()
-        .is_some();
-    if not_empty {
-        return Err(failed(format!(
-            "{} is not empty: a new volume needs an empty backing directory",
-            backing.display()
-        )));
-    }
+    super::volume::prepare_empty_backing(backing)?;
     let (service, arn) = if endpoint.aws_kms {
         let service = KeyServiceConfig::Aws {
             region: endpoint.aws_region.clone(),

@@ -101,13 +101,9 @@ fn resolve_volume_key(kms: &LocalKms, key_id: Option<&str>) -> Result<String, Cl
     }
 }
 
-fn init_volume(
-    backing: &Path,
-    keystore: &Path,
-    key_id: Option<&str>,
-    cipher: CipherSuite,
-    header: HeaderPlacement,
-) -> Result<VolumeConfig, CliError> {
+/// Creates the backing directory if needed and checks that it can become a
+/// new volume: not one already, and empty.
+pub(crate) fn prepare_empty_backing(backing: &Path) -> Result<(), CliError> {
     fs::create_dir_all(backing).map_err(|e| failed(format!("{}: {e}", backing.display())))?;
     if VolumeConfig::exists_in(backing) {
         return Err(failed(format!(
@@ -125,17 +121,18 @@ fn init_volume(
             backing.display()
         )));
     }
-    let kms = LocalKms::open(
-        keystore,
-        &crate::kms::store::RootSecret::KeyFile,
-        Arc::new(SystemClock),
-    )
-    .or_else(|_| {
-        open_local_kms(Some(keystore.to_path_buf()), Arc::new(SystemClock)).map_err(|e| match e {
-            CliError::Kms(k) => k,
-            other => KmsError::Internal(other.to_string()),
-        })
-    })?;
+    Ok(())
+}
+
+fn init_volume(
+    backing: &Path,
+    keystore: &Path,
+    key_id: Option<&str>,
+    cipher: CipherSuite,
+    header: HeaderPlacement,
+) -> Result<VolumeConfig, CliError> {
+    prepare_empty_backing(backing)?;
+    let kms = open_local_kms(Some(keystore.to_path_buf()), Arc::new(SystemClock))?;
     let arn = resolve_volume_key(&kms, key_id)?;
     let config = VolumeConfig::new(
         cipher,

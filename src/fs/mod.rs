@@ -325,6 +325,21 @@ impl KmsFs {
         }
     }
 
+    /// unlink and rmdir: remove `parent/name` and forget that link.
+    fn remove_entry(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        remove: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> Result<(), Errno> {
+        let path = self.child(parent, name)?;
+        let ino = fs::symlink_metadata(&path).map_err(|e| errno(&e))?.ino();
+        remove(&path).map_err(|e| errno(&e))?;
+        self.inodes
+            .unlink(self.inodes.fuse_ino(ino), parent.0, name);
+        Ok(())
+    }
+
     fn open_backing(&self, path: &Path) -> io::Result<File> {
         OpenOptions::new()
             .read(true)
@@ -662,30 +677,14 @@ impl fuser::Filesystem for KmsFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = (|| {
-            let path = self.child(parent, name)?;
-            let ino = fs::symlink_metadata(&path).map_err(|e| errno(&e))?.ino();
-            fs::remove_file(&path).map_err(|e| errno(&e))?;
-            self.inodes
-                .unlink(self.inodes.fuse_ino(ino), parent.0, name);
-            Ok(())
-        })();
-        match result {
+        match self.remove_entry(parent, name, |p| fs::remove_file(p)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = (|| {
-            let path = self.child(parent, name)?;
-            let ino = fs::symlink_metadata(&path).map_err(|e| errno(&e))?.ino();
-            fs::remove_dir(&path).map_err(|e| errno(&e))?;
-            self.inodes
-                .unlink(self.inodes.fuse_ino(ino), parent.0, name);
-            Ok(())
-        })();
-        match result {
+        match self.remove_entry(parent, name, |p| fs::remove_dir(p)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
