@@ -59,6 +59,19 @@ fn nix_errno(e: nix::Error) -> Errno {
     Errno::from_i32(e as i32)
 }
 
+/// The generation of a backing inode: its birth time. Backing inode numbers
+/// are reused after deletion; a different generation tells the kernel that
+/// a reused number names a new file, so it drops the old one's cached
+/// attributes and pages instead of serving them for the new file.
+fn generation(m: &fs::Metadata) -> Generation {
+    let born = m
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    Generation(born)
+}
+
 fn kind_of(ft: fs::FileType) -> FileType {
     if ft.is_dir() {
         FileType::Directory
@@ -273,12 +286,20 @@ impl KmsFs {
             .map_err(|e| errno(&e))
     }
 
+    /// Attributes and generation of the node at `path`, for replies that
+    /// hand the kernel a new reference.
+    fn stat_entry(&self, path: &Path) -> Result<(FileAttr, Generation), Errno> {
+        fs::symlink_metadata(path)
+            .map(|m| (self.attr(&m), generation(&m)))
+            .map_err(|e| errno(&e))
+    }
+
     /// Registers a new or looked-up entry and replies with it.
     fn entry(&self, parent: INodeNo, name: &OsStr, path: &Path, reply: ReplyEntry) {
-        match self.stat_path(path) {
-            Ok(attr) => {
+        match self.stat_entry(path) {
+            Ok((attr, generation)) => {
                 self.inodes.remember(attr.ino.0, parent.0, name);
-                reply.entry(&self.tuning.attr_ttl, &attr, Generation(0));
+                reply.entry(&self.tuning.attr_ttl, &attr, generation);
             }
             Err(e) => reply.error(e),
         }
@@ -963,7 +984,7 @@ impl fuser::Filesystem for KmsFs {
             let dots = name == "." || name == "..";
             let path = if dots { dir.clone() } else { dir.join(name) };
             // Gone since the snapshot: leave it out, as a fresh readdir would.
-            let Ok(attr) = self.stat_path(&path) else {
+            let Ok((attr, generation)) = self.stat_entry(&path) else {
                 continue;
             };
             if reply.add(
@@ -972,7 +993,7 @@ impl fuser::Filesystem for KmsFs {
                 name,
                 &self.tuning.attr_ttl,
                 &attr,
-                Generation(0),
+                generation,
             ) {
                 break;
             }
@@ -1173,9 +1194,9 @@ impl fuser::Filesystem for KmsFs {
                 let _ = fs::remove_file(&path);
                 return Err(e);
             }
-            let attr = file
+            let (attr, generation) = file
                 .metadata()
-                .map(|m| self.attr(&m))
+                .map(|m| (self.attr(&m), generation(&m)))
                 .map_err(|e| errno(&e))?;
             self.inodes.remember(attr.ino.0, parent.0, name);
             let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
@@ -1191,13 +1212,13 @@ impl fuser::Filesystem for KmsFs {
                     Ok((backing, key.take()))
                 })
                 .map_err(|e| errno(&e))?;
-            Ok((attr, fh))
+            Ok((attr, generation, fh))
         })();
         match result {
-            Ok((attr, fh)) => reply.created(
+            Ok((attr, generation, fh)) => reply.created(
                 &self.tuning.attr_ttl,
                 &attr,
-                Generation(0),
+                generation,
                 FileHandle(fh),
                 self.open_flags(),
             ),
