@@ -31,7 +31,7 @@ use nix::unistd::{Gid, Uid};
 use crate::kms::Caller;
 use crate::sys;
 use crate::volume::config::HEADER_XATTR;
-use crate::volume::{FileError, Volume};
+use crate::volume::{FileError, FileKey, Volume};
 use inodes::{InodeTable, ROOT};
 use open_files::{OpenFile, OpenFiles};
 
@@ -183,7 +183,9 @@ pub struct KmsFs {
     volume: Arc<Volume>,
     inodes: InodeTable,
     files: OpenFiles,
-    dirs: Mutex<HashMap<u64, DirSnapshot>>,
+    /// Open directory handles; snapshots are shared so that no request holds
+    /// this lock across I/O.
+    dirs: Mutex<HashMap<u64, Arc<DirSnapshot>>>,
     next_dir: AtomicU64,
     read_only: bool,
     tuning: Tuning,
@@ -359,6 +361,39 @@ impl KmsFs {
         self.inodes
             .unlink(self.inodes.fuse_ino(ino), parent.0, name);
         Ok(())
+    }
+
+    /// Creates a new regular file with its header: a data key from the key
+    /// service as the caller, owned by the caller. If the policy, the key's
+    /// state or anything else refuses, nothing stays behind.
+    fn create_regular(
+        &self,
+        req: &Request,
+        op: &str,
+        parent_path: &Path,
+        path: &Path,
+        mode: u32,
+    ) -> Result<(File, FileKey), Errno> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| errno(&e))?;
+        let key = match self.volume.create_key(&self.callers.of(req), &file) {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = fs::remove_file(path);
+                self.log_file_error(op, Some(path), &e);
+                return Err(Errno::from_i32(e.errno()));
+            }
+        };
+        if let Err(e) = self.give_to_caller(req, parent_path, path) {
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
+        Ok((file, key))
     }
 
     fn open_backing(&self, path: &Path) -> io::Result<File> {
@@ -648,22 +683,11 @@ impl fuser::Filesystem for KmsFs {
             let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
             let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
             if kind == SFlag::S_IFREG || kind.is_empty() {
-                let file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(perm.bits())
-                    .open(&path)
-                    .map_err(|e| errno(&e))?;
-                if let Err(e) = self.volume.create_key(&self.callers.of(req), &file) {
-                    let _ = fs::remove_file(&path);
-                    self.log_file_error("mknod", Some(&path), &e);
-                    return Err(Errno::from_i32(e.errno()));
-                }
+                self.create_regular(req, "mknod", &parent_path, &path, perm.bits())?;
             } else {
                 nix::sys::stat::mknod(&path, kind, perm, rdev as libc::dev_t).map_err(nix_errno)?;
+                self.give_to_caller(req, &parent_path, &path)?;
             }
-            self.give_to_caller(req, &parent_path, &path)?;
             Ok(path)
         })();
         match result {
@@ -938,7 +962,7 @@ impl fuser::Filesystem for KmsFs {
                 self.dirs
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(fh, snapshot);
+                    .insert(fh, Arc::new(snapshot));
                 reply.opened(FileHandle(fh), FopenFlags::empty());
             }
             Err(e) => reply.error(e),
@@ -976,8 +1000,13 @@ impl fuser::Filesystem for KmsFs {
         let Ok(dir) = self.path(ino) else {
             return reply.error(Errno::ESTALE);
         };
-        let dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(snapshot) = dirs.get(&fh.0) else {
+        let snapshot = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+            .cloned();
+        let Some(snapshot) = snapshot else {
             return reply.error(Errno::EBADF);
         };
         for (i, (_, _, name)) in snapshot.entries.iter().enumerate().skip(offset as usize) {
@@ -1169,31 +1198,11 @@ impl fuser::Filesystem for KmsFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let caller = self.callers.of(req);
         let result = (|| {
             let path = self.child(parent, name)?;
             let parent_path = self.path(parent)?;
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .mode(mode & !umask & 0o7777)
-                .open(&path)
-                .map_err(|e| errno(&e))?;
-            // A new file's data key comes from the key service as the caller:
-            // if the policy or the key's state refuses, nothing stays behind.
-            let key = match self.volume.create_key(&caller, &file) {
-                Ok(k) => k,
-                Err(e) => {
-                    let _ = fs::remove_file(&path);
-                    self.log_file_error("create", Some(&path), &e);
-                    return Err(Errno::from_i32(e.errno()));
-                }
-            };
-            if let Err(e) = self.give_to_caller(req, &parent_path, &path) {
-                let _ = fs::remove_file(&path);
-                return Err(e);
-            }
+            let (file, key) =
+                self.create_regular(req, "create", &parent_path, &path, mode & !umask & 0o7777)?;
             let (attr, generation) = file
                 .metadata()
                 .map(|m| (self.attr(&m), generation(&m)))
