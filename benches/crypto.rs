@@ -17,8 +17,8 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kmsfs::envelope::cipher::{BlockAead, CipherSuite, DataKey, NONCE_LEN, TAG_LEN, new_aead};
-use kmsfs::envelope::content::{BLOCK_SIZE, FileContent, Layout, MemIo};
+use kmsfs_format::cipher::{BlockAead, CipherSuite, DataKey, NONCE_LEN, TAG_LEN, new_aead};
+use kmsfs_format::content::{BLOCK_SIZE, FileContent, Layout, MemIo};
 
 const FILE_ID: [u8; 16] = [0x42; 16];
 /// The header sits at the start of the backing file in the default layout.

@@ -16,13 +16,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
 
-use kmsfs::kms::cache::{CacheLimits, CachingKms};
-use kmsfs::kms::clock::SystemClock;
-use kmsfs::kms::local::{CreateKeyInput, LocalKms};
-use kmsfs::kms::remote::{Credentials, KmsClient, RemoteKms};
-use kmsfs::kms::server::{self, ServeOptions};
-use kmsfs::kms::store::RootSecret;
-use kmsfs::kms::{Caller, EncryptionContext, KeyService};
+use kmsfs_kms::cache::{CacheLimits, CachingKms};
+use kmsfs_kms::clock::SystemClock;
+use kmsfs_kms::local::{CreateKeyInput, LocalKms};
+use kmsfs_kms::remote::{Credentials, KmsClient, RemoteKms};
+use kmsfs_kms::store::RootSecret;
+use kmsfs_kms::{Caller, EncryptionContext, KeyService};
+use kmsfs_kms_server::{self as server, ServeOptions};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {

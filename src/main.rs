@@ -3,7 +3,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use kmsfs::cli::{self, CliError, EXIT_USAGE};
+mod cli;
+
+use crate::cli::{CliError, EXIT_USAGE};
 
 /// kmsfs: transparent file encryption with envelope encryption, and the
 /// key management service that holds its master keys.

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
-cargo test --release
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --features aws-kms -- -D warnings
+cargo test --workspace --release
 cargo build --release
 bash tests/posix/run-on-kmsfs.sh

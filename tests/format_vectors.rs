@@ -24,15 +24,15 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use kmsfs::envelope::cipher::CipherSuite;
-use kmsfs::envelope::content::{BLOCK_SIZE, Layout};
-use kmsfs::envelope::header::{FileHeader, HEADER_LEN};
-use kmsfs::kms::clock::SystemClock;
-use kmsfs::kms::local::LocalKms;
-use kmsfs::kms::store::RootSecret;
-use kmsfs::kms::{Caller, KeyService, KmsError};
-use kmsfs::volume::config::{HeaderPlacement, VolumeConfig};
-use kmsfs::volume::{FileError, FileKey, Volume};
+use kmsfs_format::cipher::CipherSuite;
+use kmsfs_format::content::{BLOCK_SIZE, Layout};
+use kmsfs_format::header::{FileHeader, HEADER_LEN};
+use kmsfs_kms::clock::SystemClock;
+use kmsfs_kms::local::LocalKms;
+use kmsfs_kms::store::RootSecret;
+use kmsfs_kms::{Caller, KeyService, KmsError};
+use kmsfs_volume::config::{HeaderPlacement, VolumeConfig};
+use kmsfs_volume::{FileError, FileKey, Volume};
 
 /// The two volumes of the fixture: directory, suite, header placement.
 const VOLUMES: [(&str, CipherSuite, HeaderPlacement); 2] = [
@@ -539,8 +539,8 @@ fn python_decoder_decrypts_the_fixture() {
 #[test]
 #[ignore = "writes tests/fixtures/volume_v1; only for making a new fixture"]
 fn generate_fixture() {
-    use kmsfs::kms::local::CreateKeyInput;
-    use kmsfs::volume::config::{DEFAULT_KEY_ALIAS, HEADER_XATTR, KeyServiceConfig};
+    use kmsfs_kms::local::CreateKeyInput;
+    use kmsfs_volume::config::{DEFAULT_KEY_ALIAS, HEADER_XATTR, KeyServiceConfig};
     use std::os::fd::AsFd;
 
     let root = fixture_dir();
@@ -664,7 +664,7 @@ fn generate_fixture() {
         fs::create_dir(&headers).unwrap();
         for (name, _) in FILES {
             let file = File::open(root.join(dir).join(name)).unwrap();
-            match kmsfs::sys::fgetxattr(file.as_fd(), HEADER_XATTR) {
+            match kmsfs_sys::fgetxattr(file.as_fd(), HEADER_XATTR) {
                 Ok(value) => fs::write(headers.join(name), value).unwrap(),
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {}
                 Err(e) => panic!("{dir}/{name}: {e}"),

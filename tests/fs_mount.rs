@@ -62,15 +62,15 @@ fn write_at(path: &Path, offset: u64, data: &[u8]) {
 }
 
 fn getxattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    kmsfs::sys::lgetxattr(path, name.as_ref())
+    kmsfs_sys::lgetxattr(path, name.as_ref())
 }
 
 fn setxattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
-    kmsfs::sys::lsetxattr(path, name.as_ref(), value, 0)
+    kmsfs_sys::lsetxattr(path, name.as_ref(), value, 0)
 }
 
 fn listxattr(path: &Path) -> Vec<String> {
-    let list = kmsfs::sys::llistxattr(path).unwrap();
+    let list = kmsfs_sys::llistxattr(path).unwrap();
     list.split(|b| *b == 0)
         .filter(|n| !n.is_empty())
         .map(|n| String::from_utf8_lossy(n).into_owned())
@@ -765,7 +765,7 @@ fn non_key_user_gets_eacces() {
     assert_eq!(out.stdout, b"for key users only\n");
 
     // A key administrator without usage rights may not.
-    put_policy(&m, kmsfs::kms::policy::ADMIN_ACTIONS);
+    put_policy(&m, kmsfs_kms::policy::ADMIN_ACTIONS);
     let out = cat_as_nobody(&path);
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(
@@ -1079,12 +1079,12 @@ fn user_xattrs() {
         "user.kmsfs.* accepted"
     );
     assert!(
-        kmsfs::sys::lremovexattr(&path, HEADER_XATTR.as_ref()).is_err(),
+        kmsfs_sys::lremovexattr(&path, HEADER_XATTR.as_ref()).is_err(),
         "header xattr removed"
     );
     assert_eq!(fs::read(&path).unwrap(), b"content");
 
-    kmsfs::sys::lremovexattr(&path, "user.color".as_ref()).unwrap();
+    kmsfs_sys::lremovexattr(&path, "user.color".as_ref()).unwrap();
     assert_eq!(
         errno_of("removed xattr", getxattr(&path, "user.color")),
         libc::ENODATA

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use kmsfs::kms::policy::{ADMIN_ACTIONS, USER_ACTIONS};
+use kmsfs_kms::policy::{ADMIN_ACTIONS, USER_ACTIONS};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kmsfs");
 
@@ -200,7 +200,7 @@ fn lab_script_end_to_end() {
         secret
     );
     let encrypted = std::fs::read(lab.path("encryptedsecret.txt")).unwrap();
-    let header = kmsfs::kms::blob::parse_header(&encrypted).unwrap();
+    let header = kmsfs_kms::blob::parse_header(&encrypted).unwrap();
     assert_eq!(header.key_id.to_string(), key);
     assert_eq!(header.key_version, 1);
     assert_ne!(&encrypted[..], &secret[..]);
@@ -509,7 +509,7 @@ fn rotation_subcommands() {
     let after = lab.json(&["encrypt", "--key-id", &key, "--plaintext", &plain]);
     let after_bytes = b64(&after["CiphertextBlob"]);
     assert_eq!(
-        kmsfs::kms::blob::parse_header(&after_bytes)
+        kmsfs_kms::blob::parse_header(&after_bytes)
             .unwrap()
             .key_version,
         3

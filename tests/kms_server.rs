@@ -14,8 +14,8 @@ use tempfile::TempDir;
 
 mod common;
 
-use kmsfs::kms::policy::{ADMIN_ACTIONS, USER_ACTIONS};
-use kmsfs::kms::sigv4;
+use kmsfs_kms::policy::{ADMIN_ACTIONS, USER_ACTIONS};
+use kmsfs_kms::sigv4;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kmsfs");
 

@@ -312,12 +312,10 @@ struct HelperLink {
 
 impl HelperLink {
     fn install() -> HelperLink {
-        use std::os::fd::AsRawFd;
         let lock = fs::File::create("/run/lock/kmsfs-mount-helper-test.lock")
             .or_else(|_| fs::File::create("/tmp/kmsfs-mount-helper-test.lock"))
             .unwrap();
-        // SAFETY: flock on an fd we own.
-        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        lock.lock().unwrap();
         let path = PathBuf::from("/sbin/mount.fuse.kmsfs");
         let previous = match fs::symlink_metadata(&path) {
             Ok(m) if m.file_type().is_symlink() => Some(fs::read_link(&path).unwrap()),

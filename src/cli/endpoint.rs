@@ -9,12 +9,12 @@ use clap::Args;
 use serde_json::json;
 
 use super::CliError;
-use crate::envelope::cipher::CipherSuite;
-use crate::kms::cache::{CacheLimits, CachingKms};
-use crate::kms::clock::SystemClock;
-use crate::kms::remote::{KmsClient, RemoteKms};
-use crate::kms::{KeyService, KmsError};
-use crate::volume::config::{DEFAULT_KEY_ALIAS, HeaderPlacement, KeyServiceConfig, VolumeConfig};
+use kmsfs_format::cipher::CipherSuite;
+use kmsfs_kms::cache::{CacheLimits, CachingKms};
+use kmsfs_kms::clock::SystemClock;
+use kmsfs_kms::remote::{KmsClient, RemoteKms};
+use kmsfs_kms::{KeyService, KmsError};
+use kmsfs_volume::config::{DEFAULT_KEY_ALIAS, HeaderPlacement, KeyServiceConfig, VolumeConfig};
 
 #[derive(Debug, Clone, Args)]
 pub struct EndpointArgs {
@@ -86,10 +86,7 @@ fn aws_kms(
     region: Option<&str>,
     endpoint_url: Option<&str>,
 ) -> Result<Arc<dyn KeyService>, CliError> {
-    Ok(Arc::new(crate::kms::aws::AwsKms::new(
-        region,
-        endpoint_url,
-    )?))
+    Ok(Arc::new(kmsfs_kms::aws::AwsKms::new(region, endpoint_url)?))
 }
 
 #[cfg(not(feature = "aws-kms"))]
@@ -158,7 +155,7 @@ pub fn init_volume(
         let kms = volume_kms(&service)?;
         let key = key_id.unwrap_or(DEFAULT_KEY_ALIAS);
         let arn = kms
-            .describe_key(&crate::kms::Caller::current(), key)
+            .describe_key(&kmsfs_kms::Caller::current(), key)
             .map_err(|e| match e {
                 KmsError::NotFound(m) if key_id.is_none() => KmsError::NotFound(format!(
                     "{m} (kmsfs does not create CMKs in AWS KMS: name one with --key-id)"

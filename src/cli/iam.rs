@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 
 use super::awscli::{self, OutputFormat};
 use super::{CliError, open_local_kms};
-use crate::kms::iam::IamData;
-use crate::kms::model::Timestamp;
+use kmsfs_kms::iam::IamData;
+use kmsfs_kms::model::Timestamp;
 
 #[derive(Debug, Args)]
 pub struct IamArgs {
@@ -144,13 +144,13 @@ fn key_metadata(iam: &IamData, user: &str) -> Vec<Value> {
         .collect()
 }
 
-fn service(op: &'static str) -> impl Fn(crate::kms::KmsError) -> CliError {
+fn service(op: &'static str) -> impl Fn(kmsfs_kms::KmsError) -> CliError {
     move |e| CliError::Service(op, e)
 }
 
 pub fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     use IamCommand::*;
-    let kms = open_local_kms(keystore, Arc::new(crate::kms::clock::SystemClock))?;
+    let kms = open_local_kms(keystore, Arc::new(kmsfs_kms::clock::SystemClock))?;
     let read = |f: &dyn Fn(&IamData) -> Value| kms.iam_read(f).map_err(CliError::Kms);
     let response: Value = match &args.command {
         CreateUser { user_name } => kms
@@ -195,7 +195,7 @@ pub fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
             if found.is_null() {
                 return Err(CliError::Service(
                     "GetGroup",
-                    crate::kms::KmsError::NotFound(format!(
+                    kmsfs_kms::KmsError::NotFound(format!(
                         "The group with name {group_name} cannot be found."
                     )),
                 ));
@@ -253,7 +253,7 @@ pub fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
                         .get(access_key_id)
                         .is_some_and(|k| &k.user_name != u)
                 {
-                    return Err(crate::kms::KmsError::NotFound(format!(
+                    return Err(kmsfs_kms::KmsError::NotFound(format!(
                         "The Access Key with id {access_key_id} cannot be found."
                     )));
                 }
@@ -271,7 +271,7 @@ pub fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
             if out.is_null() {
                 return Err(CliError::Service(
                     "ListAccessKeys",
-                    crate::kms::KmsError::NotFound(format!(
+                    kmsfs_kms::KmsError::NotFound(format!(
                         "The user with name {user_name} cannot be found."
                     )),
                 ));

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use super::awscli::{self, OutputFormat};
 use super::{CliError, open_local_kms};
-use crate::kms::{Caller, api};
+use kmsfs_kms::{Caller, api};
 
 #[derive(Debug, Args)]
 pub struct KmsArgs {
@@ -594,11 +594,11 @@ pub fn run(args: &KmsArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     }
     let (operation, request) = request(&args.command)?;
     let mut response = if let Some(url) = &args.endpoint_url {
-        crate::kms::remote::KmsClient::from_env(url)
+        kmsfs_kms::remote::KmsClient::from_env(url)
             .and_then(|c| c.call(operation, &request))
             .map_err(|e| CliError::Service(operation, e))?
     } else {
-        let kms = open_local_kms(keystore, Arc::new(crate::kms::clock::SystemClock))?;
+        let kms = open_local_kms(keystore, Arc::new(kmsfs_kms::clock::SystemClock))?;
         api::handle(&kms, &Caller::current(), operation, &request)
             .map_err(|e| CliError::Service(operation, e))?
     };

@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use crate::kms::KmsError;
-use crate::kms::clock::Clock;
-use crate::kms::local::LocalKms;
-use crate::kms::store::{RootSecret, default_store_path};
+use kmsfs_kms::KmsError;
+use kmsfs_kms::clock::Clock;
+use kmsfs_kms::local::LocalKms;
+use kmsfs_kms::store::{RootSecret, default_store_path};
 
 /// Exit codes of the AWS CLI: 252 for bad usage, 254 for a service error.
 pub const EXIT_USAGE: i32 = 252;
@@ -56,7 +56,7 @@ impl CliError {
 }
 
 /// Reads the passphrase from KMSFS_PASSPHRASE_FILE, or asks on the terminal.
-fn ask_passphrase() -> crate::kms::error::Result<Zeroizing<String>> {
+fn ask_passphrase() -> kmsfs_kms::error::Result<Zeroizing<String>> {
     if let Some(path) = std::env::var_os("KMSFS_PASSPHRASE_FILE") {
         let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
             KmsError::Store(format!(

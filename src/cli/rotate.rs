@@ -10,10 +10,10 @@ use clap::Args;
 
 use super::CliError;
 use super::volume::open_volume;
-use crate::kms::{Caller, KeyState, KmsError};
-use crate::volume::FileError;
-use crate::volume::config::VolumeConfig;
-use crate::volume::rotate::{
+use kmsfs_kms::{Caller, KeyState, KmsError};
+use kmsfs_volume::FileError;
+use kmsfs_volume::config::VolumeConfig;
+use kmsfs_volume::rotate::{
     Observer, Outcome, RotationState, census, current_target, rotate_volume,
 };
 
@@ -335,7 +335,7 @@ pub fn status(args: &StatusArgs) -> Result<(), CliError> {
 /// has a new version or the volume was re-keyed; woken early by SIGUSR1.
 pub fn rotation_task(
     backing: PathBuf,
-    volume: std::sync::Arc<crate::volume::Volume>,
+    volume: std::sync::Arc<kmsfs_volume::Volume>,
     rate: Option<f64>,
     interval: Duration,
     wake: std::sync::mpsc::Receiver<()>,
@@ -391,7 +391,7 @@ pub fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
     let volume = open_volume(&backing)?;
     let caller = Caller::current();
     let files: Vec<PathBuf> = if args.paths.is_empty() {
-        crate::volume::rotate::list_files(&backing)
+        kmsfs_volume::rotate::list_files(&backing)
     } else {
         args.paths.iter().map(|p| backing.join(p)).collect()
     };
@@ -400,7 +400,7 @@ pub fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
     let mut failures = Vec::new();
     let mut bytes = 0u64;
     for path in &files {
-        let outcome = crate::volume::reencrypt::reencrypt_file(&volume, &caller, path);
+        let outcome = kmsfs_volume::reencrypt::reencrypt_file(&volume, &caller, path);
         match &outcome {
             Ok(n) => bytes += n,
             Err(e) => failures.push(format!("{}: {e}", path.display())),
@@ -408,7 +408,7 @@ pub fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
         progress.file_done(
             path,
             &outcome.map(|_| Outcome::Rewrapped).map_err(|e| match e {
-                crate::volume::reencrypt::ReencryptError::File(f) => f,
+                kmsfs_volume::reencrypt::ReencryptError::File(f) => f,
                 other => FileError::Io(std::io::Error::other(other.to_string())),
             }),
         );

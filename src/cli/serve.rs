@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::{CliError, open_local_kms};
-use crate::kms::server::{self, ServeOptions};
+use kmsfs_kms_server::{self as server, ServeOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -37,7 +37,7 @@ pub fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), CliError
     };
     let kms = Arc::new(open_local_kms(
         keystore,
-        Arc::new(crate::kms::clock::SystemClock),
+        Arc::new(kmsfs_kms::clock::SystemClock),
     )?);
     let opts = ServeOptions {
         listen,

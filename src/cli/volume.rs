@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -12,16 +12,16 @@ use std::sync::Arc;
 use clap::Args;
 
 use super::{CliError, open_local_kms};
-use crate::envelope::cipher::CipherSuite;
-use crate::envelope::content::BLOCK_SIZE;
-use crate::fs::KmsFs;
-use crate::kms::clock::SystemClock;
-use crate::kms::local::{CreateKeyInput, LocalKms};
-use crate::kms::{Caller, KeyService, KmsError};
-use crate::volume::config::{
+use kmsfs_format::cipher::CipherSuite;
+use kmsfs_format::content::BLOCK_SIZE;
+use kmsfs_kms::clock::SystemClock;
+use kmsfs_kms::local::{CreateKeyInput, LocalKms};
+use kmsfs_kms::{Caller, KeyService, KmsError};
+use kmsfs_mount::fs::KmsFs;
+use kmsfs_volume::config::{
     CONFIG_NAME, DEFAULT_KEY_ALIAS, HeaderPlacement, KeyServiceConfig, VolumeConfig,
 };
-use crate::volume::{FileError, Volume};
+use kmsfs_volume::{FileError, Volume};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -147,7 +147,7 @@ fn init_volume(
 }
 
 fn keystore_path(keystore: Option<PathBuf>) -> Result<PathBuf, CliError> {
-    absolute(&keystore.unwrap_or_else(crate::kms::store::default_store_path))
+    absolute(&keystore.unwrap_or_else(kmsfs_kms::store::default_store_path))
 }
 
 pub fn init(args: &InitArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
@@ -206,7 +206,7 @@ struct MountPlan {
     /// often to check the CMK for a new version.
     rotate_rate: Option<f64>,
     rotate_interval: std::time::Duration,
-    tuning: crate::fs::Tuning,
+    tuning: kmsfs_mount::fs::Tuning,
 }
 
 fn mount_plan(opts: &[String]) -> Result<MountPlan, CliError> {
@@ -218,7 +218,7 @@ fn mount_plan(opts: &[String]) -> Result<MountPlan, CliError> {
         read_only: false,
         rotate_rate: None,
         rotate_interval: std::time::Duration::from_secs(60),
-        tuning: crate::fs::Tuning::default(),
+        tuning: kmsfs_mount::fs::Tuning::default(),
     };
     for opt in opts.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
         match opt {
@@ -387,10 +387,11 @@ fn notify_ready() {
         .ok()
         .and_then(|v| v.parse::<i32>().ok())
     {
-        // SAFETY: the fd number was created by our parent for us (see
-        // `daemonize`) and is used only here, once.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let _ = nix::unistd::write(&fd, b"1");
+        // The fd number was created by our parent for us (see `daemonize`)
+        // and is used only here, once.
+        if let Some(fd) = kmsfs_sys::adopt_inherited_fd(fd) {
+            let _ = nix::unistd::write(&fd, b"1");
+        }
     }
     crate::cli::sd_notify("READY=1");
 }
@@ -570,7 +571,7 @@ pub struct Damage {
 /// Checks every header and every block of every regular file.
 pub fn check_volume(backing: &Path, volume: &Volume) -> (usize, Vec<Damage>) {
     let caller = Caller::current();
-    let files = crate::volume::rotate::list_files(backing);
+    let files = kmsfs_volume::rotate::list_files(backing);
     let mut damage: Vec<Damage> = files
         .iter()
         .filter_map(|path| {

@@ -1,5 +1,8 @@
 //! The FFI edge: the few system calls that neither std nor nix wrap
-//! (extended attributes). Every `unsafe` block of the crate lives here.
+//! (extended attributes), and adopting an inherited descriptor. Every
+//! `unsafe` block of the workspace lives in this crate; the workspace lints
+//! deny `unsafe` everywhere else.
+#![allow(unsafe_code)]
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -126,4 +129,24 @@ pub fn lremovexattr(path: &Path, name: &OsStr) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Takes ownership of a descriptor number this process inherited (a pipe end
+/// a parent created for us and named in the environment, say).
+///
+/// Returns None for a number that is not an open descriptor, so a stale
+/// number never becomes an `OwnedFd` that would close something else.
+pub fn adopt_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the borrow lives only for one fcntl(F_GETFD), which is harmless
+    // on any number: a closed descriptor fails with EBADF.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    nix::fcntl::fcntl(borrowed, nix::fcntl::FcntlArg::F_GETFD).ok()?;
+    // SAFETY: `fd` is open (F_GETFD succeeded) and, by the caller's contract,
+    // was handed to this process for this use alone: nothing else owns it,
+    // so the OwnedFd closes it exactly once.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }

@@ -11,13 +11,13 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use kmsfs::kms::blob::{self, EncryptionContext};
-use kmsfs::kms::clock::{Clock, ManualClock};
-use kmsfs::kms::local::{CreateKeyInput, LocalKms};
-use kmsfs::kms::model::{Origin, RotationType, SECONDS_PER_DAY};
-use kmsfs::kms::policy::{ADMIN_ACTIONS, USER_ACTIONS};
-use kmsfs::kms::store::{KeyStore, RootSecret};
-use kmsfs::kms::{Caller, KeyService, KeyState, KmsError, api};
+use kmsfs_kms::blob::{self, EncryptionContext};
+use kmsfs_kms::clock::{Clock, ManualClock};
+use kmsfs_kms::local::{CreateKeyInput, LocalKms};
+use kmsfs_kms::model::{Origin, RotationType, SECONDS_PER_DAY};
+use kmsfs_kms::policy::{ADMIN_ACTIONS, USER_ACTIONS};
+use kmsfs_kms::store::{KeyStore, RootSecret};
+use kmsfs_kms::{Caller, KeyService, KeyState, KmsError, api};
 
 const T0: i64 = 1_700_000_000;
 const DAY: i64 = SECONDS_PER_DAY;
@@ -1490,7 +1490,7 @@ fn import_key_material() {
 
     // The ciphertext really is under the imported material: open it by hand.
     let header = blob::parse_header(&b).unwrap();
-    let m = kmsfs::kms::material::KeyMaterial::from_slice(&material).unwrap();
+    let m = kmsfs_kms::material::KeyMaterial::from_slice(&material).unwrap();
     assert_eq!(
         blob::open(&m, &header, &b, &no_ctx()).unwrap().as_slice(),
         b"imported"

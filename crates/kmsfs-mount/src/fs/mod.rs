@@ -1,5 +1,5 @@
 //! The FUSE adapter: translates kernel requests into calls on the volume
-//! (`crate::volume`) and the content format (`crate::envelope`). It owns no
+//! (`kmsfs_volume`) and the content format (`kmsfs_format`). It owns no
 //! cryptography and does no ciphertext offset arithmetic.
 
 pub mod inodes;
@@ -28,11 +28,10 @@ use nix::sys::stat::{Mode, SFlag, UtimensatFlags, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
-use crate::kms::Caller;
-use crate::sys;
-use crate::volume::config::HEADER_XATTR;
-use crate::volume::{FileError, FileKey, Volume};
 use inodes::{InodeTable, ROOT};
+use kmsfs_kms::Caller;
+use kmsfs_volume::config::HEADER_XATTR;
+use kmsfs_volume::{FileError, FileKey, Volume};
 use open_files::{OpenFile, OpenFiles};
 
 /// How long the kernel may cache attributes and names. Short, because the
@@ -43,7 +42,7 @@ const MAX_WRITE: u32 = 1 << 20;
 
 /// Names reserved for kmsfs in the backing root, invisible at the mount.
 fn is_reserved(parent: u64, name: &OsStr) -> bool {
-    parent == ROOT && crate::volume::rotate::is_reserved_name(name)
+    parent == ROOT && kmsfs_volume::rotate::is_reserved_name(name)
 }
 
 /// Extended attributes reserved for kmsfs (the xattr header).
@@ -1115,7 +1114,7 @@ impl fuser::Filesystem for KmsFs {
         }
         match self
             .path(ino)
-            .and_then(|p| sys::lsetxattr(&p, name, value, flags).map_err(|e| errno(&e)))
+            .and_then(|p| kmsfs_sys::lsetxattr(&p, name, value, flags).map_err(|e| errno(&e)))
         {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -1131,11 +1130,12 @@ impl fuser::Filesystem for KmsFs {
         let open = self.files.get_ino(ino.0);
         let value = match (open, name.to_str()) {
             (Some(of), Some(name)) => {
-                sys::fgetxattr(std::os::fd::AsFd::as_fd(&of.file), name).map_err(|e| errno(&e))
+                kmsfs_sys::fgetxattr(std::os::fd::AsFd::as_fd(&of.file), name)
+                    .map_err(|e| errno(&e))
             }
             _ => self
                 .path(ino)
-                .and_then(|p| sys::lgetxattr(&p, name).map_err(|e| errno(&e))),
+                .and_then(|p| kmsfs_sys::lgetxattr(&p, name).map_err(|e| errno(&e))),
         };
         match value {
             Ok(value) => xattr_reply(reply, &value, size),
@@ -1146,7 +1146,7 @@ impl fuser::Filesystem for KmsFs {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         match self
             .path(ino)
-            .and_then(|p| sys::llistxattr(&p).map_err(|e| errno(&e)))
+            .and_then(|p| kmsfs_sys::llistxattr(&p).map_err(|e| errno(&e)))
         {
             Ok(list) => {
                 let visible: Vec<u8> = list
@@ -1169,7 +1169,7 @@ impl fuser::Filesystem for KmsFs {
         }
         match self
             .path(ino)
-            .and_then(|p| sys::lremovexattr(&p, name).map_err(|e| errno(&e)))
+            .and_then(|p| kmsfs_sys::lremovexattr(&p, name).map_err(|e| errno(&e)))
         {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),

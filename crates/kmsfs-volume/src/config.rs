@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::cipher::CipherSuite;
-use crate::envelope::header::HEADER_LEN;
+use kmsfs_format::cipher::CipherSuite;
+use kmsfs_format::header::HEADER_LEN;
 
 /// File name of the config inside the backing directory (hidden at the mount).
 pub const CONFIG_NAME: &str = ".kmsfs.volume.json";
@@ -76,11 +76,11 @@ pub enum KeyServiceConfig {
 }
 
 fn default_cache_max_keys() -> usize {
-    crate::kms::cache::CacheLimits::default().max_keys
+    kmsfs_kms::cache::CacheLimits::default().max_keys
 }
 
 fn default_cache_max_age_seconds() -> i64 {
-    crate::kms::cache::CacheLimits::default().max_age_seconds
+    kmsfs_kms::cache::CacheLimits::default().max_age_seconds
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

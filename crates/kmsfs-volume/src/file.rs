@@ -9,11 +9,10 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use crate::envelope::cipher::{BlockAead, CipherSuite, new_aead};
-use crate::envelope::content::{ContentError, FileContent, Layout};
-use crate::envelope::header::{FileHeader, HEADER_LEN, HeaderError, WrappedKey, random_file_id};
-use crate::kms::{Caller, EncryptionContext, KeyService, KmsError};
-use crate::sys;
+use kmsfs_format::cipher::{BlockAead, CipherSuite, new_aead};
+use kmsfs_format::content::{ContentError, FileContent, Layout};
+use kmsfs_format::header::{FileHeader, HEADER_LEN, HeaderError, WrappedKey, random_file_id};
+use kmsfs_kms::{Caller, EncryptionContext, KeyService, KmsError};
 
 use super::config::{HEADER_XATTR, HeaderPlacement, VolumeConfig};
 
@@ -151,7 +150,7 @@ impl Volume {
                 })?;
                 Ok(Some(FileHeader::decode(&buf)?))
             }
-            HeaderPlacement::Xattr => match sys::fgetxattr(file.as_fd(), HEADER_XATTR) {
+            HeaderPlacement::Xattr => match kmsfs_sys::fgetxattr(file.as_fd(), HEADER_XATTR) {
                 Ok(buf) => Ok(Some(FileHeader::decode(&buf)?)),
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {
                     if file.metadata()?.len() == 0 {
@@ -171,7 +170,7 @@ impl Volume {
         let bytes = header.encode()?;
         match self.config.header {
             HeaderPlacement::File => file.write_all_at(&bytes, 0)?,
-            HeaderPlacement::Xattr => sys::fsetxattr(file.as_fd(), HEADER_XATTR, &bytes, 0)?,
+            HeaderPlacement::Xattr => kmsfs_sys::fsetxattr(file.as_fd(), HEADER_XATTR, &bytes, 0)?,
         }
         Ok(())
     }
@@ -187,7 +186,7 @@ impl Volume {
             }
             HeaderPlacement::Xattr => {
                 let bytes = header.encode()?;
-                sys::fsetxattr(file.as_fd(), HEADER_XATTR, &bytes, libc::XATTR_REPLACE)?;
+                kmsfs_sys::fsetxattr(file.as_fd(), HEADER_XATTR, &bytes, libc::XATTR_REPLACE)?;
             }
         }
         Ok(())
@@ -264,8 +263,8 @@ impl Volume {
     pub fn display_size(&self, backing_len: u64) -> u64 {
         self.layout.plain_size(backing_len).unwrap_or_else(|_| {
             let body = backing_len.saturating_sub(self.layout.header_len);
-            body / crate::envelope::content::STORED_BLOCK_LEN as u64
-                * crate::envelope::content::BLOCK_SIZE as u64
+            body / kmsfs_format::content::STORED_BLOCK_LEN as u64
+                * kmsfs_format::content::BLOCK_SIZE as u64
         })
     }
 }

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::config::HEADER_XATTR;
 use super::file::{FileError, Volume};
-use crate::kms::Caller;
-use crate::sys;
+use kmsfs_kms::Caller;
 
 /// Plaintext bytes copied per step.
 const CHUNK: usize = 1 << 20;
@@ -105,14 +104,14 @@ fn copy_metadata(path: &Path, meta: &fs::Metadata, new: &File) -> Result<(), Ree
         nix::sys::stat::Mode::from_bits_truncate(meta.mode() & 0o7777),
     )
     .map_err(std::io::Error::from)?;
-    if let Ok(names) = sys::llistxattr(path) {
+    if let Ok(names) = kmsfs_sys::llistxattr(path) {
         for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
             let name = std::ffi::OsStr::new(std::str::from_utf8(name).unwrap_or_default());
             if name.is_empty() || name == HEADER_XATTR {
                 continue;
             }
-            if let Ok(value) = sys::lgetxattr(path, name) {
-                sys::lsetxattr(&temp_path(path), name, &value, 0)?;
+            if let Ok(value) = kmsfs_sys::lgetxattr(path, name) {
+                kmsfs_sys::lsetxattr(&temp_path(path), name, &value, 0)?;
             }
         }
     }

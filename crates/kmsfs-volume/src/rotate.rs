@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::CONFIG_NAME;
 use super::file::{FileError, Volume};
-use crate::envelope::header::FileHeader;
-use crate::kms::{Caller, KmsError};
+use kmsfs_format::header::FileHeader;
+use kmsfs_kms::{Caller, KmsError};
 
 /// Names in the backing root that belong to kmsfs, not to the user.
 pub const RESERVED_PREFIX: &str = ".kmsfs.";
@@ -113,7 +113,7 @@ pub fn list_files(backing: &Path) -> Vec<PathBuf> {
 /// The target of a rotation: the current version of the volume's CMK.
 pub fn current_target(volume: &Volume, caller: &Caller) -> Result<Target, KmsError> {
     let d = volume.kms.describe_key(caller, &volume.key_id())?;
-    if d.state != crate::kms::KeyState::Enabled {
+    if d.state != kmsfs_kms::KeyState::Enabled {
         return Err(KmsError::Disabled(format!(
             "{} is {}: files cannot be re-wrapped under it",
             d.key_arn,
@@ -159,7 +159,7 @@ pub fn rewrap_file(
         return Ok(Outcome::Current);
     }
     let active = header.active().ok_or(FileError::Header(
-        crate::envelope::header::HeaderError::NoValidSlot,
+        kmsfs_format::header::HeaderError::NoValidSlot,
     ))?;
     let ctx = volume.context(&header.file_id, header.suite);
     // The key service unwraps with the old CMK version and wraps with the

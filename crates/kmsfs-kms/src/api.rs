@@ -6,6 +6,11 @@
 //! The CLI builds these requests from its flags, so the CLI and any server
 //! share one mapping and cannot drift apart.
 
+/// The AWS JSON 1.1 protocol: every request is a POST with this content type
+/// and an `X-Amz-Target` of the service prefix and the operation name.
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+pub const TARGET_PREFIX: &str = "TrentService.";
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value, json};

@@ -260,9 +260,9 @@ impl KeyService for CachingKms {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kms::clock::ManualClock;
-    use crate::kms::local::{CreateKeyInput, LocalKms};
-    use crate::kms::store::RootSecret;
+    use crate::clock::ManualClock;
+    use crate::local::{CreateKeyInput, LocalKms};
+    use crate::store::RootSecret;
 
     /// LocalKms behind a counter of decrypt calls.
     struct Counting {

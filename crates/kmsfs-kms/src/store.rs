@@ -421,7 +421,7 @@ impl KeyStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kms::model::{Alias, StoreData};
+    use crate::model::{Alias, StoreData};
 
     #[test]
     fn create_reopen_and_refuse_wrong_root_key() {

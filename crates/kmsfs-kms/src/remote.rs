@@ -14,10 +14,10 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use super::api::{CONTENT_TYPE, TARGET_PREFIX};
 use super::blob::{self, EncryptionContext};
 use super::error::{KmsError, Result};
 use super::policy::Caller;
-use super::server::{CONTENT_TYPE, TARGET_PREFIX};
 use super::sigv4;
 use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, KeyState, Wrapped};
 

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::volume::FileKey;
+use kmsfs_volume::FileKey;
 
 pub struct OpenFile {
     pub ino: u64,

@@ -635,7 +635,7 @@ impl FileContent<'_> {
 #[cfg(test)]
 mod punch_tests {
     use super::*;
-    use crate::envelope::cipher::{CipherSuite, new_aead};
+    use crate::cipher::{CipherSuite, new_aead};
 
     #[test]
     fn punch_hole_zeroes_ranges_and_keeps_the_size() {

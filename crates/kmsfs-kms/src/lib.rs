@@ -21,7 +21,6 @@ pub mod material;
 pub mod model;
 pub mod policy;
 pub mod remote;
-pub mod server;
 pub mod sigv4;
 pub mod store;
 

@@ -26,14 +26,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use super::api;
-use super::iam;
-use super::local::LocalKms;
-use super::policy::Caller;
-use super::sigv4;
+use kmsfs_kms::api;
+use kmsfs_kms::iam;
+use kmsfs_kms::local::LocalKms;
+use kmsfs_kms::policy::Caller;
+use kmsfs_kms::sigv4;
 
-pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-pub const TARGET_PREFIX: &str = "TrentService.";
+pub use kmsfs_kms::api::{CONTENT_TYPE, TARGET_PREFIX};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -82,8 +81,8 @@ impl HttpError {
     }
 }
 
-impl From<super::KmsError> for HttpError {
-    fn from(e: super::KmsError) -> HttpError {
+impl From<kmsfs_kms::KmsError> for HttpError {
+    fn from(e: kmsfs_kms::KmsError) -> HttpError {
         let status = if e.code() == "KMSInternalException" {
             500
         } else {
