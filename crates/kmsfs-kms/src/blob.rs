@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(blob.len(), PREFIX_LEN + 5 + TAG_LEN);
         assert_eq!(
             hex,
-            include_str!("../../tests/fixtures/blob_v1.hex").trim(),
+            include_str!("../../../tests/fixtures/blob_v1.hex").trim(),
             "ciphertext blob encoding changed"
         );
         assert_eq!(
