@@ -30,9 +30,11 @@ use kmsfs_kms::api;
 use kmsfs_kms::iam;
 use kmsfs_kms::local::LocalKms;
 use kmsfs_kms::policy::Caller;
+use kmsfs_kms::protocol::exception;
+use kmsfs_kms::protocol::{Effect, Operation};
 use kmsfs_kms::sigv4;
 
-pub use kmsfs_kms::api::{CONTENT_TYPE, TARGET_PREFIX};
+pub use kmsfs_kms::protocol::{CONTENT_TYPE, TARGET_PREFIX};
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -83,12 +85,8 @@ impl HttpError {
 
 impl From<kmsfs_kms::KmsError> for HttpError {
     fn from(e: kmsfs_kms::KmsError) -> HttpError {
-        let status = if e.code() == "KMSInternalException" {
-            500
-        } else {
-            400
-        };
-        HttpError::new(status, e.code(), e.message())
+        let code = exception::exception_name(&e);
+        HttpError::new(exception::http_status(code), code, e.message())
     }
 }
 
@@ -139,28 +137,16 @@ impl ReplayCache {
     }
 }
 
-/// Operations whose replay would change something: their signatures may be
-/// used once. Reads and cryptographic calls may repeat: a replay only gets
-/// what the original got, and the AWS CLI (botocore) signs no per-request
-/// nonce, so two identical reads in one second carry the same signature.
-/// CreateKey may repeat too: a replay only adds a key, as the client
-/// repeating itself would, and scripts do create keys back to back.
+/// Whether a request's signature may be used only once: for operations
+/// that change existing state (and for names that are no operation at all).
+/// Reads and cryptographic calls may repeat: a replay only gets what the
+/// original got, and the AWS CLI (botocore) signs no per-request nonce, so
+/// two identical reads in one second carry the same signature. Operations
+/// that only create (CreateKey) may repeat too: a replay only adds a key, as
+/// the client repeating itself would, and scripts do create keys back to
+/// back.
 pub fn replay_sensitive(operation: &str) -> bool {
-    !matches!(
-        operation,
-        "CreateKey"
-            | "DescribeKey"
-            | "ListKeys"
-            | "ListAliases"
-            | "GetKeyRotationStatus"
-            | "ListKeyRotations"
-            | "GetKeyPolicy"
-            | "Encrypt"
-            | "Decrypt"
-            | "ReEncrypt"
-            | "GenerateDataKey"
-            | "GenerateDataKeyWithoutPlaintext"
-    )
+    Operation::from_name(operation).is_none_or(|op| op.effect() == Effect::Changes)
 }
 
 /// Everything a request needs, shared by all connections.
@@ -352,7 +338,7 @@ impl Service {
                 tracing::warn!(peer = %addr, code = %e.code, "authentication refused");
             })?,
         };
-        if !api::OPERATIONS.contains(&operation) {
+        if Operation::from_name(operation).is_none() {
             return Err(HttpError::bad(
                 "UnknownOperationException",
                 format!("Unknown operation {target:?}"),

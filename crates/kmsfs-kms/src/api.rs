@@ -1,450 +1,473 @@
-//! The AWS KMS JSON protocol over [`LocalKms`]: an operation name
-//! (`TrentService.<Operation>` without the prefix) and a JSON request with
-//! AWS field names in, a JSON response with AWS field names out. Binary
-//! fields are base64 strings and timestamps are epoch seconds, as on the wire.
+//! The AWS KMS protocol over [`LocalKms`]: an operation name (the
+//! `X-Amz-Target` without its prefix) and a JSON request in, a JSON
+//! response out. Each operation is one [`Handler`] impl: its typed request
+//! (see [`protocol`](crate::protocol)) in, one call of `LocalKms`, its typed
+//! response out; [`handle`] only finds the operation and converts JSON.
 //!
-//! The CLI builds these requests from its flags, so the CLI and any server
-//! share one mapping and cannot drift apart.
+//! The CLI (embedded store) and the server both come through here, so they
+//! cannot drift apart.
 
-/// The AWS JSON 1.1 protocol: every request is a POST with this content type
-/// and an `X-Amz-Target` of the service prefix and the operation name.
-pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
-pub const TARGET_PREFIX: &str = "TrentService.";
+use serde_json::Value;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
-use serde_json::{Map, Value, json};
-
-use super::blob::EncryptionContext;
 use super::error::{KmsError, Result};
 use super::local::{CreateKeyInput, KeyInfo, LocalKms};
-use super::model::Origin;
+use super::model::{KeyState, Origin};
 use super::policy::Caller;
+use super::protocol::crypto::SYMMETRIC_DEFAULT;
+use super::protocol::wire;
+use super::protocol::*;
 
-/// Every operation `handle` understands, in AWS's names.
-pub const OPERATIONS: &[&str] = &[
-    "CreateKey",
-    "DescribeKey",
-    "ListKeys",
-    "CreateAlias",
-    "UpdateAlias",
-    "DeleteAlias",
-    "ListAliases",
-    "EnableKey",
-    "DisableKey",
-    "ScheduleKeyDeletion",
-    "CancelKeyDeletion",
-    "EnableKeyRotation",
-    "DisableKeyRotation",
-    "GetKeyRotationStatus",
-    "RotateKeyOnDemand",
-    "ListKeyRotations",
-    "Encrypt",
-    "Decrypt",
-    "ReEncrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "GetKeyPolicy",
-    "PutKeyPolicy",
-    "GetParametersForImport",
-    "ImportKeyMaterial",
-];
-
-struct Request<'a>(&'a Map<String, Value>);
-
-fn missing(name: &str) -> KmsError {
-    KmsError::Validation(format!(
-        "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
-        lower_first(name)
-    ))
-}
-
-fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
-        .unwrap_or_default()
-}
-
-fn wrong_type(name: &str, expected: &str) -> KmsError {
-    KmsError::Validation(format!("Parameter {name} must be {expected}"))
-}
-
-impl<'a> Request<'a> {
-    fn opt_str(&self, name: &str) -> Result<Option<&'a str>> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(wrong_type(name, "a string")),
-        }
-    }
-
-    fn str(&self, name: &str) -> Result<&'a str> {
-        self.opt_str(name)?.ok_or_else(|| missing(name))
-    }
-
-    fn opt_u32(&self, name: &str) -> Result<Option<u32>> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| wrong_type(name, "a non-negative integer")),
-        }
-    }
-
-    fn bool(&self, name: &str) -> Result<bool> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(wrong_type(name, "a boolean")),
-        }
-    }
-
-    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        self.opt_str(name)?
-            .map(|s| {
-                B64.decode(s).map_err(|_| {
-                    KmsError::Validation(format!("Parameter {name} is not valid base64"))
-                })
-            })
-            .transpose()
-    }
-
-    fn blob(&self, name: &str) -> Result<Vec<u8>> {
-        self.opt_blob(name)?.ok_or_else(|| missing(name))
-    }
-
-    fn ctx(&self, name: &str) -> Result<EncryptionContext> {
-        match self.0.get(name) {
-            None | Some(Value::Null) => Ok(EncryptionContext::new()),
-            Some(Value::Object(m)) => m
-                .iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => Ok((k.clone(), s.clone())),
-                    _ => Err(wrong_type(name, "a map of strings to strings")),
-                })
-                .collect(),
-            Some(_) => Err(wrong_type(name, "a map of strings to strings")),
-        }
-    }
-
-    fn tags(&self) -> Result<Vec<(String, String)>> {
-        match self.0.get("Tags") {
-            None | Some(Value::Null) => Ok(vec![]),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|t| {
-                    let k = t.get("TagKey").and_then(Value::as_str);
-                    let v = t.get("TagValue").and_then(Value::as_str);
-                    match (k, v) {
-                        (Some(k), Some(v)) => Ok((k.to_string(), v.to_string())),
-                        _ => Err(wrong_type("Tags", "a list of {TagKey, TagValue}")),
-                    }
-                })
-                .collect(),
-            Some(_) => Err(wrong_type("Tags", "a list of {TagKey, TagValue}")),
-        }
-    }
-
-    fn symmetric_algorithm(&self, name: &str) -> Result<()> {
-        match self.opt_str(name)? {
-            None | Some("SYMMETRIC_DEFAULT") => Ok(()),
-            Some(other) => Err(KmsError::InvalidKeyUsage(format!(
-                "{other} is not a valid encryption algorithm for a symmetric key; use SYMMETRIC_DEFAULT"
-            ))),
-        }
-    }
-}
-
-fn metadata(i: &KeyInfo) -> Value {
-    let mut m = json!({
-        "AWSAccountId": i.account,
-        "KeyId": i.key_id.to_string(),
-        "Arn": i.arn,
-        "CreationDate": i.creation_date,
-        "Enabled": i.state == super::KeyState::Enabled,
-        "Description": i.description,
-        "KeyUsage": "ENCRYPT_DECRYPT",
-        "KeyState": i.state.as_str(),
-        "Origin": i.origin.as_str(),
-        "KeyManager": "CUSTOMER",
-        "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
-        "KeySpec": "SYMMETRIC_DEFAULT",
-        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
-        "MultiRegion": false,
-    });
-    if let Some(d) = i.deletion_date {
-        m["DeletionDate"] = json!(d);
-    }
-    if let Some(w) = i.pending_window_days {
-        m["PendingDeletionWindowInDays"] = json!(w);
-    }
-    if i.origin == Origin::External {
-        m["ExpirationModel"] = json!("KEY_MATERIAL_DOES_NOT_EXPIRE");
-    }
-    m
-}
+pub use super::protocol::{CONTENT_TYPE, TARGET_PREFIX};
 
 /// Runs one AWS KMS operation. An empty object means "no output" (the AWS
 /// CLI prints nothing for those).
 pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value) -> Result<Value> {
-    let empty = Map::new();
-    let req = Request(match request {
-        Value::Object(m) => m,
-        Value::Null => &empty,
-        _ => {
-            return Err(KmsError::Validation(
-                "The request body must be a JSON object".into(),
-            ));
+    if !matches!(request, Value::Object(_) | Value::Null) {
+        return Err(KmsError::Validation(
+            "The request body must be a JSON object".into(),
+        ));
+    }
+    let Some(operation) = Operation::from_name(operation) else {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "Operation {operation} is not supported by kmsfs"
+        )));
+    };
+    let run = Dispatch {
+        kms,
+        caller,
+        request,
+    };
+    match operation {
+        Operation::CreateKey => run.with::<CreateKeyRequest>(),
+        Operation::DescribeKey => run.with::<DescribeKeyRequest>(),
+        Operation::ListKeys => run.with::<ListKeysRequest>(),
+        Operation::CreateAlias => run.with::<CreateAliasRequest>(),
+        Operation::UpdateAlias => run.with::<UpdateAliasRequest>(),
+        Operation::DeleteAlias => run.with::<DeleteAliasRequest>(),
+        Operation::ListAliases => run.with::<ListAliasesRequest>(),
+        Operation::EnableKey => run.with::<EnableKeyRequest>(),
+        Operation::DisableKey => run.with::<DisableKeyRequest>(),
+        Operation::ScheduleKeyDeletion => run.with::<ScheduleKeyDeletionRequest>(),
+        Operation::CancelKeyDeletion => run.with::<CancelKeyDeletionRequest>(),
+        Operation::EnableKeyRotation => run.with::<EnableKeyRotationRequest>(),
+        Operation::DisableKeyRotation => run.with::<DisableKeyRotationRequest>(),
+        Operation::GetKeyRotationStatus => run.with::<GetKeyRotationStatusRequest>(),
+        Operation::RotateKeyOnDemand => run.with::<RotateKeyOnDemandRequest>(),
+        Operation::ListKeyRotations => run.with::<ListKeyRotationsRequest>(),
+        Operation::Encrypt => run.with::<EncryptRequest>(),
+        Operation::Decrypt => run.with::<DecryptRequest>(),
+        Operation::ReEncrypt => run.with::<ReEncryptRequest>(),
+        Operation::GenerateDataKey => run.with::<GenerateDataKeyRequest>(),
+        Operation::GenerateDataKeyWithoutPlaintext => {
+            run.with::<GenerateDataKeyWithoutPlaintextRequest>()
         }
-    });
-    let b64 = |bytes: &[u8]| Value::String(B64.encode(bytes));
-    Ok(match operation {
-        "CreateKey" => {
-            let origin = match req.opt_str("Origin")? {
-                None | Some("AWS_KMS") => Origin::AwsKms,
-                Some("EXTERNAL") => Origin::External,
-                Some(other) => {
-                    return Err(KmsError::UnsupportedOperation(format!(
-                        "Origin {other} is not supported: use AWS_KMS or EXTERNAL"
-                    )));
-                }
-            };
-            let key_spec = req
-                .opt_str("KeySpec")?
-                .or(req.opt_str("CustomerMasterKeySpec")?)
-                .unwrap_or("SYMMETRIC_DEFAULT");
-            let info = kms.create_key(
-                caller,
-                CreateKeyInput {
-                    description: req.opt_str("Description")?.unwrap_or("").to_string(),
-                    origin,
-                    key_usage: req
-                        .opt_str("KeyUsage")?
-                        .unwrap_or("ENCRYPT_DECRYPT")
-                        .to_string(),
-                    key_spec: key_spec.to_string(),
-                    tags: req.tags()?,
-                    policy: req.opt_str("Policy")?.map(str::to_string),
-                    bypass_policy_lockout_safety_check: req
-                        .bool("BypassPolicyLockoutSafetyCheck")?,
-                },
-            )?;
-            json!({ "KeyMetadata": metadata(&info) })
-        }
-        "DescribeKey" => {
-            json!({ "KeyMetadata": metadata(&kms.describe_key(caller, req.str("KeyId")?)?) })
-        }
-        "ListKeys" => {
-            let keys: Vec<Value> = kms
-                .list_keys(caller)?
-                .into_iter()
-                .map(|(id, arn)| json!({"KeyId": id.to_string(), "KeyArn": arn}))
-                .collect();
-            json!({ "Keys": keys, "Truncated": false })
-        }
-        "CreateAlias" => {
-            kms.create_alias(caller, req.str("AliasName")?, req.str("TargetKeyId")?)?;
-            json!({})
-        }
-        "UpdateAlias" => {
-            kms.update_alias(caller, req.str("AliasName")?, req.str("TargetKeyId")?)?;
-            json!({})
-        }
-        "DeleteAlias" => {
-            kms.delete_alias(caller, req.str("AliasName")?)?;
-            json!({})
-        }
-        "ListAliases" => {
-            let aliases: Vec<Value> = kms
-                .list_aliases(caller, req.opt_str("KeyId")?)?
-                .into_iter()
-                .map(|a| {
-                    json!({
-                        "AliasName": a.name,
-                        "AliasArn": a.arn,
-                        "TargetKeyId": a.target.to_string(),
-                        "CreationDate": a.created,
-                        "LastUpdatedDate": a.updated,
-                    })
-                })
-                .collect();
-            json!({ "Aliases": aliases, "Truncated": false })
-        }
-        "EnableKey" => {
-            kms.enable_key(caller, req.str("KeyId")?)?;
-            json!({})
-        }
-        "DisableKey" => {
-            kms.disable_key(caller, req.str("KeyId")?)?;
-            json!({})
-        }
-        "ScheduleKeyDeletion" => {
-            let (arn, date, days) = kms.schedule_key_deletion(
-                caller,
-                req.str("KeyId")?,
-                req.opt_u32("PendingWindowInDays")?,
-            )?;
-            json!({"KeyId": arn, "DeletionDate": date, "KeyState": "PendingDeletion", "PendingWindowInDays": days})
-        }
-        "CancelKeyDeletion" => {
-            json!({"KeyId": kms.cancel_key_deletion(caller, req.str("KeyId")?)?})
-        }
-        "EnableKeyRotation" => {
-            kms.enable_key_rotation(
-                caller,
-                req.str("KeyId")?,
-                req.opt_u32("RotationPeriodInDays")?,
-            )?;
-            json!({})
-        }
-        "DisableKeyRotation" => {
-            kms.disable_key_rotation(caller, req.str("KeyId")?)?;
-            json!({})
-        }
-        "GetKeyRotationStatus" => {
-            let s = kms.get_key_rotation_status(caller, req.str("KeyId")?)?;
-            let mut out = json!({"KeyRotationEnabled": s.enabled, "KeyId": s.arn});
-            if let Some(p) = s.period_days {
-                out["RotationPeriodInDays"] = json!(p);
+        Operation::GetKeyPolicy => run.with::<GetKeyPolicyRequest>(),
+        Operation::PutKeyPolicy => run.with::<PutKeyPolicyRequest>(),
+        Operation::GetParametersForImport => run.with::<GetParametersForImportRequest>(),
+        Operation::ImportKeyMaterial => run.with::<ImportKeyMaterialRequest>(),
+    }
+}
+
+/// One operation's work: its request, carried out on the embedded store.
+trait Handler: KmsRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<Self::Response>;
+}
+
+struct Dispatch<'a> {
+    kms: &'a LocalKms,
+    caller: &'a Caller,
+    request: &'a Value,
+}
+
+impl Dispatch<'_> {
+    /// JSON → typed request → handler → typed response → JSON.
+    fn with<R: Handler>(self) -> Result<Value> {
+        let request: R = wire::from_body(self.request)?;
+        let response = request.handle(self.kms, self.caller)?;
+        serde_json::to_value(response).map_err(|e| {
+            KmsError::Internal(format!("cannot encode the {} response: {e}", R::OPERATION))
+        })
+    }
+}
+
+/// Refuses any encryption algorithm but the symmetric keys' one.
+fn require_symmetric(algorithm: Option<&str>) -> Result<()> {
+    match algorithm {
+        None | Some(SYMMETRIC_DEFAULT) => Ok(()),
+        Some(other) => Err(KmsError::InvalidKeyUsage(format!(
+            "{other} is not a valid encryption algorithm for a symmetric key; use SYMMETRIC_DEFAULT"
+        ))),
+    }
+}
+
+fn key_metadata(i: KeyInfo) -> KeyMetadata {
+    KeyMetadata {
+        aws_account_id: i.account,
+        key_id: i.key_id.to_string(),
+        arn: i.arn,
+        creation_date: i.creation_date.into(),
+        enabled: i.state == KeyState::Enabled,
+        description: i.description,
+        key_usage: "ENCRYPT_DECRYPT".into(),
+        key_state: i.state.as_str().into(),
+        origin: i.origin.as_str().into(),
+        key_manager: "CUSTOMER".into(),
+        customer_master_key_spec: SYMMETRIC_DEFAULT.into(),
+        key_spec: SYMMETRIC_DEFAULT.into(),
+        encryption_algorithms: vec![SYMMETRIC_DEFAULT.into()],
+        multi_region: false,
+        deletion_date: i.deletion_date.map(EpochSeconds),
+        pending_deletion_window_in_days: i.pending_window_days,
+        expiration_model: (i.origin == Origin::External)
+            .then(|| "KEY_MATERIAL_DOES_NOT_EXPIRE".into()),
+    }
+}
+
+impl Handler for CreateKeyRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<CreateKeyResponse> {
+        let origin = match self.origin.as_deref() {
+            None | Some("AWS_KMS") => Origin::AwsKms,
+            Some("EXTERNAL") => Origin::External,
+            Some(other) => {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "Origin {other} is not supported: use AWS_KMS or EXTERNAL"
+                )));
             }
-            if let Some(n) = s.next_rotation {
-                out["NextRotationDate"] = json!(n);
-            }
-            out
-        }
-        "RotateKeyOnDemand" => {
-            let (arn, _) = kms.rotate_key_on_demand(caller, req.str("KeyId")?)?;
-            json!({"KeyId": arn})
-        }
-        "ListKeyRotations" => {
-            let rotations: Vec<Value> = kms
-                .list_key_rotations(caller, req.str("KeyId")?)?
-                .into_iter()
-                .map(|r| json!({"KeyId": r.arn, "RotationDate": r.date, "RotationType": r.kind.as_str()}))
-                .collect();
-            json!({"Rotations": rotations, "Truncated": false})
-        }
-        "Encrypt" => {
-            req.symmetric_algorithm("EncryptionAlgorithm")?;
-            let w = kms.encrypt(
-                caller,
-                req.str("KeyId")?,
-                &req.blob("Plaintext")?,
-                &req.ctx("EncryptionContext")?,
-            )?;
-            json!({"CiphertextBlob": b64(&w.ciphertext_blob), "KeyId": w.key_arn, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"})
-        }
-        "Decrypt" => {
-            req.symmetric_algorithm("EncryptionAlgorithm")?;
-            let d = kms.decrypt(
-                caller,
-                &req.blob("CiphertextBlob")?,
-                &req.ctx("EncryptionContext")?,
-                req.opt_str("KeyId")?,
-            )?;
-            json!({"KeyId": d.key_arn, "Plaintext": b64(&d.plaintext), "EncryptionAlgorithm": "SYMMETRIC_DEFAULT"})
-        }
-        "ReEncrypt" => {
-            req.symmetric_algorithm("SourceEncryptionAlgorithm")?;
-            req.symmetric_algorithm("DestinationEncryptionAlgorithm")?;
-            let (from, to) = kms.re_encrypt(
-                caller,
-                &req.blob("CiphertextBlob")?,
-                &req.ctx("SourceEncryptionContext")?,
-                req.opt_str("SourceKeyId")?,
-                req.str("DestinationKeyId")?,
-                &req.ctx("DestinationEncryptionContext")?,
-            )?;
-            json!({
-                "CiphertextBlob": b64(&to.ciphertext_blob),
-                "SourceKeyId": from.key_arn,
-                "KeyId": to.key_arn,
-                "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-                "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        };
+        let info = kms.create_key(
+            caller,
+            CreateKeyInput {
+                description: self.description.unwrap_or_default(),
+                origin,
+                key_usage: self.key_usage.unwrap_or_else(|| "ENCRYPT_DECRYPT".into()),
+                key_spec: self
+                    .key_spec
+                    .or(self.customer_master_key_spec)
+                    .unwrap_or_else(|| SYMMETRIC_DEFAULT.into()),
+                tags: self
+                    .tags
+                    .into_iter()
+                    .map(|t| (t.tag_key, t.tag_value))
+                    .collect(),
+                policy: self.policy,
+                bypass_policy_lockout_safety_check: self.bypass_policy_lockout_safety_check,
+            },
+        )?;
+        Ok(CreateKeyResponse {
+            key_metadata: key_metadata(info),
+        })
+    }
+}
+
+impl Handler for DescribeKeyRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<DescribeKeyResponse> {
+        Ok(DescribeKeyResponse {
+            key_metadata: key_metadata(kms.describe_key(caller, &self.key_id)?),
+        })
+    }
+}
+
+impl Handler for ListKeysRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<ListKeysResponse> {
+        let keys = kms
+            .list_keys(caller)?
+            .into_iter()
+            .map(|(id, arn)| KeyListEntry {
+                key_id: id.to_string(),
+                key_arn: arn,
             })
-        }
-        "GenerateDataKey" | "GenerateDataKeyWithoutPlaintext" => {
-            let with_plaintext = operation == "GenerateDataKey";
-            let n = match (req.opt_str("KeySpec")?, req.opt_u32("NumberOfBytes")?) {
-                (Some(_), Some(_)) => {
-                    return Err(KmsError::Validation(
-                        "Specify either KeySpec or NumberOfBytes, not both".into(),
-                    ));
-                }
-                (Some("AES_256"), None) => 32,
-                (Some("AES_128"), None) => 16,
-                (Some(other), None) => {
-                    return Err(KmsError::Validation(format!(
-                        "1 validation error detected: Value '{other}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]"
-                    )));
-                }
-                (None, Some(n)) => n as usize,
-                (None, None) => {
-                    return Err(KmsError::Validation(
-                        "Please specify either number of bytes or key spec.".into(),
-                    ));
-                }
-            };
-            let pair = kms.generate_data_key(
-                caller,
-                req.str("KeyId")?,
-                n,
-                &req.ctx("EncryptionContext")?,
-                with_plaintext,
-            )?;
-            let mut out = json!({"CiphertextBlob": b64(&pair.ciphertext_blob)});
-            if with_plaintext {
-                out["Plaintext"] = b64(&pair.plaintext);
-            }
-            out["KeyId"] = json!(pair.key_arn);
-            out
-        }
-        "GetKeyPolicy" => {
-            let policy =
-                kms.get_key_policy(caller, req.str("KeyId")?, req.opt_str("PolicyName")?)?;
-            json!({"Policy": policy, "PolicyName": "default"})
-        }
-        "PutKeyPolicy" => {
-            kms.put_key_policy(
-                caller,
-                req.str("KeyId")?,
-                req.opt_str("PolicyName")?,
-                req.str("Policy")?,
-                req.bool("BypassPolicyLockoutSafetyCheck")?,
-            )?;
-            json!({})
-        }
-        "GetParametersForImport" => {
-            let p = kms.get_parameters_for_import(
-                caller,
-                req.str("KeyId")?,
-                req.str("WrappingAlgorithm")?,
-                req.str("WrappingKeySpec")?,
-            )?;
-            json!({
-                "KeyId": p.arn,
-                "ImportToken": b64(&p.import_token),
-                "PublicKey": b64(&p.public_key),
-                "ParametersValidTo": p.valid_to,
+            .collect();
+        Ok(ListKeysResponse {
+            keys,
+            truncated: false,
+        })
+    }
+}
+
+impl Handler for CreateAliasRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<Empty> {
+        kms.create_alias(caller, &self.alias_name, &self.target_key_id)?;
+        Ok(Empty {})
+    }
+}
+
+impl Handler for UpdateAliasRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<Empty> {
+        kms.update_alias(caller, &self.alias_name, &self.target_key_id)?;
+        Ok(Empty {})
+    }
+}
+
+impl Handler for DeleteAliasRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<Empty> {
+        kms.delete_alias(caller, &self.alias_name)?;
+        Ok(Empty {})
+    }
+}
+
+impl Handler for ListAliasesRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<ListAliasesResponse> {
+        let aliases = kms
+            .list_aliases(caller, self.key_id.as_deref())?
+            .into_iter()
+            .map(|a| AliasListEntry {
+                alias_name: a.name,
+                alias_arn: a.arn,
+                target_key_id: a.target.to_string(),
+                creation_date: a.created.into(),
+                last_updated_date: a.updated.into(),
             })
-        }
-        "ImportKeyMaterial" => {
-            kms.import_key_material(
-                caller,
-                req.str("KeyId")?,
-                &req.blob("ImportToken")?,
-                &req.blob("EncryptedKeyMaterial")?,
-                req.opt_str("ExpirationModel")?,
-            )?;
-            json!({})
-        }
-        other => {
-            return Err(KmsError::UnsupportedOperation(format!(
-                "Operation {other} is not supported by kmsfs"
-            )));
-        }
-    })
+            .collect();
+        Ok(ListAliasesResponse {
+            aliases,
+            truncated: false,
+        })
+    }
+}
+
+impl Handler for EnableKeyRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<Empty> {
+        kms.enable_key(caller, &self.key_id)?;
+        Ok(Empty {})
+    }
+}
+
+impl Handler for DisableKeyRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<Empty> {
+        kms.disable_key(caller, &self.key_id)?;
+        Ok(Empty {})
+    }
+}
+
+impl Handler for ScheduleKeyDeletionRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<ScheduleKeyDeletionResponse> {
+        let (arn, date, days) =
+            kms.schedule_key_deletion(caller, &self.key_id, self.pending_window_in_days)?;
+        Ok(ScheduleKeyDeletionResponse {
+            key_id: arn,
+            deletion_date: date.into(),
+            key_state: KeyState::PendingDeletion.as_str().into(),
+            pending_window_in_days: days,
+        })
+    }
+}
+
+impl Handler for CancelKeyDeletionRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<CancelKeyDeletionResponse> {
+        Ok(CancelKeyDeletionResponse {
+            key_id: kms.cancel_key_deletion(caller, &self.key_id)?,
+        })
+    }
+}
+
+impl Handler for EnableKeyRotationRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<Empty> {
+        kms.enable_key_rotation(caller, &self.key_id, self.rotation_period_in_days)?;
+        Ok(Empty {})
+    }
+}
+
+impl Handler for DisableKeyRotationRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<Empty> {
+        kms.disable_key_rotation(caller, &self.key_id)?;
+        Ok(Empty {})
+    }
+}
+
+impl Handler for GetKeyRotationStatusRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<GetKeyRotationStatusResponse> {
+        let s = kms.get_key_rotation_status(caller, &self.key_id)?;
+        Ok(GetKeyRotationStatusResponse {
+            key_rotation_enabled: s.enabled,
+            key_id: s.arn,
+            rotation_period_in_days: s.period_days,
+            next_rotation_date: s.next_rotation.map(EpochSeconds),
+        })
+    }
+}
+
+impl Handler for RotateKeyOnDemandRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<RotateKeyOnDemandResponse> {
+        let (arn, _) = kms.rotate_key_on_demand(caller, &self.key_id)?;
+        Ok(RotateKeyOnDemandResponse { key_id: arn })
+    }
+}
+
+impl Handler for ListKeyRotationsRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<ListKeyRotationsResponse> {
+        let rotations = kms
+            .list_key_rotations(caller, &self.key_id)?
+            .into_iter()
+            .map(|r| RotationListEntry {
+                key_id: r.arn,
+                rotation_date: r.date.into(),
+                rotation_type: r.kind.as_str().into(),
+            })
+            .collect();
+        Ok(ListKeyRotationsResponse {
+            rotations,
+            truncated: false,
+        })
+    }
+}
+
+impl Handler for EncryptRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<EncryptResponse> {
+        require_symmetric(self.encryption_algorithm.as_deref())?;
+        let w = kms.encrypt(
+            caller,
+            &self.key_id,
+            &self.plaintext.0,
+            &self.encryption_context,
+        )?;
+        Ok(EncryptResponse {
+            ciphertext_blob: w.ciphertext_blob.into(),
+            key_id: w.key_arn,
+            encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+        })
+    }
+}
+
+impl Handler for DecryptRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<DecryptResponse> {
+        require_symmetric(self.encryption_algorithm.as_deref())?;
+        let d = kms.decrypt(
+            caller,
+            &self.ciphertext_blob.0,
+            &self.encryption_context,
+            self.key_id.as_deref(),
+        )?;
+        Ok(DecryptResponse {
+            key_id: d.key_arn,
+            plaintext: d.plaintext.into(),
+            encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+        })
+    }
+}
+
+impl Handler for ReEncryptRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<ReEncryptResponse> {
+        require_symmetric(self.source_encryption_algorithm.as_deref())?;
+        require_symmetric(self.destination_encryption_algorithm.as_deref())?;
+        let (from, to) = kms.re_encrypt(
+            caller,
+            &self.ciphertext_blob.0,
+            &self.source_encryption_context,
+            self.source_key_id.as_deref(),
+            &self.destination_key_id,
+            &self.destination_encryption_context,
+        )?;
+        Ok(ReEncryptResponse {
+            ciphertext_blob: to.ciphertext_blob.into(),
+            source_key_id: from.key_arn,
+            key_id: to.key_arn,
+            source_encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+            destination_encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+        })
+    }
+}
+
+/// The data key length of a KeySpec or NumberOfBytes (exactly one of them).
+fn data_key_length(key_spec: Option<&str>, number_of_bytes: Option<u32>) -> Result<usize> {
+    match (key_spec, number_of_bytes) {
+        (Some(_), Some(_)) => Err(KmsError::Validation(
+            "Specify either KeySpec or NumberOfBytes, not both".into(),
+        )),
+        (Some("AES_256"), None) => Ok(32),
+        (Some("AES_128"), None) => Ok(16),
+        (Some(other), None) => Err(KmsError::Validation(format!(
+            "1 validation error detected: Value '{other}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]"
+        ))),
+        (None, Some(n)) => Ok(n as usize),
+        (None, None) => Err(KmsError::Validation(
+            "Please specify either number of bytes or key spec.".into(),
+        )),
+    }
+}
+
+impl Handler for GenerateDataKeyRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<GenerateDataKeyResponse> {
+        let length = data_key_length(self.key_spec.as_deref(), self.number_of_bytes)?;
+        let pair =
+            kms.generate_data_key(caller, &self.key_id, length, &self.encryption_context, true)?;
+        Ok(GenerateDataKeyResponse {
+            ciphertext_blob: pair.ciphertext_blob.into(),
+            plaintext: pair.plaintext.into(),
+            key_id: pair.key_arn,
+        })
+    }
+}
+
+impl Handler for GenerateDataKeyWithoutPlaintextRequest {
+    fn handle(
+        self,
+        kms: &LocalKms,
+        caller: &Caller,
+    ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
+        let length = data_key_length(self.key_spec.as_deref(), self.number_of_bytes)?;
+        let pair = kms.generate_data_key(
+            caller,
+            &self.key_id,
+            length,
+            &self.encryption_context,
+            false,
+        )?;
+        Ok(GenerateDataKeyWithoutPlaintextResponse {
+            ciphertext_blob: pair.ciphertext_blob.into(),
+            key_id: pair.key_arn,
+        })
+    }
+}
+
+impl Handler for GetKeyPolicyRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<GetKeyPolicyResponse> {
+        let policy = kms.get_key_policy(caller, &self.key_id, self.policy_name.as_deref())?;
+        Ok(GetKeyPolicyResponse {
+            policy,
+            policy_name: "default".into(),
+        })
+    }
+}
+
+impl Handler for PutKeyPolicyRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<Empty> {
+        kms.put_key_policy(
+            caller,
+            &self.key_id,
+            self.policy_name.as_deref(),
+            &self.policy,
+            self.bypass_policy_lockout_safety_check,
+        )?;
+        Ok(Empty {})
+    }
+}
+
+impl Handler for GetParametersForImportRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<GetParametersForImportResponse> {
+        let p = kms.get_parameters_for_import(
+            caller,
+            &self.key_id,
+            &self.wrapping_algorithm,
+            &self.wrapping_key_spec,
+        )?;
+        Ok(GetParametersForImportResponse {
+            key_id: p.arn,
+            import_token: p.import_token.into(),
+            public_key: p.public_key.into(),
+            parameters_valid_to: p.valid_to.into(),
+        })
+    }
+}
+
+impl Handler for ImportKeyMaterialRequest {
+    fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<Empty> {
+        kms.import_key_material(
+            caller,
+            &self.key_id,
+            &self.import_token.0,
+            &self.encrypted_key_material.0,
+            self.expiration_model.as_deref(),
+        )?;
+        Ok(Empty {})
+    }
 }

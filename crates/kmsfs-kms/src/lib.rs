@@ -20,6 +20,7 @@ pub mod local;
 pub mod material;
 pub mod model;
 pub mod policy;
+pub mod protocol;
 pub mod remote;
 pub mod sigv4;
 pub mod store;

@@ -149,7 +149,7 @@ fn default_version() -> String {
 
 /// Matches an IAM action pattern: exact (case-insensitive, as IAM does) or
 /// with `*` wildcards.
-fn action_matches(pattern: &str, action: &str) -> bool {
+pub(crate) fn action_matches(pattern: &str, action: &str) -> bool {
     wildcard_match(
         pattern.to_ascii_lowercase().as_bytes(),
         action.to_ascii_lowercase().as_bytes(),
