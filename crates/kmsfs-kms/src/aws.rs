@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use super::blob::EncryptionContext;
 use super::error::{KmsError, Result};
 use super::policy::Caller;
-use super::remote::error_from_code;
+use super::protocol::exception::error_from_exception;
 use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, KeyState, Wrapped};
 
 pub struct AwsKms {
@@ -38,7 +38,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     match e.code() {
-        Some(code) => error_from_code(code, e.message().unwrap_or_default().to_string()),
+        Some(code) => error_from_exception(code, e.message().unwrap_or_default().to_string()),
         None => KmsError::Internal(format!(
             "AWS KMS request failed: {}",
             DisplayErrorContext(&e)

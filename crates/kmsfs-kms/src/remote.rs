@@ -1,6 +1,7 @@
 //! A key service over HTTP: the AWS KMS JSON protocol, signed with AWS
 //! Signature Version 4, sent to `kmsfs kms serve` (or anything else that
-//! speaks it). [`KmsClient`] sends one operation; [`RemoteKms`] implements
+//! speaks it). [`KmsClient`] sends one operation (typed with
+//! [`KmsClient::send`], or as JSON); [`RemoteKms`] implements
 //! [`KeyService`] on top of it for volumes whose config names an endpoint.
 //!
 //! Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
@@ -9,15 +10,18 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
-use super::api::{CONTENT_TYPE, TARGET_PREFIX};
 use super::blob::{self, EncryptionContext};
 use super::error::{KmsError, Result};
 use super::policy::Caller;
+use super::protocol::exception::{self, error_from_exception};
+use super::protocol::{
+    Blob, CONTENT_TYPE, DecryptRequest, DescribeKeyRequest, GenerateDataKeyRequest,
+    GenerateDataKeyWithoutPlaintextRequest, KmsRequest, ReEncryptRequest, TARGET_PREFIX,
+};
 use super::sigv4;
 use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, KeyState, Wrapped};
 
@@ -59,37 +63,6 @@ pub fn env_region() -> String {
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "local".into())
-}
-
-/// Maps an AWS error code back to the key service's errors. Codes kmsfs has
-/// no variant for keep their name in the message.
-pub fn error_from_code(code: &str, message: String) -> KmsError {
-    let code = code.rsplit('#').next().unwrap_or(code);
-    match code {
-        "NotFoundException" => KmsError::NotFound(message),
-        "DisabledException" => KmsError::Disabled(message),
-        "KMSInvalidStateException" => KmsError::InvalidState(message),
-        "InvalidCiphertextException" => KmsError::InvalidCiphertext(message),
-        "AccessDeniedException" => KmsError::AccessDenied(message),
-        "ValidationException" => KmsError::Validation(message),
-        "AlreadyExistsException" => KmsError::AlreadyExists(message),
-        "InvalidAliasNameException" => KmsError::InvalidAliasName(message),
-        "MalformedPolicyDocumentException" => KmsError::MalformedPolicyDocument(message),
-        "UnsupportedOperationException" => KmsError::UnsupportedOperation(message),
-        "IncorrectKeyMaterialException" => KmsError::IncorrectKeyMaterial(message),
-        "InvalidImportTokenException" => KmsError::InvalidImportToken(message),
-        "ExpiredImportTokenException" => KmsError::ExpiredImportToken(message),
-        "InvalidKeyUsageException" => KmsError::InvalidKeyUsage(message),
-        "IncorrectKeyException" => KmsError::IncorrectKey(message),
-        "LimitExceededException" => KmsError::LimitExceeded(message),
-        "KMSInternalException" => KmsError::Internal(message),
-        "UnrecognizedClientException"
-        | "InvalidSignatureException"
-        | "IncompleteSignatureException"
-        | "MissingAuthenticationTokenException"
-        | "ExpiredTokenException" => KmsError::AccessDenied(format!("{code}: {message}")),
-        other => KmsError::Internal(format!("{other}: {message}")),
-    }
 }
 
 /// One KMS endpoint: where, as whom, in which region.
@@ -152,10 +125,42 @@ impl KmsClient {
         &self.url
     }
 
-    /// Sends one operation; the response JSON or the service's error.
+    /// Sends one operation as JSON; the response JSON or the service's
+    /// error. For requests the CLI passes through untyped.
     pub fn call(&self, operation: &str, request: &Value) -> Result<Value> {
         let body = serde_json::to_vec(request)
             .map_err(|e| KmsError::Internal(format!("cannot encode the request: {e}")))?;
+        let answer = self.post(operation, &body)?;
+        if answer.is_empty() {
+            return Ok(json!({}));
+        }
+        serde_json::from_slice(&answer).map_err(|e| {
+            KmsError::Internal(format!(
+                "the key service at {} answered {operation} with no JSON: {e}",
+                self.url
+            ))
+        })
+    }
+
+    /// Sends one typed request; its typed response or the service's error.
+    pub fn send<R: KmsRequest>(&self, request: &R) -> Result<R::Response> {
+        let operation = R::OPERATION.name();
+        let body = Zeroizing::new(serde_json::to_vec(request).map_err(|e| {
+            KmsError::Internal(format!("cannot encode the {operation} request: {e}"))
+        })?);
+        let answer = Zeroizing::new(self.post(operation, &body)?);
+        let answer: &[u8] = if answer.is_empty() { b"{}" } else { &answer };
+        serde_json::from_slice(answer).map_err(|e| {
+            KmsError::Internal(format!(
+                "the key service at {} answered {operation} unexpectedly: {e}",
+                self.url
+            ))
+        })
+    }
+
+    /// One signed POST; the body of a 2xx answer, or the error an AWS error
+    /// answer names.
+    fn post(&self, operation: &str, body: &[u8]) -> Result<Vec<u8>> {
         let creds = self.credentials.as_ref().ok_or_else(|| {
             KmsError::AccessDenied(
                 "MissingAuthenticationTokenException: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (kmsfs iam create-access-key)"
@@ -184,14 +189,14 @@ impl KmsClient {
             &self.host,
             &self.path,
             &base,
-            &body,
+            body,
             chrono::Utc::now().timestamp(),
         );
         let mut req = self.agent.post(&self.url);
         for (n, v) in base.iter().chain(signed.iter()) {
             req = req.header(n.as_str(), v.as_str());
         }
-        let mut resp = req.send(&body[..]).map_err(|e| {
+        let mut resp = req.send(body).map_err(|e| {
             KmsError::Internal(format!("cannot reach the key service at {}: {e}", self.url))
         })?;
         let status = resp.status().as_u16();
@@ -203,8 +208,11 @@ impl KmsClient {
             .map_err(|e| {
                 KmsError::Internal(format!("cannot read the answer of {}: {e}", self.url))
             })?;
-        let value: Value = if bytes.is_empty() {
-            json!({})
+        if (200..300).contains(&status) {
+            return Ok(bytes);
+        }
+        let error: ErrorAnswer = if bytes.is_empty() {
+            ErrorAnswer::default()
         } else {
             serde_json::from_slice(&bytes).map_err(|e| {
                 KmsError::Internal(format!(
@@ -213,37 +221,21 @@ impl KmsClient {
                 ))
             })?
         };
-        if (200..300).contains(&status) {
-            return Ok(value);
-        }
-        let code = value
-            .get("__type")
-            .and_then(Value::as_str)
-            .unwrap_or("KMSInternalException");
-        let message = value
-            .get("message")
-            .or_else(|| value.get("Message"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        Err(error_from_code(code, message))
+        Err(error_from_exception(
+            error.exception.as_deref().unwrap_or(exception::INTERNAL),
+            error.message.unwrap_or_default(),
+        ))
     }
 }
 
-fn b64_field(v: &Value, name: &str) -> Result<Vec<u8>> {
-    let s = v
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| KmsError::Internal(format!("the key service's answer has no {name}")))?;
-    B64.decode(s)
-        .map_err(|_| KmsError::Internal(format!("the key service's {name} is not base64")))
-}
-
-fn str_field(v: &Value, name: &str) -> Result<String> {
-    v.get(name)
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| KmsError::Internal(format!("the key service's answer has no {name}")))
+/// An AWS error answer: `{"__type": "...", "message": "..."}` (some
+/// services write `Message`).
+#[derive(Debug, Default, Deserialize)]
+struct ErrorAnswer {
+    #[serde(rename = "__type")]
+    exception: Option<String>,
+    #[serde(alias = "Message")]
+    message: Option<String>,
 }
 
 /// The key version a kmsfs blob names; other services' blobs are opaque
@@ -276,29 +268,31 @@ impl KeyService for RemoteKms {
         key_id: &str,
         ctx: &EncryptionContext,
     ) -> Result<DataKeyPair> {
-        let out = self.client.call(
-            "GenerateDataKey",
-            &json!({"KeyId": key_id, "KeySpec": "AES_256", "EncryptionContext": ctx}),
-        )?;
-        let ciphertext_blob = b64_field(&out, "CiphertextBlob")?;
-        let plaintext = Zeroizing::new(b64_field(&out, "Plaintext")?);
+        let out = self.client.send(&GenerateDataKeyRequest {
+            key_id: key_id.to_string(),
+            key_spec: Some("AES_256".into()),
+            number_of_bytes: None,
+            encryption_context: ctx.clone(),
+        })?;
         Ok(DataKeyPair {
-            key_arn: str_field(&out, "KeyId")?,
-            key_version: blob_version(&ciphertext_blob),
-            plaintext,
-            ciphertext_blob,
+            key_arn: out.key_id,
+            key_version: blob_version(&out.ciphertext_blob.0),
+            plaintext: out.plaintext.0,
+            ciphertext_blob: out.ciphertext_blob.0,
         })
     }
 
     fn decrypt(&self, _caller: &Caller, blob: &[u8], ctx: &EncryptionContext) -> Result<Decrypted> {
-        let out = self.client.call(
-            "Decrypt",
-            &json!({"CiphertextBlob": B64.encode(blob), "EncryptionContext": ctx}),
-        )?;
+        let out = self.client.send(&DecryptRequest {
+            ciphertext_blob: Blob(blob.to_vec()),
+            encryption_context: ctx.clone(),
+            key_id: None,
+            encryption_algorithm: None,
+        })?;
         Ok(Decrypted {
-            key_arn: str_field(&out, "KeyId")?,
+            key_arn: out.key_id,
             key_version: blob_version(blob),
-            plaintext: Zeroizing::new(b64_field(&out, "Plaintext")?),
+            plaintext: out.plaintext.0,
         })
     }
 
@@ -309,20 +303,19 @@ impl KeyService for RemoteKms {
         ctx: &EncryptionContext,
         destination_key_id: &str,
     ) -> Result<Wrapped> {
-        let out = self.client.call(
-            "ReEncrypt",
-            &json!({
-                "CiphertextBlob": B64.encode(blob),
-                "SourceEncryptionContext": ctx,
-                "DestinationKeyId": destination_key_id,
-                "DestinationEncryptionContext": ctx,
-            }),
-        )?;
-        let ciphertext_blob = b64_field(&out, "CiphertextBlob")?;
+        let out = self.client.send(&ReEncryptRequest {
+            ciphertext_blob: Blob(blob.to_vec()),
+            source_encryption_context: ctx.clone(),
+            source_key_id: None,
+            destination_key_id: destination_key_id.to_string(),
+            destination_encryption_context: ctx.clone(),
+            source_encryption_algorithm: None,
+            destination_encryption_algorithm: None,
+        })?;
         Ok(Wrapped {
-            key_arn: str_field(&out, "KeyId")?,
-            key_version: blob_version(&ciphertext_blob),
-            ciphertext_blob,
+            key_arn: out.key_id,
+            key_version: blob_version(&out.ciphertext_blob.0),
+            ciphertext_blob: out.ciphertext_blob.0,
         })
     }
 
@@ -330,12 +323,10 @@ impl KeyService for RemoteKms {
     /// a fresh wrapped data key names (one GenerateDataKeyWithoutPlaintext,
     /// which key users may call; DescribeKey does not report versions).
     fn describe_key(&self, _caller: &Caller, key_id: &str) -> Result<KeyDescription> {
-        let out = self.client.call("DescribeKey", &json!({"KeyId": key_id}))?;
-        let meta = out
-            .get("KeyMetadata")
-            .ok_or_else(|| KmsError::Internal("DescribeKey answered no KeyMetadata".into()))?;
-        let key_arn = str_field(meta, "Arn")?;
-        let state_name = str_field(meta, "KeyState")?;
+        let meta = self
+            .client
+            .send(&DescribeKeyRequest::new(key_id))?
+            .key_metadata;
         let state = [
             KeyState::Enabled,
             KeyState::Disabled,
@@ -343,20 +334,22 @@ impl KeyService for RemoteKms {
             KeyState::PendingImport,
         ]
         .into_iter()
-        .find(|s| s.as_str() == state_name)
+        .find(|s| s.as_str() == meta.key_state)
         // AWS has more states (Creating, Unavailable, …): none can be used.
         .unwrap_or(KeyState::Disabled);
         let current_version = if state == KeyState::Enabled {
-            let probe = self.client.call(
-                "GenerateDataKeyWithoutPlaintext",
-                &json!({"KeyId": key_arn, "KeySpec": "AES_256"}),
-            )?;
-            Some(blob_version(&b64_field(&probe, "CiphertextBlob")?))
+            let probe = self.client.send(&GenerateDataKeyWithoutPlaintextRequest {
+                key_id: meta.arn.clone(),
+                key_spec: Some("AES_256".into()),
+                number_of_bytes: None,
+                encryption_context: EncryptionContext::new(),
+            })?;
+            Some(blob_version(&probe.ciphertext_blob.0))
         } else {
             None
         };
         Ok(KeyDescription {
-            key_arn,
+            key_arn: meta.arn,
             state,
             current_version,
         })

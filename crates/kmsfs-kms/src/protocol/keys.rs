@@ -35,9 +35,11 @@ pub struct CreateKeyRequest {
 }
 
 /// A key's metadata, as DescribeKey and CreateKey answer it. The members
-/// kmsfs always sends come first, in AWS's order.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// kmsfs always sends come first, in AWS's order. Read leniently (absent
+/// members take their default): other services leave some out for some
+/// keys (no EncryptionAlgorithms for HMAC keys).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
 pub struct KeyMetadata {
     #[serde(rename = "AWSAccountId")]
     pub aws_account_id: String,

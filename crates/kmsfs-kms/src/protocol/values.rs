@@ -99,7 +99,7 @@ impl From<Zeroizing<Vec<u8>>> for Plaintext {
 /// A point in time as AWS's JSON protocol writes it: seconds since the
 /// epoch. kmsfs sends whole seconds; AWS sends fractions, which are read
 /// (and truncated) too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct EpochSeconds(pub Timestamp);
 

@@ -305,19 +305,21 @@ mod tests {
                 .map_err(|e| e.to_string()),
             Err("The request body must be a JSON object".to_string())
         );
-        let ok = from_body::<Probe>(
-            &json!({"KeyId": "k", "NumberOfBytes": 7, "Unknown": 1, "Flag": null}),
-        );
-        assert!(
-            matches!(
-                ok,
-                Ok(Probe {
-                    number_of_bytes: Some(7),
-                    flag: false,
-                    ..
-                })
-            ),
-            "{ok:?}"
+        let probe = from_body::<Probe>(&json!({
+            "KeyId": "k", "NumberOfBytes": 7, "Unknown": 1, "Flag": null,
+            "Blob": "aGk=", "EncryptionContext": {"a": "b"}
+        }))
+        .map_err(|e| e.to_string());
+        let Ok(probe) = probe else {
+            panic!("{probe:?}");
+        };
+        assert_eq!(probe.key_id, "k");
+        assert_eq!(probe.number_of_bytes, Some(7));
+        assert!(!probe.flag);
+        assert_eq!(probe.blob, Some(Blob(b"hi".to_vec())));
+        assert_eq!(
+            probe.encryption_context.get("a").map(String::as_str),
+            Some("b")
         );
     }
 }
