@@ -1,19 +1,19 @@
 //! `kmsfs kms …`: the AWS KMS command line, flag for flag. Each subcommand
-//! becomes one AWS JSON request handed to `kms::api::handle`; the response is
+//! becomes one typed request of `kmsfs_kms::protocol`, sent as JSON to
+//! `api::handle` (embedded store) or an endpoint; the JSON response is
 //! shaped, queried and printed as the AWS CLI would.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Args, Subcommand};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 use super::awscli::{self, OutputFormat};
 use super::{CliError, open_local_kms};
-use kmsfs_kms::{Caller, api};
+use kmsfs_kms::protocol::*;
+use kmsfs_kms::{Caller, EncryptionContext, api};
 
 #[derive(Debug, Args)]
 pub struct KmsArgs {
@@ -250,51 +250,6 @@ pub enum KmsCommand {
     },
 }
 
-/// A JSON request under construction, skipping absent optional fields.
-struct Req(Map<String, Value>);
-
-impl Req {
-    fn new() -> Req {
-        Req(Map::new())
-    }
-    fn s(mut self, name: &str, v: impl Into<String>) -> Req {
-        self.0.insert(name.into(), Value::String(v.into()));
-        self
-    }
-    fn os(self, name: &str, v: Option<impl Into<String>>) -> Req {
-        match v {
-            Some(v) => self.s(name, v),
-            None => self,
-        }
-    }
-    fn n(mut self, name: &str, v: Option<u32>) -> Req {
-        if let Some(v) = v {
-            self.0.insert(name.into(), json!(v));
-        }
-        self
-    }
-    fn flag(mut self, name: &str, v: bool) -> Req {
-        if v {
-            self.0.insert(name.into(), Value::Bool(true));
-        }
-        self
-    }
-    fn blob(self, name: &str, arg: &str, cli: &str) -> Result<Req, CliError> {
-        let bytes = Zeroizing::new(awscli::read_blob_arg(arg).map_err(|e| usage(&e, cli))?);
-        Ok(self.s(name, B64.encode(bytes.as_slice())))
-    }
-    fn ctx(mut self, name: &str, arg: Option<&String>, cli: &str) -> Result<Req, CliError> {
-        if let Some(arg) = arg {
-            let map = awscli::parse_string_map(arg).map_err(|e| usage(&e, cli))?;
-            self.0.insert(name.into(), json!(map));
-        }
-        Ok(self)
-    }
-    fn done(self) -> Value {
-        Value::Object(self.0)
-    }
-}
-
 fn usage(e: &awscli::ArgError, cli: &str) -> CliError {
     CliError::Usage(e.with_param(cli))
 }
@@ -303,11 +258,41 @@ fn text_arg(arg: &str, cli: &str) -> Result<String, CliError> {
     awscli::read_text_arg(arg).map_err(|e| usage(&e, cli))
 }
 
+/// A secret binary argument (fileb://, file:// or base64).
+fn plaintext_arg(arg: &str, cli: &str) -> Result<Plaintext, CliError> {
+    Ok(Plaintext(Zeroizing::new(
+        awscli::read_blob_arg(arg).map_err(|e| usage(&e, cli))?,
+    )))
+}
+
+/// A binary argument that is not secret.
+fn blob_arg(arg: &str, cli: &str) -> Result<Blob, CliError> {
+    Ok(Blob(
+        awscli::read_blob_arg(arg).map_err(|e| usage(&e, cli))?,
+    ))
+}
+
+/// An encryption context argument (k=v,k2=v2 or JSON); absent is empty.
+fn context_arg(arg: Option<&String>, cli: &str) -> Result<EncryptionContext, CliError> {
+    match arg {
+        Some(arg) => awscli::parse_string_map(arg).map_err(|e| usage(&e, cli)),
+        None => Ok(EncryptionContext::new()),
+    }
+}
+
+/// One typed request as the AWS operation name and its JSON body (the
+/// embedded store and the endpoint both take JSON).
+fn wire<R: KmsRequest>(request: R) -> Result<(&'static str, Value), CliError> {
+    let body = serde_json::to_value(&request)
+        .map_err(|e| CliError::Usage(format!("cannot encode the {} request: {e}", R::OPERATION)))?;
+    Ok((R::OPERATION.name(), body))
+}
+
 /// The AWS operation name and JSON request of a subcommand.
 fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
     use KmsCommand::*;
-    Ok(match cmd {
-        Serve(_) => return Err(CliError::Usage("serve is not an API operation".into())),
+    match cmd {
+        Serve(_) => Err(CliError::Usage("serve is not an API operation".into())),
         CreateKey {
             description,
             origin,
@@ -318,120 +303,95 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
             policy,
             bypass_policy_lockout_safety_check,
         } => {
-            let mut req = Req::new()
-                .os("Description", description.clone())
-                .os("Origin", origin.clone())
-                .os("KeyUsage", key_usage.clone())
-                .os("KeySpec", key_spec.clone())
-                .os("CustomerMasterKeySpec", customer_master_key_spec.clone())
-                .flag(
-                    "BypassPolicyLockoutSafetyCheck",
-                    *bypass_policy_lockout_safety_check,
-                );
-            if let Some(p) = policy {
-                req = req.s("Policy", text_arg(p, "--policy")?);
-            }
-            if !tags.is_empty() {
-                let parsed = awscli::parse_tags(tags).map_err(|e| usage(&e, "--tags"))?;
-                let list: Vec<Value> = parsed
+            let policy = policy
+                .as_deref()
+                .map(|p| text_arg(p, "--policy"))
+                .transpose()?;
+            let tags = if tags.is_empty() {
+                vec![]
+            } else {
+                awscli::parse_tags(tags)
+                    .map_err(|e| usage(&e, "--tags"))?
                     .into_iter()
-                    .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
-                    .collect();
-                req.0.insert("Tags".into(), Value::Array(list));
-            }
-            ("CreateKey", req.done())
+                    .map(|(tag_key, tag_value)| Tag { tag_key, tag_value })
+                    .collect()
+            };
+            wire(CreateKeyRequest {
+                description: description.clone(),
+                origin: origin.clone(),
+                key_usage: key_usage.clone(),
+                key_spec: key_spec.clone(),
+                customer_master_key_spec: customer_master_key_spec.clone(),
+                tags,
+                policy,
+                bypass_policy_lockout_safety_check: *bypass_policy_lockout_safety_check,
+            })
         }
-        DescribeKey { key_id } => ("DescribeKey", Req::new().s("KeyId", key_id).done()),
-        ListKeys => ("ListKeys", Req::new().done()),
+        DescribeKey { key_id } => wire(DescribeKeyRequest::new(key_id)),
+        ListKeys => wire(ListKeysRequest {}),
         CreateAlias {
             alias_name,
             target_key_id,
-        } => (
-            "CreateAlias",
-            Req::new()
-                .s("AliasName", alias_name)
-                .s("TargetKeyId", target_key_id)
-                .done(),
-        ),
+        } => wire(CreateAliasRequest {
+            alias_name: alias_name.clone(),
+            target_key_id: target_key_id.clone(),
+        }),
         UpdateAlias {
             alias_name,
             target_key_id,
-        } => (
-            "UpdateAlias",
-            Req::new()
-                .s("AliasName", alias_name)
-                .s("TargetKeyId", target_key_id)
-                .done(),
-        ),
-        DeleteAlias { alias_name } => ("DeleteAlias", Req::new().s("AliasName", alias_name).done()),
-        ListAliases { key_id } => ("ListAliases", Req::new().os("KeyId", key_id.clone()).done()),
-        EnableKey { key_id } => ("EnableKey", Req::new().s("KeyId", key_id).done()),
-        DisableKey { key_id } => ("DisableKey", Req::new().s("KeyId", key_id).done()),
+        } => wire(UpdateAliasRequest {
+            alias_name: alias_name.clone(),
+            target_key_id: target_key_id.clone(),
+        }),
+        DeleteAlias { alias_name } => wire(DeleteAliasRequest {
+            alias_name: alias_name.clone(),
+        }),
+        ListAliases { key_id } => wire(ListAliasesRequest {
+            key_id: key_id.clone(),
+        }),
+        EnableKey { key_id } => wire(EnableKeyRequest::new(key_id)),
+        DisableKey { key_id } => wire(DisableKeyRequest::new(key_id)),
         ScheduleKeyDeletion {
             key_id,
             pending_window_in_days,
-        } => (
-            "ScheduleKeyDeletion",
-            Req::new()
-                .s("KeyId", key_id)
-                .n("PendingWindowInDays", *pending_window_in_days)
-                .done(),
-        ),
-        CancelKeyDeletion { key_id } => ("CancelKeyDeletion", Req::new().s("KeyId", key_id).done()),
+        } => wire(ScheduleKeyDeletionRequest {
+            key_id: key_id.clone(),
+            pending_window_in_days: *pending_window_in_days,
+        }),
+        CancelKeyDeletion { key_id } => wire(CancelKeyDeletionRequest::new(key_id)),
         EnableKeyRotation {
             key_id,
             rotation_period_in_days,
-        } => (
-            "EnableKeyRotation",
-            Req::new()
-                .s("KeyId", key_id)
-                .n("RotationPeriodInDays", *rotation_period_in_days)
-                .done(),
-        ),
-        DisableKeyRotation { key_id } => {
-            ("DisableKeyRotation", Req::new().s("KeyId", key_id).done())
-        }
-        GetKeyRotationStatus { key_id } => {
-            ("GetKeyRotationStatus", Req::new().s("KeyId", key_id).done())
-        }
-        RotateKeyOnDemand { key_id } => ("RotateKeyOnDemand", Req::new().s("KeyId", key_id).done()),
-        ListKeyRotations { key_id } => ("ListKeyRotations", Req::new().s("KeyId", key_id).done()),
+        } => wire(EnableKeyRotationRequest {
+            key_id: key_id.clone(),
+            rotation_period_in_days: *rotation_period_in_days,
+        }),
+        DisableKeyRotation { key_id } => wire(DisableKeyRotationRequest::new(key_id)),
+        GetKeyRotationStatus { key_id } => wire(GetKeyRotationStatusRequest::new(key_id)),
+        RotateKeyOnDemand { key_id } => wire(RotateKeyOnDemandRequest::new(key_id)),
+        ListKeyRotations { key_id } => wire(ListKeyRotationsRequest::new(key_id)),
         Encrypt {
             key_id,
             plaintext,
             encryption_context,
             encryption_algorithm,
-        } => (
-            "Encrypt",
-            Req::new()
-                .s("KeyId", key_id)
-                .blob("Plaintext", plaintext, "--plaintext")?
-                .ctx(
-                    "EncryptionContext",
-                    encryption_context.as_ref(),
-                    "--encryption-context",
-                )?
-                .os("EncryptionAlgorithm", encryption_algorithm.clone())
-                .done(),
-        ),
+        } => wire(EncryptRequest {
+            key_id: key_id.clone(),
+            plaintext: plaintext_arg(plaintext, "--plaintext")?,
+            encryption_context: context_arg(encryption_context.as_ref(), "--encryption-context")?,
+            encryption_algorithm: encryption_algorithm.clone(),
+        }),
         Decrypt {
             ciphertext_blob,
             encryption_context,
             key_id,
             encryption_algorithm,
-        } => (
-            "Decrypt",
-            Req::new()
-                .blob("CiphertextBlob", ciphertext_blob, "--ciphertext-blob")?
-                .ctx(
-                    "EncryptionContext",
-                    encryption_context.as_ref(),
-                    "--encryption-context",
-                )?
-                .os("KeyId", key_id.clone())
-                .os("EncryptionAlgorithm", encryption_algorithm.clone())
-                .done(),
-        ),
+        } => wire(DecryptRequest {
+            ciphertext_blob: blob_arg(ciphertext_blob, "--ciphertext-blob")?,
+            encryption_context: context_arg(encryption_context.as_ref(), "--encryption-context")?,
+            key_id: key_id.clone(),
+            encryption_algorithm: encryption_algorithm.clone(),
+        }),
         ReEncrypt {
             ciphertext_blob,
             destination_key_id,
@@ -440,118 +400,82 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
             destination_encryption_context,
             source_encryption_algorithm,
             destination_encryption_algorithm,
-        } => (
-            "ReEncrypt",
-            Req::new()
-                .blob("CiphertextBlob", ciphertext_blob, "--ciphertext-blob")?
-                .s("DestinationKeyId", destination_key_id)
-                .os("SourceKeyId", source_key_id.clone())
-                .ctx(
-                    "SourceEncryptionContext",
-                    source_encryption_context.as_ref(),
-                    "--source-encryption-context",
-                )?
-                .ctx(
-                    "DestinationEncryptionContext",
-                    destination_encryption_context.as_ref(),
-                    "--destination-encryption-context",
-                )?
-                .os(
-                    "SourceEncryptionAlgorithm",
-                    source_encryption_algorithm.clone(),
-                )
-                .os(
-                    "DestinationEncryptionAlgorithm",
-                    destination_encryption_algorithm.clone(),
-                )
-                .done(),
-        ),
+        } => wire(ReEncryptRequest {
+            ciphertext_blob: blob_arg(ciphertext_blob, "--ciphertext-blob")?,
+            destination_key_id: destination_key_id.clone(),
+            source_key_id: source_key_id.clone(),
+            source_encryption_context: context_arg(
+                source_encryption_context.as_ref(),
+                "--source-encryption-context",
+            )?,
+            destination_encryption_context: context_arg(
+                destination_encryption_context.as_ref(),
+                "--destination-encryption-context",
+            )?,
+            source_encryption_algorithm: source_encryption_algorithm.clone(),
+            destination_encryption_algorithm: destination_encryption_algorithm.clone(),
+        }),
         GenerateDataKey {
             key_id,
             key_spec,
             number_of_bytes,
             encryption_context,
-        }
-        | GenerateDataKeyWithoutPlaintext {
+        } => wire(GenerateDataKeyRequest {
+            key_id: key_id.clone(),
+            key_spec: key_spec.clone(),
+            number_of_bytes: *number_of_bytes,
+            encryption_context: context_arg(encryption_context.as_ref(), "--encryption-context")?,
+        }),
+        GenerateDataKeyWithoutPlaintext {
             key_id,
             key_spec,
             number_of_bytes,
             encryption_context,
-        } => (
-            if matches!(cmd, GenerateDataKey { .. }) {
-                "GenerateDataKey"
-            } else {
-                "GenerateDataKeyWithoutPlaintext"
-            },
-            Req::new()
-                .s("KeyId", key_id)
-                .os("KeySpec", key_spec.clone())
-                .n("NumberOfBytes", *number_of_bytes)
-                .ctx(
-                    "EncryptionContext",
-                    encryption_context.as_ref(),
-                    "--encryption-context",
-                )?
-                .done(),
-        ),
+        } => wire(GenerateDataKeyWithoutPlaintextRequest {
+            key_id: key_id.clone(),
+            key_spec: key_spec.clone(),
+            number_of_bytes: *number_of_bytes,
+            encryption_context: context_arg(encryption_context.as_ref(), "--encryption-context")?,
+        }),
         GetKeyPolicy {
             key_id,
             policy_name,
-        } => (
-            "GetKeyPolicy",
-            Req::new()
-                .s("KeyId", key_id)
-                .os("PolicyName", policy_name.clone())
-                .done(),
-        ),
+        } => wire(GetKeyPolicyRequest {
+            key_id: key_id.clone(),
+            policy_name: policy_name.clone(),
+        }),
         PutKeyPolicy {
             key_id,
             policy,
             policy_name,
             bypass_policy_lockout_safety_check,
-        } => (
-            "PutKeyPolicy",
-            Req::new()
-                .s("KeyId", key_id)
-                .s("Policy", text_arg(policy, "--policy")?)
-                .os("PolicyName", policy_name.clone())
-                .flag(
-                    "BypassPolicyLockoutSafetyCheck",
-                    *bypass_policy_lockout_safety_check,
-                )
-                .done(),
-        ),
+        } => wire(PutKeyPolicyRequest {
+            key_id: key_id.clone(),
+            policy: text_arg(policy, "--policy")?,
+            policy_name: policy_name.clone(),
+            bypass_policy_lockout_safety_check: *bypass_policy_lockout_safety_check,
+        }),
         GetParametersForImport {
             key_id,
             wrapping_algorithm,
             wrapping_key_spec,
-        } => (
-            "GetParametersForImport",
-            Req::new()
-                .s("KeyId", key_id)
-                .s("WrappingAlgorithm", wrapping_algorithm)
-                .s("WrappingKeySpec", wrapping_key_spec)
-                .done(),
-        ),
+        } => wire(GetParametersForImportRequest {
+            key_id: key_id.clone(),
+            wrapping_algorithm: wrapping_algorithm.clone(),
+            wrapping_key_spec: wrapping_key_spec.clone(),
+        }),
         ImportKeyMaterial {
             key_id,
             import_token,
             encrypted_key_material,
             expiration_model,
-        } => (
-            "ImportKeyMaterial",
-            Req::new()
-                .s("KeyId", key_id)
-                .blob("ImportToken", import_token, "--import-token")?
-                .blob(
-                    "EncryptedKeyMaterial",
-                    encrypted_key_material,
-                    "--encrypted-key-material",
-                )?
-                .os("ExpirationModel", expiration_model.clone())
-                .done(),
-        ),
-    })
+        } => wire(ImportKeyMaterialRequest {
+            key_id: key_id.clone(),
+            import_token: blob_arg(import_token, "--import-token")?,
+            encrypted_key_material: blob_arg(encrypted_key_material, "--encrypted-key-material")?,
+            expiration_model: expiration_model.clone(),
+        }),
+    }
 }
 
 /// Fields the AWS CLI shows as ISO 8601 dates rather than epoch seconds.

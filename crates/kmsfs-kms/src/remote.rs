@@ -18,6 +18,7 @@ use super::blob::{self, EncryptionContext};
 use super::error::{KmsError, Result};
 use super::policy::Caller;
 use super::protocol::exception::{self, error_from_exception};
+use super::protocol::wire;
 use super::protocol::{
     Blob, CONTENT_TYPE, DecryptRequest, DescribeKeyRequest, GenerateDataKeyRequest,
     GenerateDataKeyWithoutPlaintextRequest, KmsRequest, ReEncryptRequest, TARGET_PREFIX,
@@ -149,13 +150,18 @@ impl KmsClient {
             KmsError::Internal(format!("cannot encode the {operation} request: {e}"))
         })?);
         let answer = Zeroizing::new(self.post(operation, &body)?);
-        let answer: &[u8] = if answer.is_empty() { b"{}" } else { &answer };
-        serde_json::from_slice(answer).map_err(|e| {
+        let unexpected = |e: &dyn std::fmt::Display| {
             KmsError::Internal(format!(
                 "the key service at {} answered {operation} unexpectedly: {e}",
                 self.url
             ))
-        })
+        };
+        let value: Value = if answer.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&answer).map_err(|e| unexpected(&e))?
+        };
+        wire::decode(&value).map_err(|e| unexpected(&e))
     }
 
     /// One signed POST; the body of a 2xx answer, or the error an AWS error

@@ -1,5 +1,5 @@
-//! Reading a request body into its typed request, with AWS's messages for
-//! malformed input.
+//! Reading a JSON body into its typed request or response, with AWS's
+//! messages for malformed input.
 //!
 //! serde_json's own errors name neither the member nor the constraint the
 //! way AWS does ("invalid type: integer `5`, expected a string"), and kmsfs's
@@ -12,7 +12,9 @@
 //! - a member of the wrong type: `Parameter KeyId must be a string` (or
 //!   "is not valid base64", … as the member's type words it).
 //!
-//! A member whose value is JSON `null` counts as absent, as before.
+//! A member whose value is JSON `null` counts as absent, as before, both in
+//! requests and in the answers of other services (moto sends
+//! `"Description": null`).
 
 use std::fmt;
 
@@ -25,9 +27,9 @@ use serde_json::{Map, Value};
 
 use crate::error::KmsError;
 
-/// Why a request body does not fit its operation's shape.
+/// Why a body does not fit its operation's shape.
 #[derive(Debug)]
-pub(crate) enum MalformedRequest {
+pub(crate) enum MalformedBody {
     /// A required member is absent (or null).
     Missing(String),
     /// A member is present with the wrong type or an unreadable value;
@@ -38,19 +40,19 @@ pub(crate) enum MalformedRequest {
     },
 }
 
-impl fmt::Display for MalformedRequest {
+impl fmt::Display for MalformedBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MalformedRequest::Missing(member) => write!(
+            MalformedBody::Missing(member) => write!(
                 f,
                 "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
                 lower_first(member)
             ),
-            MalformedRequest::Invalid {
+            MalformedBody::Invalid {
                 member: Some(member),
                 problem,
             } => write!(f, "Parameter {member} {problem}"),
-            MalformedRequest::Invalid {
+            MalformedBody::Invalid {
                 member: None,
                 problem,
             } => write!(f, "The request {problem}"),
@@ -58,41 +60,41 @@ impl fmt::Display for MalformedRequest {
     }
 }
 
-impl std::error::Error for MalformedRequest {}
+impl std::error::Error for MalformedBody {}
 
-impl de::Error for MalformedRequest {
+impl de::Error for MalformedBody {
     fn custom<T: fmt::Display>(problem: T) -> Self {
-        MalformedRequest::Invalid {
+        MalformedBody::Invalid {
             member: None,
             problem: problem.to_string(),
         }
     }
 
     fn invalid_type(_: Unexpected, expected: &dyn Expected) -> Self {
-        MalformedRequest::Invalid {
+        MalformedBody::Invalid {
             member: None,
             problem: format!("must be {expected}"),
         }
     }
 
     fn invalid_value(_: Unexpected, expected: &dyn Expected) -> Self {
-        MalformedRequest::Invalid {
+        MalformedBody::Invalid {
             member: None,
             problem: format!("must be {expected}"),
         }
     }
 
     fn missing_field(member: &'static str) -> Self {
-        MalformedRequest::Missing(member.to_string())
+        MalformedBody::Missing(member.to_string())
     }
 }
 
-impl MalformedRequest {
+impl MalformedBody {
     /// The error as seen from the enclosing member (the outermost member
     /// names the error, as AWS names the request parameter).
-    fn in_member(self, name: &str) -> MalformedRequest {
+    fn in_member(self, name: &str) -> MalformedBody {
         match self {
-            MalformedRequest::Invalid { problem, .. } => MalformedRequest::Invalid {
+            MalformedBody::Invalid { problem, .. } => MalformedBody::Invalid {
                 member: Some(name.to_string()),
                 problem,
             },
@@ -111,17 +113,23 @@ fn lower_first(s: &str) -> String {
 
 /// Reads a request body (a JSON object, or null for "no members").
 pub(crate) fn from_body<R: DeserializeOwned>(body: &Value) -> Result<R, KmsError> {
+    if !matches!(body, Value::Object(_) | Value::Null) {
+        return Err(KmsError::Validation(
+            "The request body must be a JSON object".into(),
+        ));
+    }
+    decode(body).map_err(|e| KmsError::Validation(e.to_string()))
+}
+
+/// Reads a JSON object (or null for "no members") into `T`.
+pub(crate) fn decode<T: DeserializeOwned>(body: &Value) -> Result<T, MalformedBody> {
     let empty = Map::new();
     let members = match body {
         Value::Object(m) => m,
         Value::Null => &empty,
-        _ => {
-            return Err(KmsError::Validation(
-                "The request body must be a JSON object".into(),
-            ));
-        }
+        _ => return Err(de::Error::custom("must be a JSON object")),
     };
-    R::deserialize(Members::of(members)).map_err(|e| KmsError::Validation(e.to_string()))
+    T::deserialize(Members::of(members))
 }
 
 /// The members of one JSON object, visited by a derived `Deserialize`.
@@ -140,7 +148,7 @@ impl<'a> Members<'a> {
 }
 
 impl<'de> de::Deserializer<'de> for Members<'de> {
-    type Error = MalformedRequest;
+    type Error = MalformedBody;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         visitor.visit_map(self)
@@ -154,7 +162,7 @@ impl<'de> de::Deserializer<'de> for Members<'de> {
 }
 
 impl<'de> MapAccess<'de> for Members<'de> {
-    type Error = MalformedRequest;
+    type Error = MalformedBody;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
@@ -184,7 +192,7 @@ impl<'de> MapAccess<'de> for Members<'de> {
 /// One member's value.
 struct Member<'a>(&'a Value);
 
-impl<'de> IntoDeserializer<'de, MalformedRequest> for Member<'de> {
+impl<'de> IntoDeserializer<'de, MalformedBody> for Member<'de> {
     type Deserializer = Self;
 
     fn into_deserializer(self) -> Self {
@@ -193,7 +201,7 @@ impl<'de> IntoDeserializer<'de, MalformedRequest> for Member<'de> {
 }
 
 impl<'de> de::Deserializer<'de> for Member<'de> {
-    type Error = MalformedRequest;
+    type Error = MalformedBody;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Self::Error> {
         match self.0 {
