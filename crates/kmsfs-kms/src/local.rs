@@ -18,6 +18,8 @@ use super::model::{
     StoreData, Tag, Timestamp, validate_alias_name,
 };
 use super::policy::{Caller, PolicyDocument};
+use super::protocol::Operation;
+use super::protocol::operation::{RE_ENCRYPT_FROM, RE_ENCRYPT_TO};
 use super::store::{KeyStore, RootSecret};
 use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, Wrapped};
 
@@ -226,7 +228,7 @@ impl LocalKms {
     fn run<T>(
         &self,
         caller: &Caller,
-        op: &str,
+        op: Operation,
         key_hint: Option<&str>,
         ctx: Option<&EncryptionContext>,
         f: impl FnOnce(&mut Trail) -> Result<T>,
@@ -243,7 +245,7 @@ impl LocalKms {
         self.audit.record(&AuditEvent {
             event_time: iso_now(self.clock.now()),
             caller_uid: caller.uid,
-            event_name: op,
+            event_name: op.name(),
             key_id: trail.key_id,
             key_version: trail.key_version,
             encryption_context: ctx.filter(|c| !c.is_empty()),
@@ -258,7 +260,7 @@ impl LocalKms {
     fn precheck<T>(
         &self,
         caller: &Caller,
-        op: &str,
+        op: Operation,
         key_hint: Option<&str>,
         check: Result<T>,
     ) -> Result<T> {
@@ -272,8 +274,7 @@ impl LocalKms {
     fn read_key<T>(
         &self,
         caller: &Caller,
-        op: &str,
-        action: &str,
+        op: Operation,
         key_id: &str,
         f: impl FnOnce(&StoreData, &Key) -> Result<T>,
     ) -> Result<T> {
@@ -283,7 +284,7 @@ impl LocalKms {
             let id = data.resolve(key_id)?;
             trail.key_id = Some(data.key_arn(&id));
             let key = data.key(&id)?;
-            check(data, key, caller, action)?;
+            check(data, key, caller, op.iam_action())?;
             f(data, key)
         })
     }
@@ -293,8 +294,7 @@ impl LocalKms {
     fn change_key<T>(
         &self,
         caller: &Caller,
-        op: &str,
-        action: &str,
+        op: Operation,
         key_id: &str,
         key_only: bool,
         f: impl FnOnce(&mut Key, Timestamp, &str) -> Result<T>,
@@ -310,7 +310,7 @@ impl LocalKms {
                 };
                 let arn = data.key_arn(&id);
                 trail.key_id = Some(arn.clone());
-                check(data, data.key(&id)?, caller, action)?;
+                check(data, data.key(&id)?, caller, op.iam_action())?;
                 let key = data.key_mut(&id)?;
                 f(key, now, &arn)
             })
@@ -318,7 +318,7 @@ impl LocalKms {
     }
 
     pub fn create_key(&self, caller: &Caller, input: CreateKeyInput) -> Result<KeyInfo> {
-        self.run(caller, "CreateKey", None, None, |trail| {
+        self.run(caller, Operation::CreateKey, None, None, |trail| {
             if input.key_usage != "ENCRYPT_DECRYPT" {
                 return Err(KmsError::Validation(format!(
                     "KeyUsage {} is not supported: kmsfs keys are ENCRYPT_DECRYPT",
@@ -393,17 +393,13 @@ impl LocalKms {
     }
 
     pub fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyInfo> {
-        self.read_key(
-            caller,
-            "DescribeKey",
-            "kms:DescribeKey",
-            key_id,
-            |data, key| Ok(info(data, key)),
-        )
+        self.read_key(caller, Operation::DescribeKey, key_id, |data, key| {
+            Ok(info(data, key))
+        })
     }
 
     pub fn list_keys(&self, caller: &Caller) -> Result<Vec<(Uuid, String)>> {
-        self.run(caller, "ListKeys", None, None, |_| {
+        self.run(caller, Operation::ListKeys, None, None, |_| {
             let store = self.lock()?;
             let data = store.data();
             Ok(data.keys.keys().map(|id| (*id, data.key_arn(id))).collect())
@@ -413,75 +409,96 @@ impl LocalKms {
     pub fn create_alias(&self, caller: &Caller, alias: &str, target: &str) -> Result<()> {
         self.precheck(
             caller,
-            "CreateAlias",
+            Operation::CreateAlias,
             Some(target),
             validate_alias_name(alias),
         )?;
-        self.run(caller, "CreateAlias", Some(target), None, |trail| {
-            let mut store = self.lock()?;
-            let now = self.clock.now();
-            store.update(|data| {
-                let id = data.resolve_key_only(target)?;
-                trail.key_id = Some(data.key_arn(&id));
-                let key = data.key(&id)?;
-                check(data, key, caller, "kms:CreateAlias")?;
-                if key.state == KeyState::PendingDeletion {
-                    return Err(key.invalid_state(&data.key_arn(&id), "CreateAlias"));
-                }
-                if data.aliases.contains_key(alias) {
-                    return Err(KmsError::AlreadyExists(format!(
-                        "An alias with the name {} already exists",
-                        data.alias_arn(alias)
-                    )));
-                }
-                data.aliases.insert(
-                    alias.to_string(),
-                    Alias {
-                        target: id,
-                        created: now,
-                        updated: now,
-                    },
-                );
-                Ok(())
-            })
-        })
+        self.run(
+            caller,
+            Operation::CreateAlias,
+            Some(target),
+            None,
+            |trail| {
+                let mut store = self.lock()?;
+                let now = self.clock.now();
+                store.update(|data| {
+                    let id = data.resolve_key_only(target)?;
+                    trail.key_id = Some(data.key_arn(&id));
+                    let key = data.key(&id)?;
+                    check(data, key, caller, Operation::CreateAlias.iam_action())?;
+                    if key.state == KeyState::PendingDeletion {
+                        return Err(
+                            key.invalid_state(&data.key_arn(&id), Operation::CreateAlias.name())
+                        );
+                    }
+                    if data.aliases.contains_key(alias) {
+                        return Err(KmsError::AlreadyExists(format!(
+                            "An alias with the name {} already exists",
+                            data.alias_arn(alias)
+                        )));
+                    }
+                    data.aliases.insert(
+                        alias.to_string(),
+                        Alias {
+                            target: id,
+                            created: now,
+                            updated: now,
+                        },
+                    );
+                    Ok(())
+                })
+            },
+        )
     }
 
     pub fn update_alias(&self, caller: &Caller, alias: &str, target: &str) -> Result<()> {
         self.precheck(
             caller,
-            "UpdateAlias",
+            Operation::UpdateAlias,
             Some(target),
             validate_alias_name(alias),
         )?;
-        self.run(caller, "UpdateAlias", Some(target), None, |trail| {
-            let mut store = self.lock()?;
-            let now = self.clock.now();
-            store.update(|data| {
-                let current = data.aliases.get(alias).ok_or_else(|| {
-                    KmsError::NotFound(format!("Alias {} is not found.", data.alias_arn(alias)))
-                })?;
-                let old = current.target;
-                let id = data.resolve_key_only(target)?;
-                trail.key_id = Some(data.key_arn(&id));
-                // AWS requires UpdateAlias permission on both the old and the new key.
-                check(data, data.key(&old)?, caller, "kms:UpdateAlias")?;
-                let key = data.key(&id)?;
-                check(data, key, caller, "kms:UpdateAlias")?;
-                if key.state == KeyState::PendingDeletion {
-                    return Err(key.invalid_state(&data.key_arn(&id), "UpdateAlias"));
-                }
-                if let Some(a) = data.aliases.get_mut(alias) {
-                    a.target = id;
-                    a.updated = now;
-                }
-                Ok(())
-            })
-        })
+        self.run(
+            caller,
+            Operation::UpdateAlias,
+            Some(target),
+            None,
+            |trail| {
+                let mut store = self.lock()?;
+                let now = self.clock.now();
+                store.update(|data| {
+                    let current = data.aliases.get(alias).ok_or_else(|| {
+                        KmsError::NotFound(format!("Alias {} is not found.", data.alias_arn(alias)))
+                    })?;
+                    let old = current.target;
+                    let id = data.resolve_key_only(target)?;
+                    trail.key_id = Some(data.key_arn(&id));
+                    // AWS requires UpdateAlias permission on both the old and the new key.
+                    check(
+                        data,
+                        data.key(&old)?,
+                        caller,
+                        Operation::UpdateAlias.iam_action(),
+                    )?;
+                    let key = data.key(&id)?;
+                    check(data, key, caller, Operation::UpdateAlias.iam_action())?;
+                    if key.state == KeyState::PendingDeletion {
+                        return Err(
+                            key.invalid_state(&data.key_arn(&id), Operation::UpdateAlias.name())
+                        );
+                    }
+                    if let Some(a) = data.aliases.get_mut(alias) {
+                        a.target = id;
+                        a.updated = now;
+                    }
+                    Ok(())
+                })
+            },
+        )
     }
 
     pub fn delete_alias(&self, caller: &Caller, alias: &str) -> Result<()> {
-        self.run(caller, "DeleteAlias", Some(alias), None, |trail| {
+        self.run(caller, Operation::DeleteAlias, Some(alias), None, |trail| {
             let mut store = self.lock()?;
             store.update(|data| {
                 let target = data
@@ -492,7 +509,12 @@ impl LocalKms {
                     })?
                     .target;
                 trail.key_id = Some(data.key_arn(&target));
-                check(data, data.key(&target)?, caller, "kms:DeleteAlias")?;
+                check(
+                    data,
+                    data.key(&target)?,
+                    caller,
+                    Operation::DeleteAlias.iam_action(),
+                )?;
                 data.aliases.remove(alias);
                 Ok(())
             })
@@ -500,7 +522,7 @@ impl LocalKms {
     }
 
     pub fn list_aliases(&self, caller: &Caller, key_id: Option<&str>) -> Result<Vec<AliasInfo>> {
-        self.run(caller, "ListAliases", key_id, None, |_| {
+        self.run(caller, Operation::ListAliases, key_id, None, |_| {
             let store = self.lock()?;
             let data = store.data();
             let only = key_id.map(|k| data.resolve_key_only(k)).transpose()?;
@@ -522,8 +544,7 @@ impl LocalKms {
     pub fn enable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
         self.change_key(
             caller,
-            "EnableKey",
-            "kms:EnableKey",
+            Operation::EnableKey,
             key_id,
             true,
             |key, _, arn| match key.state {
@@ -531,7 +552,7 @@ impl LocalKms {
                     key.state = KeyState::Enabled;
                     Ok(())
                 }
-                _ => Err(key.invalid_state(arn, "EnableKey")),
+                _ => Err(key.invalid_state(arn, Operation::EnableKey.name())),
             },
         )
     }
@@ -539,8 +560,7 @@ impl LocalKms {
     pub fn disable_key(&self, caller: &Caller, key_id: &str) -> Result<()> {
         self.change_key(
             caller,
-            "DisableKey",
-            "kms:DisableKey",
+            Operation::DisableKey,
             key_id,
             true,
             |key, _, arn| match key.state {
@@ -548,7 +568,7 @@ impl LocalKms {
                     key.state = KeyState::Disabled;
                     Ok(())
                 }
-                _ => Err(key.invalid_state(arn, "DisableKey")),
+                _ => Err(key.invalid_state(arn, Operation::DisableKey.name())),
             },
         )
     }
@@ -565,12 +585,11 @@ impl LocalKms {
             let e = KmsError::Validation(format!(
                 "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30"
             ));
-            return self.precheck(caller, "ScheduleKeyDeletion", Some(key_id), Err(e));
+            return self.precheck(caller, Operation::ScheduleKeyDeletion, Some(key_id), Err(e));
         }
         self.change_key(
             caller,
-            "ScheduleKeyDeletion",
-            "kms:ScheduleKeyDeletion",
+            Operation::ScheduleKeyDeletion,
             key_id,
             true,
             |key, now, arn| {
@@ -591,8 +610,7 @@ impl LocalKms {
     pub fn cancel_key_deletion(&self, caller: &Caller, key_id: &str) -> Result<String> {
         self.change_key(
             caller,
-            "CancelKeyDeletion",
-            "kms:CancelKeyDeletion",
+            Operation::CancelKeyDeletion,
             key_id,
             true,
             |key, _, arn| {
@@ -634,16 +652,15 @@ impl LocalKms {
             let e = KmsError::Validation(format!(
                 "1 validation error detected: Value '{period}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
             ));
-            return self.precheck(caller, "EnableKeyRotation", Some(key_id), Err(e));
+            return self.precheck(caller, Operation::EnableKeyRotation, Some(key_id), Err(e));
         }
         self.change_key(
             caller,
-            "EnableKeyRotation",
-            "kms:EnableKeyRotation",
+            Operation::EnableKeyRotation,
             key_id,
             true,
             |key, now, arn| {
-                Self::require_rotatable(key, arn, "EnableKeyRotation")?;
+                Self::require_rotatable(key, arn, Operation::EnableKeyRotation.name())?;
                 key.rotation_period_days = Some(period);
                 key.next_rotation = Some(now + i64::from(period) * SECONDS_PER_DAY);
                 Ok(())
@@ -654,12 +671,11 @@ impl LocalKms {
     pub fn disable_key_rotation(&self, caller: &Caller, key_id: &str) -> Result<()> {
         self.change_key(
             caller,
-            "DisableKeyRotation",
-            "kms:DisableKeyRotation",
+            Operation::DisableKeyRotation,
             key_id,
             true,
             |key, _, arn| {
-                Self::require_rotatable(key, arn, "DisableKeyRotation")?;
+                Self::require_rotatable(key, arn, Operation::DisableKeyRotation.name())?;
                 key.rotation_period_days = None;
                 key.next_rotation = None;
                 Ok(())
@@ -670,8 +686,7 @@ impl LocalKms {
     pub fn get_key_rotation_status(&self, caller: &Caller, key_id: &str) -> Result<RotationStatus> {
         self.read_key(
             caller,
-            "GetKeyRotationStatus",
-            "kms:GetKeyRotationStatus",
+            Operation::GetKeyRotationStatus,
             key_id,
             |data, key| {
                 Ok(RotationStatus {
@@ -688,12 +703,11 @@ impl LocalKms {
     pub fn rotate_key_on_demand(&self, caller: &Caller, key_id: &str) -> Result<(String, u32)> {
         self.change_key(
             caller,
-            "RotateKeyOnDemand",
-            "kms:RotateKeyOnDemand",
+            Operation::RotateKeyOnDemand,
             key_id,
             true,
             |key, now, arn| {
-                Self::require_rotatable(key, arn, "RotateKeyOnDemand")?;
+                Self::require_rotatable(key, arn, Operation::RotateKeyOnDemand.name())?;
                 key.rotate(now, RotationType::OnDemand);
                 Ok((
                     arn.to_string(),
@@ -704,32 +718,26 @@ impl LocalKms {
     }
 
     pub fn list_key_rotations(&self, caller: &Caller, key_id: &str) -> Result<Vec<RotationInfo>> {
-        self.read_key(
-            caller,
-            "ListKeyRotations",
-            "kms:ListKeyRotations",
-            key_id,
-            |data, key| {
-                if key.origin == Origin::External {
-                    return Err(KmsError::UnsupportedOperation(format!(
-                        "{} has imported key material; it has no rotations.",
-                        data.key_arn(&key.key_id)
-                    )));
-                }
-                Ok(key
-                    .versions
-                    .iter()
-                    .filter_map(|v| {
-                        v.rotation_type.map(|kind| RotationInfo {
-                            arn: data.key_arn(&key.key_id),
-                            version: v.version,
-                            date: v.created,
-                            kind,
-                        })
+        self.read_key(caller, Operation::ListKeyRotations, key_id, |data, key| {
+            if key.origin == Origin::External {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "{} has imported key material; it has no rotations.",
+                    data.key_arn(&key.key_id)
+                )));
+            }
+            Ok(key
+                .versions
+                .iter()
+                .filter_map(|v| {
+                    v.rotation_type.map(|kind| RotationInfo {
+                        arn: data.key_arn(&key.key_id),
+                        version: v.version,
+                        date: v.created,
+                        kind,
                     })
-                    .collect())
-            },
-        )
+                })
+                .collect())
+        })
     }
 
     pub fn get_key_policy(
@@ -740,17 +748,13 @@ impl LocalKms {
     ) -> Result<String> {
         self.precheck(
             caller,
-            "GetKeyPolicy",
+            Operation::GetKeyPolicy,
             Some(key_id),
             check_policy_name(name),
         )?;
-        self.read_key(
-            caller,
-            "GetKeyPolicy",
-            "kms:GetKeyPolicy",
-            key_id,
-            |_, key| Ok(key.policy.clone()),
-        )
+        self.read_key(caller, Operation::GetKeyPolicy, key_id, |_, key| {
+            Ok(key.policy.clone())
+        })
     }
 
     pub fn put_key_policy(
@@ -764,11 +768,10 @@ impl LocalKms {
         let valid = check_policy_name(name)
             .and_then(|()| PolicyDocument::parse(policy))
             .and_then(|doc| lockout_check(&doc, caller, bypass_lockout_check));
-        self.precheck(caller, "PutKeyPolicy", Some(key_id), valid)?;
+        self.precheck(caller, Operation::PutKeyPolicy, Some(key_id), valid)?;
         self.change_key(
             caller,
-            "PutKeyPolicy",
-            "kms:PutKeyPolicy",
+            Operation::PutKeyPolicy,
             key_id,
             true,
             |key, _, _| {
@@ -791,11 +794,24 @@ impl LocalKms {
                 "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and {MAX_PLAINTEXT} (it has {})",
                 plaintext.len()
             ));
-            return self.precheck(caller, "Encrypt", Some(key_id), Err(e));
+            return self.precheck(caller, Operation::Encrypt, Some(key_id), Err(e));
         }
-        self.run(caller, "Encrypt", Some(key_id), Some(ctx), |trail| {
-            self.seal_with(caller, key_id, "kms:Encrypt", plaintext, ctx, trail)
-        })
+        self.run(
+            caller,
+            Operation::Encrypt,
+            Some(key_id),
+            Some(ctx),
+            |trail| {
+                self.seal_with(
+                    caller,
+                    key_id,
+                    Operation::Encrypt.iam_action(),
+                    plaintext,
+                    ctx,
+                    trail,
+                )
+            },
+        )
     }
 
     fn seal_with(
@@ -878,8 +894,15 @@ impl LocalKms {
         ctx: &EncryptionContext,
         key_id: Option<&str>,
     ) -> Result<Decrypted> {
-        self.run(caller, "Decrypt", key_id, Some(ctx), |trail| {
-            self.open_blob(caller, blob_bytes, ctx, key_id, "kms:Decrypt", trail)
+        self.run(caller, Operation::Decrypt, key_id, Some(ctx), |trail| {
+            self.open_blob(
+                caller,
+                blob_bytes,
+                ctx,
+                key_id,
+                Operation::Decrypt.iam_action(),
+                trail,
+            )
         })
     }
 
@@ -896,7 +919,7 @@ impl LocalKms {
     ) -> Result<(Decrypted, Wrapped)> {
         self.run(
             caller,
-            "ReEncrypt",
+            Operation::ReEncrypt,
             Some(destination_key_id),
             Some(destination_ctx),
             |trail| {
@@ -906,13 +929,13 @@ impl LocalKms {
                     blob_bytes,
                     source_ctx,
                     source_key_id,
-                    "kms:ReEncryptFrom",
+                    RE_ENCRYPT_FROM,
                     &mut source_trail,
                 )?;
                 let wrapped = self.seal_with(
                     caller,
                     destination_key_id,
-                    "kms:ReEncryptTo",
+                    RE_ENCRYPT_TO,
                     &opened.plaintext,
                     destination_ctx,
                     trail,
@@ -930,13 +953,10 @@ impl LocalKms {
         ctx: &EncryptionContext,
         with_plaintext: bool,
     ) -> Result<DataKeyPair> {
-        let (op, action) = if with_plaintext {
-            ("GenerateDataKey", "kms:GenerateDataKey")
+        let op = if with_plaintext {
+            Operation::GenerateDataKey
         } else {
-            (
-                "GenerateDataKeyWithoutPlaintext",
-                "kms:GenerateDataKeyWithoutPlaintext",
-            )
+            Operation::GenerateDataKeyWithoutPlaintext
         };
         if !(1..=1024).contains(&num_bytes) {
             let e = KmsError::Validation(format!(
@@ -947,7 +967,8 @@ impl LocalKms {
         self.run(caller, op, Some(key_id), Some(ctx), |trail| {
             let mut plaintext = Zeroizing::new(vec![0u8; num_bytes]);
             rand::fill(&mut plaintext[..]);
-            let wrapped = self.seal_with(caller, key_id, action, &plaintext, ctx, trail)?;
+            let wrapped =
+                self.seal_with(caller, key_id, op.iam_action(), &plaintext, ctx, trail)?;
             Ok(DataKeyPair {
                 key_arn: wrapped.key_arn,
                 key_version: wrapped.key_version,
@@ -964,7 +985,7 @@ impl LocalKms {
         wrapping_algorithm: &str,
         wrapping_key_spec: &str,
     ) -> Result<ImportParameters> {
-        let op = "GetParametersForImport";
+        let op = Operation::GetParametersForImport;
         if !matches!(
             wrapping_algorithm,
             "RSAES_OAEP_SHA_256" | "RSAES_OAEP_SHA_1"
@@ -988,8 +1009,7 @@ impl LocalKms {
         let (private_der, public_der) = super::import::generate_wrapping_key(bits)?;
         self.change_key(
             caller,
-            "GetParametersForImport",
-            "kms:GetParametersForImport",
+            Operation::GetParametersForImport,
             key_id,
             true,
             |key, now, arn| {
@@ -999,7 +1019,7 @@ impl LocalKms {
                     )));
                 }
                 if key.state == KeyState::PendingDeletion {
-                    return Err(key.invalid_state(arn, "GetParametersForImport"));
+                    return Err(key.invalid_state(arn, Operation::GetParametersForImport.name()));
                 }
                 let mut token = vec![0u8; 32];
                 rand::fill(&mut token[..]);
@@ -1032,12 +1052,11 @@ impl LocalKms {
             let e = KmsError::UnsupportedOperation(format!(
                 "ExpirationModel {model} is not supported by kmsfs: imported key material does not expire"
             ));
-            return self.precheck(caller, "ImportKeyMaterial", Some(key_id), Err(e));
+            return self.precheck(caller, Operation::ImportKeyMaterial, Some(key_id), Err(e));
         }
         self.change_key(
             caller,
-            "ImportKeyMaterial",
-            "kms:ImportKeyMaterial",
+            Operation::ImportKeyMaterial,
             key_id,
             true,
             |key, now, arn| {
@@ -1047,7 +1066,7 @@ impl LocalKms {
                     )));
                 }
                 if key.state == KeyState::PendingDeletion {
-                    return Err(key.invalid_state(arn, "ImportKeyMaterial"));
+                    return Err(key.invalid_state(arn, Operation::ImportKeyMaterial.name()));
                 }
                 let pending = key.pending_import.as_ref().ok_or_else(|| {
                     KmsError::InvalidImportToken(
@@ -1105,7 +1124,7 @@ fn check_policy_name(name: Option<&str>) -> Result<()> {
 
 /// AWS refuses a policy that would stop its author from changing it again.
 fn lockout_check(doc: &PolicyDocument, caller: &Caller, bypass: bool) -> Result<()> {
-    if bypass || doc.allows(caller, "kms:PutKeyPolicy") {
+    if bypass || doc.allows(caller, Operation::PutKeyPolicy.iam_action()) {
         return Ok(());
     }
     Err(KmsError::MalformedPolicyDocument(format!(

@@ -63,6 +63,7 @@ pub struct AliasListEntry {
 #[serde(rename_all = "PascalCase")]
 pub struct ListAliasesResponse {
     pub aliases: Vec<AliasListEntry>,
+    #[serde(default)]
     pub truncated: bool,
 }
 

@@ -1,6 +1,10 @@
 //! The cryptographic operations: Encrypt, Decrypt, ReEncrypt,
 //! GenerateDataKey, GenerateDataKeyWithoutPlaintext. Plaintext members are
 //! [`Plaintext`]: zeroized, never printed.
+//!
+//! Responses require only what a client needs (key, blob, plaintext); the
+//! informational members default when absent, as other services (moto)
+//! leave them out.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +36,7 @@ pub struct EncryptResponse {
     pub ciphertext_blob: Blob,
     /// The ARN of the key that encrypted.
     pub key_id: String,
+    #[serde(default)]
     pub encryption_algorithm: String,
 }
 
@@ -63,6 +68,7 @@ pub struct DecryptResponse {
     /// The ARN of the key that decrypted.
     pub key_id: String,
     pub plaintext: Plaintext,
+    #[serde(default)]
     pub encryption_algorithm: String,
 }
 
@@ -101,10 +107,13 @@ pub struct ReEncryptRequest {
 pub struct ReEncryptResponse {
     pub ciphertext_blob: Blob,
     /// The ARN of the key that decrypted.
+    #[serde(default)]
     pub source_key_id: String,
     /// The ARN of the key that encrypted.
     pub key_id: String,
+    #[serde(default)]
     pub source_encryption_algorithm: String,
+    #[serde(default)]
     pub destination_encryption_algorithm: String,
 }
 

@@ -128,6 +128,7 @@ pub struct KeyListEntry {
 #[serde(rename_all = "PascalCase")]
 pub struct ListKeysResponse {
     pub keys: Vec<KeyListEntry>,
+    #[serde(default)]
     pub truncated: bool,
 }
 

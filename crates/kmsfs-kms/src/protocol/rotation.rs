@@ -63,5 +63,6 @@ pub struct RotationListEntry {
 #[serde(rename_all = "PascalCase")]
 pub struct ListKeyRotationsResponse {
     pub rotations: Vec<RotationListEntry>,
+    #[serde(default)]
     pub truncated: bool,
 }

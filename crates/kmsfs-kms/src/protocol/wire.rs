@@ -330,4 +330,29 @@ mod tests {
             Some("b")
         );
     }
+
+    /// Answers as moto sends them: null members, informational members
+    /// left out, fractional timestamps.
+    #[test]
+    fn answers_of_other_services_are_read() {
+        use crate::protocol::{DecryptResponse, DescribeKeyResponse};
+        let described: DescribeKeyResponse = decode(&json!({"KeyMetadata": {
+            "AWSAccountId": "123456789012", "Arn": "arn:aws:kms:us-east-1:123456789012:key/k",
+            "CreationDate": 1796157892.382247, "Description": null, "KeyId": "k",
+            "KeyUsage": null, "KeyState": "Enabled", "MultiRegion": null, "SigningAlgorithms": []
+        }}))
+        .unwrap();
+        let meta = described.key_metadata;
+        assert_eq!(meta.creation_date.0, 1796157892);
+        assert_eq!(
+            (meta.key_state.as_str(), meta.description.as_str()),
+            ("Enabled", "")
+        );
+        assert!(!meta.multi_region);
+        let decrypted: DecryptResponse =
+            decode(&json!({"KeyId": "k", "Plaintext": "aGk="})).unwrap();
+        assert_eq!(decrypted.plaintext.0.as_slice(), b"hi");
+        assert!(!format!("{decrypted:?}").contains("aGk"));
+        assert!(decode::<DecryptResponse>(&json!({"KeyId": "k"})).is_err());
+    }
 }
