@@ -59,7 +59,7 @@ impl CliError {
 fn ask_passphrase() -> kmsfs_kms::error::Result<Zeroizing<String>> {
     if let Some(path) = std::env::var_os("KMSFS_PASSPHRASE_FILE") {
         let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
-            KmsError::Store(format!(
+            KmsError::store(format!(
                 "cannot read KMSFS_PASSPHRASE_FILE {}: {e}",
                 PathBuf::from(&path).display()
             ))
@@ -72,7 +72,7 @@ fn ask_passphrase() -> kmsfs_kms::error::Result<Zeroizing<String>> {
     }
     rpassword::prompt_password("kmsfs key store passphrase: ")
         .map(Zeroizing::new)
-        .map_err(|e| KmsError::Store(format!("cannot read a passphrase from the terminal: {e}")))
+        .map_err(|e| KmsError::store(format!("cannot read a passphrase from the terminal: {e}")))
 }
 
 /// Opens the embedded store named by --keystore / KMSFS_KEYSTORE or the

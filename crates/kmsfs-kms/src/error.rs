@@ -1,8 +1,11 @@
-//! Errors of the key service, named after the AWS KMS exceptions they mirror.
+//! Errors of the key service, named after the AWS KMS exceptions they mirror
+//! (the names themselves, both ways, are in `protocol::exception`).
 //!
-//! Every variant carries a one-line, human-readable reason. None of them may
-//! ever hold key material or a plaintext data key: the messages are built only
-//! from identifiers, states and sizes.
+//! Every variant carries a one-line, human-readable reason, because that is
+//! what the AWS wire carries (`{"__type", "message"}`); failures of the key
+//! store also carry their cause ([`StoreError`]). None of them may ever hold
+//! key material or a plaintext data key: the messages are built only from
+//! identifiers, paths, states and sizes, and no variant takes bytes.
 
 use thiserror::Error;
 
@@ -41,40 +44,86 @@ pub enum KmsError {
     #[error("{0}")]
     LimitExceeded(String),
     /// The key store itself could not be read, authenticated or written.
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(StoreError),
     #[error("{0}")]
     Internal(String),
 }
 
 impl KmsError {
+    /// A failure of the key store without an underlying I/O error.
+    pub fn store(context: impl Into<String>) -> KmsError {
+        KmsError::Store(StoreError::new(context))
+    }
+
     /// The AWS exception name, as printed by the AWS CLI and sent in `__type`.
     pub fn code(&self) -> &'static str {
-        match self {
-            KmsError::NotFound(_) => "NotFoundException",
-            KmsError::Disabled(_) => "DisabledException",
-            KmsError::InvalidState(_) => "KMSInvalidStateException",
-            KmsError::InvalidCiphertext(_) => "InvalidCiphertextException",
-            KmsError::AccessDenied(_) => "AccessDeniedException",
-            KmsError::Validation(_) => "ValidationException",
-            KmsError::AlreadyExists(_) => "AlreadyExistsException",
-            KmsError::InvalidAliasName(_) => "InvalidAliasNameException",
-            KmsError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
-            KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
-            KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
-            KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
-            KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
-            KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
-            KmsError::IncorrectKey(_) => "IncorrectKeyException",
-            KmsError::LimitExceeded(_) => "LimitExceededException",
-            KmsError::Store(_) => "KMSInternalException",
-            KmsError::Internal(_) => "KMSInternalException",
-        }
+        crate::protocol::exception::exception_name(self)
     }
 
     /// The reason, without the exception name.
     pub fn message(&self) -> String {
         self.to_string()
+    }
+}
+
+/// Why the key store could not be used: what was being done to which file,
+/// and the I/O error beneath when there is one. The message includes the
+/// I/O error's text (it is what clients see on the wire); `source()` gives
+/// the error itself, for callers that look at its kind.
+#[derive(Debug)]
+pub struct StoreError {
+    context: String,
+    source: Option<std::io::Error>,
+}
+
+impl StoreError {
+    pub fn new(context: impl Into<String>) -> StoreError {
+        StoreError {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// `context` ("cannot read the key store /path") failed with `source`.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> StoreError {
+        StoreError {
+            context: context.into(),
+            source: Some(source),
+        }
+    }
+
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        self.source.as_ref()
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            Some(e) => write!(f, "{}: {e}", self.context),
+            None => f.write_str(&self.context),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<&str> for StoreError {
+    fn from(context: &str) -> StoreError {
+        StoreError::new(context)
+    }
+}
+
+impl From<String> for StoreError {
+    fn from(context: String) -> StoreError {
+        StoreError::new(context)
     }
 }
 

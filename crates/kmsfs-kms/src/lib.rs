@@ -4,7 +4,10 @@
 //! - [`KeyService`] is the one interface every client uses (the filesystem,
 //!   the rotation task); backends are interchangeable behind it.
 //! - [`local::LocalKms`] is the embedded backend over a sealed key store file.
-//! - [`api`] maps AWS KMS JSON requests onto it, for the CLI (and a server).
+//! - [`protocol`] is the AWS KMS JSON protocol as types (operations,
+//!   requests, responses, exceptions), shared by every side;
+//! - [`api`] dispatches protocol requests onto `LocalKms`, for the CLI and
+//!   the server; [`remote::KmsClient`] sends them to an endpoint.
 
 pub mod api;
 pub mod audit;

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use argon2::{Algorithm, Argon2, Params, Version};
 use zeroize::Zeroizing;
 
-use super::error::{KmsError, Result};
+use super::error::{KmsError, Result, StoreError};
 use super::material::{KeyMaterial, NONCE_LEN, random_nonce};
 use super::model::StoreData;
 
@@ -71,7 +71,7 @@ impl StoreHeader {
 
     fn decode(bytes: &[u8], path: &Path) -> Result<(StoreHeader, [u8; NONCE_LEN])> {
         let bad = |why: &str| {
-            KmsError::Store(format!(
+            KmsError::store(format!(
                 "The key store {} is not usable ({why}); it was left untouched",
                 path.display()
             ))
@@ -138,7 +138,7 @@ impl std::fmt::Debug for KeyStore {
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> KmsError {
-    KmsError::Store(format!("{what} {}: {e}", path.display()))
+    KmsError::Store(StoreError::io(format!("{what} {}", path.display()), e))
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -167,19 +167,19 @@ fn derive_root(header: &StoreHeader, secret: &RootSecret, path: &Path) -> Result
         (KIND_PASSPHRASE, RootSecret::Passphrase(ask)) => {
             let passphrase = ask()?;
             let params = Params::new(header.m_kib, header.t, header.p, Some(32))
-                .map_err(|e| KmsError::Store(format!("bad Argon2 parameters in store: {e}")))?;
+                .map_err(|e| KmsError::store(format!("bad Argon2 parameters in store: {e}")))?;
             let mut out = Zeroizing::new([0u8; 32]);
             Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
                 .hash_password_into(passphrase.as_bytes(), &header.salt, &mut out[..])
-                .map_err(|e| KmsError::Store(format!("Argon2id failed: {e}")))?;
+                .map_err(|e| KmsError::store(format!("Argon2id failed: {e}")))?;
             KeyMaterial::from_slice(&out[..])
                 .ok_or_else(|| KmsError::Internal("derived key has the wrong length".into()))
         }
-        (_, RootSecret::KeyFile) => Err(KmsError::Store(format!(
+        (_, RootSecret::KeyFile) => Err(KmsError::store(format!(
             "The key store {} is protected by a passphrase: set KMSFS_PASSPHRASE_FILE or run on a terminal",
             path.display()
         ))),
-        (kind, _) => Err(KmsError::Store(format!("unknown root key kind {kind}"))),
+        (kind, _) => Err(KmsError::store(format!("unknown root key kind {kind}"))),
     }
 }
 
@@ -189,7 +189,7 @@ fn read_root_key_file(path: &Path) -> Result<KeyMaterial> {
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| io_err("cannot read the root key file", path, e))?;
     if bytes.len() != 40 || bytes[0..8] != ROOT_KEY_MAGIC {
-        return Err(KmsError::Store(format!(
+        return Err(KmsError::store(format!(
             "The root key file {} is not a kmsfs root key",
             path.display()
         )));
@@ -235,7 +235,7 @@ fn lock(path: &Path) -> Result<WriteLock> {
         .map_err(|e| io_err("cannot open the lock file", &lock_path, e))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map(WriteLock)
-        .map_err(|(_, e)| KmsError::Store(format!("cannot lock {}: {e}", lock_path.display())))
+        .map_err(|(_, e)| io_err("cannot lock", &lock_path, e.into()))
 }
 
 impl KeyStore {
@@ -320,13 +320,13 @@ impl KeyStore {
         let plain = root
             .open(&nonce, &bytes[..STORE_HEADER_LEN], &bytes[STORE_HEADER_LEN..])
             .ok_or_else(|| {
-                KmsError::Store(format!(
+                KmsError::store(format!(
                     "The key store {} cannot be authenticated: wrong root key or passphrase, or the file is damaged; it was left untouched",
                     path.display()
                 ))
             })?;
         serde_json::from_slice(&plain).map_err(|e| {
-            KmsError::Store(format!(
+            KmsError::store(format!(
                 "The key store {} is authentic but its contents do not parse ({e}); it was left untouched",
                 path.display()
             ))
@@ -355,7 +355,7 @@ impl KeyStore {
             fs::read(&self.path).map_err(|e| io_err("cannot read the key store", &self.path, e))?;
         let (header, _) = StoreHeader::decode(&bytes, &self.path)?;
         if header != self.header {
-            return Err(KmsError::Store(format!(
+            return Err(KmsError::store(format!(
                 "The key store {} was replaced by another store while in use",
                 self.path.display()
             )));
