@@ -1,7 +1,7 @@
 //! The command line: argument parsing and output only. All behaviour lives in
 //! the library layers (kms, envelope, fs) this module calls.
 
-pub mod awscli;
+pub(crate) use crate::awscli;
 pub mod endpoint;
 pub mod iam;
 pub mod kms;
