@@ -62,7 +62,10 @@ pub fn create_volume(
     let (key_service, key) = match &spec.key_service {
         KeyServiceConfig::Embedded { keystore } => {
             let kms = open_embedded_store(keystore, secrets)?;
-            (spec.key_service.clone(), resolve_embedded_key(&kms, key_id)?)
+            (
+                spec.key_service.clone(),
+                resolve_embedded_key(&kms, key_id)?,
+            )
         }
         KeyServiceConfig::Endpoint {
             url,
@@ -186,7 +189,8 @@ fn resolve_endpoint_key(client: &KmsClient, key_id: Option<&str>) -> Result<Reso
             .ok_or_else(|| KmsError::Internal("the endpoint answered no key ARN".into()))
     };
     if let Some(k) = key_id {
-        return arn_of(client.call("DescribeKey", &json!({"KeyId": k}))?).map(ResolvedKey::existing);
+        return arn_of(client.call("DescribeKey", &json!({"KeyId": k}))?)
+            .map(ResolvedKey::existing);
     }
     match client.call("DescribeKey", &json!({"KeyId": DEFAULT_KEY_ALIAS})) {
         Ok(v) => arn_of(v).map(ResolvedKey::existing),

@@ -56,7 +56,11 @@ pub fn open_key_service(
             cache_max_age_seconds,
         } => {
             let remote: Arc<dyn KeyService> = Arc::new(RemoteKms::new(KmsClient::from_env(url)?));
-            Ok(behind_cache(remote, *cache_max_keys, *cache_max_age_seconds))
+            Ok(behind_cache(
+                remote,
+                *cache_max_keys,
+                *cache_max_age_seconds,
+            ))
         }
         KeyServiceConfig::Aws {
             region,

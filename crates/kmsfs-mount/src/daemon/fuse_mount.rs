@@ -28,9 +28,8 @@ pub(crate) fn raise_open_file_limit() {
 /// The FUSE option string of mount(2): the device, the root's mode, who
 /// mounted, and permission checks by the kernel.
 fn fuse_mount_data(device_fd: i32, uid: u32, gid: u32, allow_other: bool) -> String {
-    let mut data = format!(
-        "fd={device_fd},rootmode=40000,user_id={uid},group_id={gid},default_permissions"
-    );
+    let mut data =
+        format!("fd={device_fd},rootmode=40000,user_id={uid},group_id={gid},default_permissions");
     if allow_other {
         data.push_str(",allow_other");
     }

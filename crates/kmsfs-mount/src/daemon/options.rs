@@ -91,7 +91,9 @@ impl MountOptions {
                 other if other.starts_with("rotate_rate=") => {
                     let v = &other["rotate_rate=".len()..];
                     plan.rotate_rate = Some(v.parse().map_err(|_| {
-                        DaemonError::BadOption(format!("rotate_rate={v}: expected files per second"))
+                        DaemonError::BadOption(format!(
+                            "rotate_rate={v}: expected files per second"
+                        ))
                     })?);
                 }
                 other if other.starts_with("rotate_interval=") => {
@@ -152,8 +154,14 @@ mod tests {
 
     #[test]
     fn mount8_options_are_ignored() {
-        let o = parse(&["defaults", "_netdev", "nofail", "x-systemd.automount", "comment=x"])
-            .unwrap();
+        let o = parse(&[
+            "defaults",
+            "_netdev",
+            "nofail",
+            "x-systemd.automount",
+            "comment=x",
+        ])
+        .unwrap();
         assert_eq!(o.flags, MountOptions::default().flags);
     }
 
