@@ -100,7 +100,7 @@ mod tests {
     fn only_a_kmsfs_process_counts() {
         assert!(is_kmsfs_cmdline(b"/usr/bin/kmsfs\0mount\0/b\0/m\0"));
         assert!(is_kmsfs_cmdline(b"/sbin/mount.fuse.kmsfs\0/b\0/m\0"));
-        assert!(!is_kmsfs_cmdline(b"/usr/bin/sleep\0100\0"));
+        assert!(!is_kmsfs_cmdline(b"/usr/bin/sleep\0sixty\0"));
         assert!(!is_kmsfs_cmdline(b""));
     }
 
@@ -127,7 +127,7 @@ mod tests {
         // pid 1 is init/systemd (or a container's first process), never kmsfs
         // in a test run.
         fs::write(dir.path().join(PID_FILE_NAME), "1\n").unwrap();
-        let init = fs::read(format!("/proc/1/cmdline")).unwrap_or_default();
+        let init = fs::read("/proc/1/cmdline").unwrap_or_default();
         if !is_kmsfs_cmdline(&init) {
             assert_eq!(RunningDaemon::find(dir.path()), None);
         }
