@@ -36,11 +36,11 @@ pub enum CliError {
     Service(&'static str, KmsError),
     #[error("{0}")]
     Kms(#[from] KmsError),
-    /// A volume operation failed (key service errors arrive as `Kms`).
+    /// A volume operation failed (key service errors become `Kms`).
     #[error("{0}")]
     Volume(VolumeError),
     /// Mounting, unmounting or reaching the mount daemon failed (option
-    /// errors arrive as `Usage`, key service errors as `Kms`).
+    /// errors become `Usage`, key service errors `Kms`).
     #[error("{0}")]
     Daemon(DaemonError),
     /// A file the command itself reads or writes.
@@ -76,7 +76,6 @@ impl From<DaemonError> for CliError {
         match e {
             DaemonError::BadOption(message) => CliError::Usage(message),
             DaemonError::Kms(e) => CliError::Kms(e),
-            DaemonError::Volume(e) => e.into(),
             other => CliError::Daemon(other),
         }
     }

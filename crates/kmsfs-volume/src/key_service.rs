@@ -42,7 +42,7 @@ pub fn open_embedded_store(
 }
 
 /// Opens the key service a volume's config names.
-pub fn open_key_service(
+pub(crate) fn open_key_service(
     config: &KeyServiceConfig,
     secrets: &dyn RootSecretSource,
 ) -> Result<Arc<dyn KeyService>, VolumeError> {

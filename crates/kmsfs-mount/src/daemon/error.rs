@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 
 use kmsfs_kms::KmsError;
-use kmsfs_volume::VolumeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -16,8 +15,6 @@ pub enum DaemonError {
     BadOption(String),
     #[error(transparent)]
     Kms(#[from] KmsError),
-    #[error(transparent)]
-    Volume(#[from] VolumeError),
     #[error("mount point {} is not a directory", .0.display())]
     NotADirectory(PathBuf),
     #[error("{0}")]
