@@ -1,8 +1,8 @@
 //! Going to the background: the mount command re-runs itself as a detached
 //! child (same arguments) and returns only once the child reports over a
 //! pipe that the filesystem answers, or has failed. Re-exec rather than
-//! fork, because the parent may already have threads (the key service
-//! client) that fork(2) would not carry over.
+//! fork, because the parent may already run threads (an async runtime
+//! behind the AWS KMS client, for one) that fork(2) would not carry over.
 
 use std::fs;
 use std::io::Read;

@@ -26,8 +26,9 @@ pub(crate) fn spawn_signal_handler(
 }
 
 fn handle_signals(mountpoint: &std::path::Path, wake_rotation: &Sender<()>) {
+    // Without handlers the defaults apply: SIGINT/SIGTERM end the process
+    // and `kmsfs umount` is the way out.
     let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGUSR1]) else {
-        tracing::error!("cannot install signal handlers");
         return;
     };
     for sig in signals.forever() {
