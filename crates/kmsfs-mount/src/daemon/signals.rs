@@ -26,8 +26,8 @@ pub(crate) fn spawn_signal_handler(
 }
 
 fn handle_signals(mountpoint: &std::path::Path, wake_rotation: &Sender<()>) {
-    // Without handlers the defaults apply: SIGINT/SIGTERM end the process
-    // and `kmsfs umount` is the way out.
+    // As before the split: without handlers the default actions apply (each
+    // of these signals ends the process; `kmsfs umount` cleans up).
     let Ok(mut signals) = Signals::new([SIGINT, SIGTERM, SIGUSR1]) else {
         return;
     };
