@@ -136,7 +136,7 @@ fn referenced_modules(
             .find(|p| modules.contains(p))
     };
     let mut found = BTreeSet::new();
-    for (i, _) in code.match_indices(|c: char| c == 'c' || c == 's') {
+    for (i, _) in code.match_indices(['c', 's']) {
         if code[..i].ends_with(|c: char| ident(c) || c == ':') {
             continue;
         }
