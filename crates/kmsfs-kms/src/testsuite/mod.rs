@@ -212,3 +212,30 @@ macro_rules! key_service_conformance {
         )*
     };
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every public case of cases.rs is instantiated by the macro, and the
+    /// macro names no case that does not exist: a case left out of the list
+    /// would never run, for any backend.
+    #[test]
+    fn the_macro_instantiates_every_case() {
+        let cases: std::collections::BTreeSet<&str> = include_str!("cases.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub fn "))
+            .filter_map(|l| l.strip_suffix("(h: &dyn Harness) {"))
+            .collect();
+        let this = include_str!("mod.rs");
+        let start = this.find("(@cases $make;").expect("the case list");
+        let list = &this[start..];
+        let list = &list[..list.find(");").expect("its end")];
+        let listed: std::collections::BTreeSet<&str> = list
+            .lines()
+            .skip(1)
+            .map(|l| l.trim().trim_end_matches(','))
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert!(cases.len() >= 20, "{cases:?}");
+        assert_eq!(cases, listed);
+    }
+}
