@@ -28,7 +28,8 @@ enum Transport {
 struct Served {
     store: LocalStore,
     remote: Arc<RemoteKms>,
-    /// Over HTTP: a client signing as "nobody", whom no key policy names.
+    /// Over HTTP: a client signing as "nobody" (or "daemon" when the suite
+    /// runs as nobody), whom no key policy names.
     stranger: Option<Arc<RemoteKms>>,
     transport: Transport,
 }
@@ -70,7 +71,8 @@ fn http() -> Served {
         .expect("the current uid has a user name (IAM users are Unix users)")
         .name;
     let mine = access_key(&store, &me);
-    let nobody = access_key(&store, "nobody");
+    // Any other Unix user will do; the default policy names only `me`.
+    let nobody = access_key(&store, if me == "nobody" { "daemon" } else { "nobody" });
     let (region, _) = store.kms().region_and_account().unwrap();
     let (addr, _) = start(
         &store,
