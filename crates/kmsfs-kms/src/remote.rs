@@ -6,6 +6,10 @@
 //! Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
 //! AWS_SESSION_TOKEN), the region from AWS_REGION / AWS_DEFAULT_REGION
 //! (default `local`, the embedded store's region).
+//!
+//! An endpoint `unix:/path/to/kms.sock` goes over the server's Unix socket
+//! instead ([`unix_socket`](super::unix_socket)): unsigned, since the server
+//! knows a socket peer by its uid.
 
 use std::time::Duration;
 
@@ -19,6 +23,7 @@ use super::blob::{self, EncryptionContext};
 use super::error::{KmsError, Result};
 use super::policy::Caller;
 use super::sigv4;
+use super::unix_socket::UnixTransport;
 use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, KeyState, Wrapped};
 
 #[derive(Clone)]
@@ -92,6 +97,12 @@ pub fn error_from_code(code: &str, message: String) -> KmsError {
     }
 }
 
+/// How long one request may take, connecting included.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest answer body read.
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
+
 /// One KMS endpoint: where, as whom, in which region.
 pub struct KmsClient {
     url: String,
@@ -100,6 +111,8 @@ pub struct KmsClient {
     region: String,
     credentials: Option<Credentials>,
     agent: ureq::Agent,
+    /// Set for a `unix:` endpoint: requests go there, unsigned.
+    unix: Option<UnixTransport>,
 }
 
 impl std::fmt::Debug for KmsClient {
@@ -119,11 +132,15 @@ impl KmsClient {
     }
 
     pub fn new(url: &str, credentials: Option<Credentials>, region: &str) -> Result<KmsClient> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            KmsError::Validation(format!(
-                "endpoint URL {url:?} is not supported: kmsfs speaks http:// to KMS endpoints"
-            ))
-        })?;
+        let unix = UnixTransport::from_url(url, TIMEOUT).transpose()?;
+        let rest = match &unix {
+            Some(_) => "localhost/",
+            None => url.strip_prefix("http://").ok_or_else(|| {
+                KmsError::Validation(format!(
+                    "endpoint URL {url:?} is not supported: kmsfs speaks http:// (or unix:/socket) to KMS endpoints"
+                ))
+            })?,
+        };
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -135,16 +152,20 @@ impl KmsClient {
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_global(Some(TIMEOUT))
             .build()
             .into();
         Ok(KmsClient {
-            url: format!("http://{host}{path}"),
+            url: match unix {
+                Some(_) => url.to_string(),
+                None => format!("http://{host}{path}"),
+            },
             host: host.to_string(),
             path: path.to_string(),
             region: region.to_string(),
             credentials,
             agent,
+            unix,
         })
     }
 
@@ -156,12 +177,6 @@ impl KmsClient {
     pub fn call(&self, operation: &str, request: &Value) -> Result<Value> {
         let body = serde_json::to_vec(request)
             .map_err(|e| KmsError::Internal(format!("cannot encode the request: {e}")))?;
-        let creds = self.credentials.as_ref().ok_or_else(|| {
-            KmsError::AccessDenied(
-                "MissingAuthenticationTokenException: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (kmsfs iam create-access-key)"
-                    .into(),
-            )
-        })?;
         let base = vec![
             ("Content-Type".to_string(), CONTENT_TYPE.to_string()),
             (
@@ -175,6 +190,16 @@ impl KmsClient {
                 uuid::Uuid::new_v4().to_string(),
             ),
         ];
+        if let Some(unix) = &self.unix {
+            let (status, bytes) = unix.post(&base, &body, MAX_ANSWER)?;
+            return answer(&self.url, status, &bytes);
+        }
+        let creds = self.credentials.as_ref().ok_or_else(|| {
+            KmsError::AccessDenied(
+                "MissingAuthenticationTokenException: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (kmsfs iam create-access-key)"
+                    .into(),
+            )
+        })?;
         let signed = sigv4::sign_post(
             &creds.access_key_id,
             &creds.secret_access_key,
@@ -198,36 +223,40 @@ impl KmsClient {
         let bytes = resp
             .body_mut()
             .with_config()
-            .limit(4 * 1024 * 1024)
+            .limit(MAX_ANSWER as u64)
             .read_to_vec()
             .map_err(|e| {
                 KmsError::Internal(format!("cannot read the answer of {}: {e}", self.url))
             })?;
-        let value: Value = if bytes.is_empty() {
-            json!({})
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                KmsError::Internal(format!(
-                    "the key service at {} answered HTTP {status} with no JSON: {e}",
-                    self.url
-                ))
-            })?
-        };
-        if (200..300).contains(&status) {
-            return Ok(value);
-        }
-        let code = value
-            .get("__type")
-            .and_then(Value::as_str)
-            .unwrap_or("KMSInternalException");
-        let message = value
-            .get("message")
-            .or_else(|| value.get("Message"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        Err(error_from_code(code, message))
+        answer(&self.url, status, &bytes)
     }
+}
+
+/// An answer's JSON, or the service's error it carries.
+fn answer(url: &str, status: u16, bytes: &[u8]) -> Result<Value> {
+    let value: Value = if bytes.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(bytes).map_err(|e| {
+            KmsError::Internal(format!(
+                "the key service at {url} answered HTTP {status} with no JSON: {e}"
+            ))
+        })?
+    };
+    if (200..300).contains(&status) {
+        return Ok(value);
+    }
+    let code = value
+        .get("__type")
+        .and_then(Value::as_str)
+        .unwrap_or("KMSInternalException");
+    let message = value
+        .get("message")
+        .or_else(|| value.get("Message"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    Err(error_from_code(code, message))
 }
 
 fn b64_field(v: &Value, name: &str) -> Result<Vec<u8>> {
