@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod awscli;
 mod cli;
 
 use crate::cli::{CliError, EXIT_USAGE};

@@ -1,7 +1,9 @@
 //! The command line: argument parsing and output only. All behaviour lives in
-//! the library layers (kms, envelope, fs) this module calls.
+//! the library crates this module calls (kmsfs-kms, kmsfs-volume,
+//! kmsfs-mount); their typed errors become a `CliError` here, which decides
+//! the line printed and the exit code.
 
-pub mod awscli;
+pub(crate) use crate::awscli;
 pub mod endpoint;
 pub mod iam;
 pub mod kms;
@@ -10,7 +12,7 @@ pub mod rotate;
 pub mod serve;
 pub mod volume;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use zeroize::Zeroizing;
@@ -19,6 +21,8 @@ use kmsfs_kms::KmsError;
 use kmsfs_kms::clock::Clock;
 use kmsfs_kms::local::LocalKms;
 use kmsfs_kms::store::{RootSecret, default_store_path};
+use kmsfs_mount::daemon::DaemonError;
+use kmsfs_volume::{RootSecretSource, VolumeError};
 
 /// Exit codes of the AWS CLI: 252 for bad usage, 254 for a service error.
 pub const EXIT_USAGE: i32 = 252;
@@ -32,16 +36,70 @@ pub enum CliError {
     Service(&'static str, KmsError),
     #[error("{0}")]
     Kms(#[from] KmsError),
+    /// A volume operation failed (key service errors become `Kms`).
+    #[error("{0}")]
+    Volume(VolumeError),
+    /// Mounting, unmounting or reaching the mount daemon failed (option
+    /// errors become `Usage`, key service errors `Kms`).
+    #[error("{0}")]
+    Daemon(DaemonError),
+    /// A file the command itself reads or writes.
+    #[error("{}: {source}", path.display())]
+    Path {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot run {}: {source}", program.display())]
+    Exec {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    /// What the command found (damaged files, files left as they were).
     #[error("{0}")]
     Failed(String),
 }
 
+/// Key service errors keep their AWS exception name and exit code.
+impl From<VolumeError> for CliError {
+    fn from(e: VolumeError) -> CliError {
+        match e {
+            VolumeError::Kms(e) => CliError::Kms(e),
+            other => CliError::Volume(other),
+        }
+    }
+}
+
+impl From<DaemonError> for CliError {
+    fn from(e: DaemonError) -> CliError {
+        match e {
+            DaemonError::BadOption(message) => CliError::Usage(message),
+            DaemonError::Kms(e) => CliError::Kms(e),
+            other => CliError::Daemon(other),
+        }
+    }
+}
+
 impl CliError {
+    /// The error for an I/O failure on `path`.
+    pub fn at_path(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+        move |source| CliError::Path {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Service(..) | CliError::Kms(_) => EXIT_SERVICE,
-            CliError::Failed(_) => 1,
+            CliError::Volume(_)
+            | CliError::Daemon(_)
+            | CliError::Path { .. }
+            | CliError::Io(_)
+            | CliError::Exec { .. }
+            | CliError::Failed(_) => 1,
         }
     }
 
@@ -75,42 +133,33 @@ fn ask_passphrase() -> kmsfs_kms::error::Result<Zeroizing<String>> {
         .map_err(|e| KmsError::store(format!("cannot read a passphrase from the terminal: {e}")))
 }
 
+/// The command line's way to the embedded store's root secret: a new store
+/// is protected by a passphrase when KMSFS_PASSPHRASE_FILE is set, otherwise
+/// by a root key file beside it; an existing one asks on a terminal.
+pub struct PassphrasePrompt;
+
+impl RootSecretSource for PassphrasePrompt {
+    fn root_secret(&self, store: &Path) -> RootSecret<'_> {
+        let use_passphrase = std::env::var_os("KMSFS_PASSPHRASE_FILE").is_some()
+            || (store.exists() && std::io::IsTerminal::is_terminal(&std::io::stdin()));
+        if use_passphrase {
+            RootSecret::Passphrase(&ask_passphrase)
+        } else {
+            RootSecret::KeyFile
+        }
+    }
+}
+
 /// Opens the embedded store named by --keystore / KMSFS_KEYSTORE or the
-/// default path. A new store is protected by a passphrase when
-/// KMSFS_PASSPHRASE_FILE is set, otherwise by a root key file beside it.
+/// default path (see [`PassphrasePrompt`]).
 pub fn open_local_kms(
     keystore: Option<PathBuf>,
     clock: Arc<dyn Clock>,
 ) -> Result<LocalKms, CliError> {
     let path = keystore.unwrap_or_else(default_store_path);
-    let use_passphrase = std::env::var_os("KMSFS_PASSPHRASE_FILE").is_some()
-        || (path.exists() && std::io::IsTerminal::is_terminal(&std::io::stdin()));
-    let secret = if use_passphrase {
-        RootSecret::Passphrase(&ask_passphrase)
-    } else {
-        RootSecret::KeyFile
-    };
-    Ok(LocalKms::open(&path, &secret, clock)?)
-}
-
-/// Tells systemd (Type=notify) about our state, if it is listening.
-pub fn sd_notify(state: &str) {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let path = std::path::PathBuf::from(path);
-    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
-        return;
-    };
-    let outcome = if let Some(abstract_name) = path.to_str().and_then(|s| s.strip_prefix('@')) {
-        <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(
-            abstract_name.as_bytes(),
-        )
-        .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
-    } else {
-        sock.send_to(state.as_bytes(), &path)
-    };
-    if let Err(e) = outcome {
-        tracing::warn!(error = %e, "cannot notify systemd");
-    }
+    Ok(LocalKms::open(
+        &path,
+        &PassphrasePrompt.root_secret(&path),
+        clock,
+    )?)
 }

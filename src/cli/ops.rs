@@ -26,10 +26,6 @@ pub struct ManArgs {
     pub out_dir: Option<PathBuf>,
 }
 
-fn failed(what: impl std::fmt::Display) -> CliError {
-    CliError::Failed(what.to_string())
-}
-
 /// Writes the completion script for `args.shell` on stdout.
 pub fn completions(args: &CompletionsArgs, mut cmd: clap::Command) -> Result<(), CliError> {
     let name = cmd.get_name().to_string();
@@ -42,14 +38,12 @@ pub fn man(args: &ManArgs, cmd: clap::Command) -> Result<(), CliError> {
     match &args.out_dir {
         None => {
             let mut out = Vec::new();
-            clap_mangen::Man::new(cmd)
-                .render(&mut out)
-                .map_err(failed)?;
+            clap_mangen::Man::new(cmd).render(&mut out)?;
             use std::io::Write;
-            std::io::stdout().write_all(&out).map_err(failed)
+            Ok(std::io::stdout().write_all(&out)?)
         }
         Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(CliError::at_path(dir))?;
             // Subcommands of `kms` (the whole AWS-style surface) stay on the
             // kmsfs-kms page: one level of pages per command.
             let mut cmd = cmd;
@@ -68,10 +62,8 @@ pub fn man(args: &ManArgs, cmd: clap::Command) -> Result<(), CliError> {
 fn write_page(dir: &Path, cmd: &clap::Command, name: &str) -> Result<(), CliError> {
     let path = dir.join(format!("{name}.1"));
     let mut out = Vec::new();
-    clap_mangen::Man::new(cmd.clone())
-        .render(&mut out)
-        .map_err(failed)?;
-    std::fs::write(&path, out).map_err(|e| failed(format!("{}: {e}", path.display())))
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    std::fs::write(&path, out).map_err(CliError::at_path(&path))
 }
 
 /// True when this process was started under the name of the mount helper.
@@ -184,9 +176,12 @@ pub fn mount_helper(args: &[OsString]) -> Result<(), CliError> {
     match mount_helper_args(args)? {
         HelperAction::Fake => Ok(()),
         HelperAction::Run(kmsfs_args) => {
-            let exe = std::env::current_exe().map_err(failed)?;
+            let exe = std::env::current_exe()?;
             let err = std::process::Command::new(&exe).args(kmsfs_args).exec();
-            Err(failed(format!("cannot run {}: {err}", exe.display())))
+            Err(CliError::Exec {
+                program: exe,
+                source: err,
+            })
         }
     }
 }

@@ -1,24 +1,20 @@
 //! `kmsfs rotate | set-key | status | reencrypt`: moving a volume's headers
 //! to a new CMK version or another CMK, and seeing where it stands.
 
-use std::fs;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::CliError;
-use super::volume::open_volume;
-use kmsfs_kms::{Caller, KeyState, KmsError};
-use kmsfs_volume::FileError;
-use kmsfs_volume::config::VolumeConfig;
+use super::{CliError, PassphrasePrompt};
+use kmsfs_kms::Caller;
+use kmsfs_mount::daemon::{RunningDaemon, backing_of};
+use kmsfs_volume::rekey::set_volume_key;
 use kmsfs_volume::rotate::{
     Observer, Outcome, RotationState, census, current_target, rotate_volume,
 };
-
-/// The mount daemon's pid file in the backing root.
-pub const PID_NAME: &str = ".kmsfs.daemon.pid";
+use kmsfs_volume::{FileError, open_volume};
 
 #[derive(Debug, Args)]
 pub struct RotateArgs {
@@ -47,71 +43,18 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-fn failed(what: impl std::fmt::Display) -> CliError {
-    CliError::Failed(what.to_string())
-}
-
-/// The backing directory of `path`: itself if it holds a volume config,
-/// else the source of the kmsfs mount at `path`.
-pub fn backing_of(path: &Path) -> Result<PathBuf, CliError> {
-    let path = std::path::absolute(path).map_err(failed)?;
-    if VolumeConfig::exists_in(&path) {
-        return Ok(path);
-    }
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    for line in mounts.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        if fields.len() > 2 && fields[2] == "fuse.kmsfs" && Path::new(&unescape(fields[1])) == path
-        {
-            return Ok(PathBuf::from(unescape(fields[0])));
-        }
-    }
-    Err(failed(format!(
-        "{} is neither a kmsfs backing directory nor a kmsfs mount point",
-        path.display()
-    )))
-}
-
-/// /proc/mounts escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
-/// The pid of the daemon serving this backing directory, if one is running.
-pub fn running_daemon(backing: &Path) -> Option<i32> {
-    let pid: i32 = fs::read_to_string(backing.join(PID_NAME))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    String::from_utf8_lossy(&cmdline)
-        .contains("kmsfs")
-        .then_some(pid)
-}
-
-fn wake_daemon(pid: i32) -> Result<(), CliError> {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGUSR1,
-    )
-    .map_err(|e| failed(format!("cannot signal the mount daemon (pid {pid}): {e}")))
-}
-
 pub fn set_key(args: &SetKeyArgs) -> Result<(), CliError> {
     let backing = backing_of(&args.backing_dir)?;
-    let arn = set_volume_key(&backing, &args.key_id)?;
+    let arn = set_volume_key(&backing, &args.key_id, &PassphrasePrompt)?;
     eprintln!(
         "kmsfs: new files in {} are wrapped by {arn}",
         backing.display()
     );
-    if let Some(pid) = running_daemon(&backing) {
-        wake_daemon(pid)?;
+    if let Some(daemon) = RunningDaemon::find(&backing) {
+        daemon.request_rotation()?;
         eprintln!(
-            "kmsfs: the mount daemon (pid {pid}) is re-wrapping existing files; see `kmsfs status`"
+            "kmsfs: the mount daemon (pid {}) is re-wrapping existing files; see `kmsfs status`",
+            daemon.pid()
         );
     } else {
         eprintln!(
@@ -120,34 +63,6 @@ pub fn set_key(args: &SetKeyArgs) -> Result<(), CliError> {
         );
     }
     Ok(())
-}
-
-/// Points the volume at another CMK, refusing one that is not usable now.
-fn set_volume_key(backing: &Path, key_id: &str) -> Result<String, CliError> {
-    let volume = open_volume(backing)?;
-    let d = volume.kms.describe_key(&Caller::current(), key_id)?;
-    match d.state {
-        KeyState::Enabled => {}
-        KeyState::Disabled => {
-            return Err(KmsError::Disabled(format!(
-                "{} is disabled: refusing to re-key the volume to it",
-                d.key_arn
-            ))
-            .into());
-        }
-        other => {
-            return Err(KmsError::InvalidState(format!(
-                "{} is {}: refusing to re-key the volume to it",
-                d.key_arn,
-                other.as_str()
-            ))
-            .into());
-        }
-    }
-    let mut config = VolumeConfig::load(backing).map_err(failed)?;
-    config.key_id = d.key_arn.clone();
-    config.save(backing).map_err(failed)?;
-    Ok(d.key_arn)
 }
 
 /// Progress on a terminal (a bar) or in a log (a line every few seconds).
@@ -214,19 +129,20 @@ impl Observer for Progress {
 pub fn rotate(args: &RotateArgs) -> Result<(), CliError> {
     let backing = backing_of(&args.backing_dir)?;
     if let Some(key) = &args.to_key_id {
-        let arn = set_volume_key(&backing, key)?;
+        let arn = set_volume_key(&backing, key, &PassphrasePrompt)?;
         eprintln!("kmsfs: volume re-keyed to {arn}");
     }
-    if let Some(pid) = running_daemon(&backing) {
-        wake_daemon(pid)?;
+    if let Some(daemon) = RunningDaemon::find(&backing) {
+        daemon.request_rotation()?;
         eprintln!(
-            "kmsfs: {} is mounted: asked its daemon (pid {pid}) to re-wrap now; follow with `kmsfs status {}`",
+            "kmsfs: {} is mounted: asked its daemon (pid {}) to re-wrap now; follow with `kmsfs status {}`",
             backing.display(),
+            daemon.pid(),
             backing.display()
         );
         return Ok(());
     }
-    let volume = open_volume(&backing)?;
+    let volume = open_volume(&backing, &PassphrasePrompt)?;
     let caller = Caller::current();
     let target = current_target(&volume, &caller)?;
     let mut progress = Progress::new();
@@ -258,7 +174,7 @@ pub fn rotate(args: &RotateArgs) -> Result<(), CliError> {
     if state.failures.is_empty() {
         Ok(())
     } else {
-        Err(failed(format!(
+        Err(CliError::Failed(format!(
             "{} files could not be re-wrapped (left as they were)",
             state.failures.len()
         )))
@@ -267,7 +183,7 @@ pub fn rotate(args: &RotateArgs) -> Result<(), CliError> {
 
 pub fn status(args: &StatusArgs) -> Result<(), CliError> {
     let backing = backing_of(&args.path)?;
-    let volume = open_volume(&backing)?;
+    let volume = open_volume(&backing, &PassphrasePrompt)?;
     let (counts, unreadable) = census(&volume, &backing);
     let state = RotationState::load(&backing);
     let target = current_target(&volume, &Caller::current()).ok();
@@ -288,7 +204,7 @@ pub fn status(args: &StatusArgs) -> Result<(), CliError> {
         "Target": target,
         "FilesByKeyVersion": files,
         "Unreadable": unreadable,
-        "Daemon": running_daemon(&backing),
+        "Daemon": RunningDaemon::find(&backing).map(|d| d.pid()),
         "Rotation": state,
     });
     if args.json {
@@ -331,46 +247,6 @@ pub fn status(args: &StatusArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The mount daemon's background task: re-wraps whenever the volume's CMK
-/// has a new version or the volume was re-keyed; woken early by SIGUSR1.
-pub fn rotation_task(
-    backing: PathBuf,
-    volume: std::sync::Arc<kmsfs_volume::Volume>,
-    rate: Option<f64>,
-    interval: Duration,
-    wake: std::sync::mpsc::Receiver<()>,
-) {
-    let caller = Caller::current();
-    loop {
-        if let Ok(config) = VolumeConfig::load(&backing)
-            && config.key_id != volume.key_id()
-        {
-            tracing::info!(key_id = %config.key_id, "volume re-keyed: new files use the new CMK");
-            volume.set_key_id(&config.key_id);
-        }
-        match current_target(&volume, &caller) {
-            Ok(target) => {
-                let state = RotationState::load(&backing);
-                if state.target.as_ref() != Some(&target) || state.status != "complete" {
-                    tracing::info!(key_id = %target.key_id, version = target.version, "re-wrapping headers");
-                    let done = rotate_volume(&backing, &volume, &caller, &target, rate, &mut ());
-                    tracing::info!(
-                        files = done.total,
-                        rewrapped = done.rewrapped,
-                        failed = done.failures.len(),
-                        "re-wrap complete"
-                    );
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot check the volume's CMK for rotation"),
-        }
-        match wake.recv_timeout(interval) {
-            Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct ReencryptArgs {
     pub backing_dir: PathBuf,
@@ -382,13 +258,13 @@ pub struct ReencryptArgs {
 /// on an unmounted volume: a daemon would keep using the old key.
 pub fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
     let backing = backing_of(&args.backing_dir)?;
-    if let Some(pid) = running_daemon(&backing) {
-        return Err(failed(format!(
+    if let Some(pid) = RunningDaemon::find(&backing).map(|d| d.pid()) {
+        return Err(CliError::Failed(format!(
             "{} is mounted (daemon pid {pid}): unmount it before re-encrypting, the daemon holds the old data keys",
             backing.display()
         )));
     }
-    let volume = open_volume(&backing)?;
+    let volume = open_volume(&backing, &PassphrasePrompt)?;
     let caller = Caller::current();
     let files: Vec<PathBuf> = if args.paths.is_empty() {
         kmsfs_volume::rotate::list_files(&backing)
@@ -427,7 +303,7 @@ pub fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
     if failures.is_empty() {
         Ok(())
     } else {
-        Err(failed(format!(
+        Err(CliError::Failed(format!(
             "{} files were not re-encrypted",
             failures.len()
         )))

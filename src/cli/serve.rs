@@ -57,7 +57,7 @@ pub fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), CliError
             let _ = writeln!(out, "listening on unix:{}", path.display());
         }
         let _ = out.flush();
-        super::sd_notify("READY=1");
+        kmsfs_mount::daemon::sd_notify("READY=1");
     })
     .map_err(|e| CliError::Failed(format!("kmsfs kms serve: {e}")))
 }

@@ -20,6 +20,7 @@ use super::blob::EncryptionContext;
 use super::error::{KmsError, Result};
 use super::policy::Caller;
 use super::protocol::exception::error_from_exception;
+use super::remote::Credentials;
 use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, KeyState, Wrapped};
 
 pub struct AwsKms {
@@ -58,6 +59,16 @@ impl AwsKms {
     /// A client by the standard AWS chains; `region` and `endpoint_url`
     /// override them when given.
     pub fn new(region: Option<&str>, endpoint_url: Option<&str>) -> Result<AwsKms> {
+        AwsKms::with_credentials(region, endpoint_url, None)
+    }
+
+    /// `new`, with fixed credentials instead of the credential chain when
+    /// given (a test server such as moto, without touching the environment).
+    pub fn with_credentials(
+        region: Option<&str>,
+        endpoint_url: Option<&str>,
+        credentials: Option<&Credentials>,
+    ) -> Result<AwsKms> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -69,6 +80,15 @@ impl AwsKms {
         }
         if let Some(u) = endpoint_url {
             loader = loader.endpoint_url(u);
+        }
+        if let Some(c) = credentials {
+            loader = loader.credentials_provider(aws_sdk_kms::config::Credentials::new(
+                c.access_key_id.as_str(),
+                c.secret_access_key.as_str(),
+                c.session_token.clone(),
+                None,
+                "kmsfs",
+            ));
         }
         let config = runtime.block_on(loader.load());
         if config.region().is_none() {

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use super::model::Timestamp;
+/// Unix time in seconds. Defined here, below the model and IAM, so that
+/// both can use it without importing each other.
+pub type Timestamp = i64;
 
 pub trait Clock: Send + Sync {
     /// Unix time in seconds.

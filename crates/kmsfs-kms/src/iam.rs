@@ -18,8 +18,8 @@ use rand::RngExt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::clock::Timestamp;
 use super::error::{KmsError, Result};
-use super::model::Timestamp;
 use super::policy::Caller;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -27,6 +27,9 @@ pub mod protocol;
 pub mod remote;
 pub mod sigv4;
 pub mod store;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
+pub mod unix_socket;
 
 use zeroize::Zeroizing;
 

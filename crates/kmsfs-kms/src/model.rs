@@ -13,8 +13,7 @@ use super::material::{KeyMaterial, SecretBytes};
 
 pub const SECONDS_PER_DAY: i64 = 86_400;
 
-/// Unix time in seconds.
-pub type Timestamp = i64;
+pub use super::clock::Timestamp;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyState {

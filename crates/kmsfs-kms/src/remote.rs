@@ -7,6 +7,10 @@
 //! Credentials come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and
 //! AWS_SESSION_TOKEN), the region from AWS_REGION / AWS_DEFAULT_REGION
 //! (default `local`, the embedded store's region).
+//!
+//! An endpoint `unix:/path/to/kms.sock` goes over the server's Unix socket
+//! instead ([`unix_socket`](super::unix_socket)): unsigned, since the server
+//! knows a socket peer by its uid.
 
 use std::time::Duration;
 
@@ -24,6 +28,7 @@ use super::protocol::{
     GenerateDataKeyWithoutPlaintextRequest, KmsRequest, ReEncryptRequest, TARGET_PREFIX,
 };
 use super::sigv4;
+use super::unix_socket::UnixTransport;
 use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, KeyState, Wrapped};
 
 #[derive(Clone)]
@@ -66,6 +71,12 @@ pub fn env_region() -> String {
         .unwrap_or_else(|| "local".into())
 }
 
+/// How long one request may take, connecting included.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Largest answer body read.
+const MAX_ANSWER: usize = 4 * 1024 * 1024;
+
 /// One KMS endpoint: where, as whom, in which region.
 pub struct KmsClient {
     url: String,
@@ -74,6 +85,8 @@ pub struct KmsClient {
     region: String,
     credentials: Option<Credentials>,
     agent: ureq::Agent,
+    /// Set for a `unix:` endpoint: requests go there, unsigned.
+    unix: Option<UnixTransport>,
 }
 
 impl std::fmt::Debug for KmsClient {
@@ -93,11 +106,15 @@ impl KmsClient {
     }
 
     pub fn new(url: &str, credentials: Option<Credentials>, region: &str) -> Result<KmsClient> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            KmsError::Validation(format!(
-                "endpoint URL {url:?} is not supported: kmsfs speaks http:// to KMS endpoints"
-            ))
-        })?;
+        let unix = UnixTransport::from_url(url, TIMEOUT).transpose()?;
+        let rest = match &unix {
+            Some(_) => "localhost/",
+            None => url.strip_prefix("http://").ok_or_else(|| {
+                KmsError::Validation(format!(
+                    "endpoint URL {url:?} is not supported: kmsfs speaks http:// (or unix:/socket) to KMS endpoints"
+                ))
+            })?,
+        };
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -109,16 +126,20 @@ impl KmsClient {
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
+            .timeout_global(Some(TIMEOUT))
             .build()
             .into();
         Ok(KmsClient {
-            url: format!("http://{host}{path}"),
+            url: match unix {
+                Some(_) => url.to_string(),
+                None => format!("http://{host}{path}"),
+            },
             host: host.to_string(),
             path: path.to_string(),
             region: region.to_string(),
             credentials,
             agent,
+            unix,
         })
     }
 
@@ -164,15 +185,9 @@ impl KmsClient {
         wire::decode(&value).map_err(|e| unexpected(&e))
     }
 
-    /// One signed POST; the body of a 2xx answer, or the error an AWS error
-    /// answer names.
+    /// One POST (signed over HTTP, plain over the Unix socket); the body of
+    /// a 2xx answer, or the error an AWS error answer names.
     fn post(&self, operation: &str, body: &[u8]) -> Result<Vec<u8>> {
-        let creds = self.credentials.as_ref().ok_or_else(|| {
-            KmsError::AccessDenied(
-                "MissingAuthenticationTokenException: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (kmsfs iam create-access-key)"
-                    .into(),
-            )
-        })?;
         let base = vec![
             ("Content-Type".to_string(), CONTENT_TYPE.to_string()),
             (
@@ -186,6 +201,16 @@ impl KmsClient {
                 uuid::Uuid::new_v4().to_string(),
             ),
         ];
+        if let Some(unix) = &self.unix {
+            let (status, bytes) = unix.post(&base, body, MAX_ANSWER)?;
+            return answer(&self.url, status, bytes);
+        }
+        let creds = self.credentials.as_ref().ok_or_else(|| {
+            KmsError::AccessDenied(
+                "MissingAuthenticationTokenException: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (kmsfs iam create-access-key)"
+                    .into(),
+            )
+        })?;
         let signed = sigv4::sign_post(
             &creds.access_key_id,
             &creds.secret_access_key,
@@ -209,29 +234,33 @@ impl KmsClient {
         let bytes = resp
             .body_mut()
             .with_config()
-            .limit(4 * 1024 * 1024)
+            .limit(MAX_ANSWER as u64)
             .read_to_vec()
             .map_err(|e| {
                 KmsError::Internal(format!("cannot read the answer of {}: {e}", self.url))
             })?;
-        if (200..300).contains(&status) {
-            return Ok(bytes);
-        }
-        let error: ErrorAnswer = if bytes.is_empty() {
-            ErrorAnswer::default()
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                KmsError::Internal(format!(
-                    "the key service at {} answered HTTP {status} with no JSON: {e}",
-                    self.url
-                ))
-            })?
-        };
-        Err(error_from_exception(
-            error.exception.as_deref().unwrap_or(exception::INTERNAL),
-            error.message.unwrap_or_default(),
-        ))
+        answer(&self.url, status, bytes)
     }
+}
+
+/// The body of a 2xx answer, or the service's error an error answer carries.
+fn answer(url: &str, status: u16, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    if (200..300).contains(&status) {
+        return Ok(bytes);
+    }
+    let error: ErrorAnswer = if bytes.is_empty() {
+        ErrorAnswer::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            KmsError::Internal(format!(
+                "the key service at {url} answered HTTP {status} with no JSON: {e}"
+            ))
+        })?
+    };
+    Err(error_from_exception(
+        error.exception.as_deref().unwrap_or(exception::INTERNAL),
+        error.message.unwrap_or_default(),
+    ))
 }
 
 /// An AWS error answer: `{"__type": "...", "message": "..."}` (some

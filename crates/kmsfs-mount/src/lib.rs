@@ -1,4 +1,5 @@
 //! Mounting a volume: the FUSE adapter (`fs`, thin: kernel requests onto the
-//! volume layer) and, in later steps, the mount daemon around it.
+//! volume layer) and the mount daemon around it (`daemon`).
 
+pub mod daemon;
 pub mod fs;

@@ -1,11 +1,21 @@
 //! A volume: a backing directory of encrypted files, its config, and the
-//! operations on one encrypted file that every front end shares (the FUSE
-//! adapter, fsck, rotation).
+//! operations on it that every front end shares (the FUSE adapter, the
+//! command line): opening it with its key service, creating, re-keying,
+//! rotating, re-encrypting and checking it.
 
 pub mod config;
+pub mod create;
+pub mod error;
 pub mod file;
+pub mod fsck;
+pub mod key_service;
+pub mod open;
 pub mod reencrypt;
+pub mod rekey;
 pub mod rotate;
 
 pub use config::VolumeConfig;
+pub use error::VolumeError;
 pub use file::{FileError, FileKey, Volume};
+pub use key_service::RootSecretSource;
+pub use open::open_volume;

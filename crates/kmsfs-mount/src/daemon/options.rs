@@ -1,0 +1,204 @@
+//! Mount options (`-o` and fstab): what goes into the mount(2) flags, what
+//! into the FUSE option string, and the daemon's own settings (caching,
+//! background rotation). mount(8)-only options are accepted and ignored.
+
+use std::time::Duration;
+
+use nix::mount::MsFlags;
+
+use super::error::DaemonError;
+use crate::fs::Tuning;
+
+/// How to mount and serve, from the mount options.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    pub(crate) flags: MsFlags,
+    pub(crate) allow_other: bool,
+    pub(crate) read_only: bool,
+    /// Background re-wrapping: files per second (None: unthrottled).
+    pub(crate) rotate_rate: Option<f64>,
+    /// How often the rotation task checks the CMK for a new version.
+    pub(crate) rotate_interval: Duration,
+    pub(crate) tuning: Tuning,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            // nosuid and nodev unless asked otherwise, as fusermount does.
+            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            allow_other: false,
+            read_only: false,
+            rotate_rate: None,
+            rotate_interval: Duration::from_secs(60),
+            tuning: Tuning::default(),
+        }
+    }
+}
+
+impl MountOptions {
+    /// Parses options in order (a later one overrides an earlier one); blank
+    /// entries are skipped.
+    pub fn parse(opts: &[String]) -> Result<MountOptions, DaemonError> {
+        use MsFlags as F;
+        let mut plan = MountOptions::default();
+        for opt in opts.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            match opt {
+                "allow_other" => plan.allow_other = true,
+                "ro" => {
+                    plan.read_only = true;
+                    plan.flags |= F::MS_RDONLY;
+                }
+                "rw" => {
+                    plan.read_only = false;
+                    plan.flags.remove(F::MS_RDONLY);
+                }
+                "noexec" => plan.flags |= F::MS_NOEXEC,
+                "exec" => plan.flags.remove(F::MS_NOEXEC),
+                "nosuid" => plan.flags |= F::MS_NOSUID,
+                "suid" => plan.flags.remove(F::MS_NOSUID),
+                "nodev" => plan.flags |= F::MS_NODEV,
+                "dev" => plan.flags.remove(F::MS_NODEV),
+                "noatime" => plan.flags |= F::MS_NOATIME,
+                "nodiratime" => plan.flags |= F::MS_NODIRATIME,
+                "relatime" => plan.flags |= F::MS_RELATIME,
+                "atime" => plan.flags.remove(F::MS_NOATIME),
+                "sync" => plan.flags |= F::MS_SYNCHRONOUS,
+                "async" => plan.flags.remove(F::MS_SYNCHRONOUS),
+                "dirsync" => plan.flags |= F::MS_DIRSYNC,
+                // Options for mount(8) and fstab, not for the filesystem.
+                "defaults"
+                | "_netdev"
+                | "nofail"
+                | "auto"
+                | "noauto"
+                | "user"
+                | "nouser"
+                | "users"
+                | "default_permissions" => {}
+                other if other.starts_with("x-") || other.starts_with("comment=") => {}
+                "writeback_cache" => plan.tuning.writeback_cache = true,
+                "no_writeback_cache" => plan.tuning.writeback_cache = false,
+                "keep_cache" => plan.tuning.keep_cache = true,
+                "no_keep_cache" => plan.tuning.keep_cache = false,
+                other if other.starts_with("attr_timeout=") => {
+                    let v = &other["attr_timeout=".len()..];
+                    let secs: f64 = v.parse().map_err(|_| {
+                        DaemonError::BadOption(format!("attr_timeout={v}: expected seconds"))
+                    })?;
+                    plan.tuning.attr_ttl = Duration::from_secs_f64(secs.clamp(0.0, 3600.0));
+                }
+                other if other.starts_with("rotate_rate=") => {
+                    let v = &other["rotate_rate=".len()..];
+                    plan.rotate_rate = Some(v.parse().map_err(|_| {
+                        DaemonError::BadOption(format!(
+                            "rotate_rate={v}: expected files per second"
+                        ))
+                    })?);
+                }
+                other if other.starts_with("rotate_interval=") => {
+                    let v = &other["rotate_interval=".len()..];
+                    let secs: u64 = v.parse().map_err(|_| {
+                        DaemonError::BadOption(format!("rotate_interval={v}: expected seconds"))
+                    })?;
+                    plan.rotate_interval = Duration::from_secs(secs.max(1));
+                }
+                other => {
+                    return Err(DaemonError::BadOption(format!(
+                        "unknown mount option: {other}"
+                    )));
+                }
+            }
+        }
+        Ok(plan)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(opts: &[&str]) -> Result<MountOptions, DaemonError> {
+        MountOptions::parse(&opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    fn bad_option(opts: &[&str]) -> String {
+        match parse(opts) {
+            Err(DaemonError::BadOption(m)) => m,
+            other => panic!("expected a bad option, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_nosuid_nodev_read_write() {
+        let o = parse(&[]).unwrap();
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+        assert!(!o.allow_other && !o.read_only);
+        assert_eq!(o.rotate_rate, None);
+        assert_eq!(o.rotate_interval, Duration::from_secs(60));
+        assert!(o.tuning.writeback_cache && o.tuning.keep_cache);
+    }
+
+    #[test]
+    fn flags_are_set_and_cleared_in_order() {
+        let o = parse(&["ro", "noexec", "suid", " dev ", "", "noatime"]).unwrap();
+        assert!(o.read_only);
+        assert_eq!(
+            o.flags,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME
+        );
+        let o = parse(&["ro", "rw", "noexec", "exec", "allow_other"]).unwrap();
+        assert!(!o.read_only && o.allow_other);
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
+    }
+
+    #[test]
+    fn mount8_options_are_ignored() {
+        let o = parse(&[
+            "defaults",
+            "_netdev",
+            "nofail",
+            "x-systemd.automount",
+            "comment=x",
+        ])
+        .unwrap();
+        assert_eq!(o.flags, MountOptions::default().flags);
+    }
+
+    #[test]
+    fn daemon_settings_are_parsed_and_bounded() {
+        let o = parse(&[
+            "no_writeback_cache",
+            "no_keep_cache",
+            "attr_timeout=7200",
+            "rotate_rate=2.5",
+            "rotate_interval=0",
+        ])
+        .unwrap();
+        assert!(!o.tuning.writeback_cache && !o.tuning.keep_cache);
+        assert_eq!(o.tuning.attr_ttl, Duration::from_secs(3600));
+        assert_eq!(o.rotate_rate, Some(2.5));
+        assert_eq!(o.rotate_interval, Duration::from_secs(1));
+        assert_eq!(
+            parse(&["attr_timeout=-1"]).unwrap().tuning.attr_ttl,
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn bad_options_say_what_is_wrong() {
+        assert_eq!(bad_option(&["bogus"]), "unknown mount option: bogus");
+        assert_eq!(
+            bad_option(&["attr_timeout=x"]),
+            "attr_timeout=x: expected seconds"
+        );
+        assert_eq!(
+            bad_option(&["rotate_rate=fast"]),
+            "rotate_rate=fast: expected files per second"
+        );
+        assert_eq!(
+            bad_option(&["rotate_interval=-3"]),
+            "rotate_interval=-3: expected seconds"
+        );
+    }
+}
