@@ -5,10 +5,10 @@
 use std::fs;
 use std::path::Path;
 
-use serde_json::json;
 
 use kmsfs_format::cipher::CipherSuite;
 use kmsfs_kms::local::{CreateKeyInput, LocalKms};
+use kmsfs_kms::protocol::{CreateAliasRequest, CreateKeyRequest, DescribeKeyRequest};
 use kmsfs_kms::remote::KmsClient;
 use kmsfs_kms::{Caller, KmsError};
 
@@ -182,30 +182,31 @@ fn resolve_embedded_key(kms: &LocalKms, key_id: Option<&str>) -> Result<Resolved
 /// The ARN of the volume's CMK at the endpoint, creating the default key
 /// (and its alias) there if none is named and it does not exist yet.
 fn resolve_endpoint_key(client: &KmsClient, key_id: Option<&str>) -> Result<ResolvedKey, KmsError> {
-    let arn_of = |v: serde_json::Value| {
-        v["KeyMetadata"]["Arn"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| KmsError::Internal("the endpoint answered no key ARN".into()))
+    let describe = |key: &str| {
+        client
+            .send(&DescribeKeyRequest::new(key))
+            .map(|d| d.key_metadata.arn)
     };
     if let Some(k) = key_id {
-        return arn_of(client.call("DescribeKey", &json!({"KeyId": k}))?)
-            .map(ResolvedKey::existing);
+        return describe(k).map(ResolvedKey::existing);
     }
-    match client.call("DescribeKey", &json!({"KeyId": DEFAULT_KEY_ALIAS})) {
-        Ok(v) => arn_of(v).map(ResolvedKey::existing),
+    match describe(DEFAULT_KEY_ALIAS) {
+        Ok(arn) => Ok(ResolvedKey::existing(arn)),
         Err(KmsError::NotFound(_)) => {
-            let created = client.call(
-                "CreateKey",
-                &json!({"Description": "kmsfs default volume key"}),
-            )?;
-            let arn = arn_of(created.clone())?;
-            let id = created["KeyMetadata"]["KeyId"].as_str().unwrap_or(&arn);
-            client.call(
-                "CreateAlias",
-                &json!({"AliasName": DEFAULT_KEY_ALIAS, "TargetKeyId": id}),
-            )?;
-            Ok(ResolvedKey { arn, created: true })
+            let created = client
+                .send(&CreateKeyRequest {
+                    description: Some("kmsfs default volume key".into()),
+                    ..CreateKeyRequest::default()
+                })?
+                .key_metadata;
+            client.send(&CreateAliasRequest {
+                alias_name: DEFAULT_KEY_ALIAS.into(),
+                target_key_id: created.key_id,
+            })?;
+            Ok(ResolvedKey {
+                arn: created.arn,
+                created: true,
+            })
         }
         Err(e) => Err(e),
     }
