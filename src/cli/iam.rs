@@ -8,8 +8,8 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
-use super::awscli::{self, OutputFormat};
 use super::{CliError, open_local_kms};
+use crate::awscli::{self, OutputFormat};
 use kmsfs_kms::iam::IamData;
 use kmsfs_kms::model::Timestamp;
 

@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::awscli::{self, OutputFormat};
 use super::{CliError, open_local_kms};
+use crate::awscli::{self, OutputFormat};
 use kmsfs_kms::protocol::*;
 use kmsfs_kms::{Caller, EncryptionContext, api};
 

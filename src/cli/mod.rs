@@ -3,7 +3,6 @@
 //! kmsfs-mount); their typed errors become a `CliError` here, which decides
 //! the line printed and the exit code.
 
-pub(crate) use crate::awscli;
 pub mod endpoint;
 pub mod iam;
 pub mod kms;

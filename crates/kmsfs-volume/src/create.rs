@@ -5,7 +5,6 @@
 use std::fs;
 use std::path::Path;
 
-
 use kmsfs_format::cipher::CipherSuite;
 use kmsfs_kms::local::{CreateKeyInput, LocalKms};
 use kmsfs_kms::protocol::{CreateAliasRequest, CreateKeyRequest, DescribeKeyRequest};
