@@ -8,7 +8,7 @@ use kmsfs_kms::cache::CacheLimits;
 use kmsfs_volume::config::KeyServiceConfig;
 
 #[derive(Debug, Clone, Args)]
-pub struct EndpointArgs {
+pub(crate) struct EndpointArgs {
     /// Use the KMS at this URL (e.g. `kmsfs kms serve`) instead of the
     /// embedded store; requests are signed with AWS_ACCESS_KEY_ID and
     /// AWS_SECRET_ACCESS_KEY from the environment of init and mount.
@@ -33,7 +33,7 @@ pub struct EndpointArgs {
 
 impl EndpointArgs {
     /// The remote key service these flags name; `None` for the embedded store.
-    pub fn key_service(&self) -> Result<Option<KeyServiceConfig>, CliError> {
+    pub(crate) fn key_service(&self) -> Result<Option<KeyServiceConfig>, CliError> {
         let service = if self.aws_kms {
             KeyServiceConfig::Aws {
                 region: self.aws_region.clone(),

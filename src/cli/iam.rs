@@ -14,7 +14,7 @@ use kmsfs_kms::iam::IamData;
 use kmsfs_kms::model::Timestamp;
 
 #[derive(Debug, Args)]
-pub struct IamArgs {
+pub(crate) struct IamArgs {
     /// Output format, as the AWS CLI's --output.
     #[arg(long, global = true, default_value = "json")]
     pub output: OutputFormat,
@@ -26,7 +26,7 @@ pub struct IamArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum IamCommand {
+pub(crate) enum IamCommand {
     /// Creates an IAM user for the local Unix user of the same name.
     CreateUser {
         #[arg(long)]
@@ -148,7 +148,7 @@ fn service(op: &'static str) -> impl Fn(kmsfs_kms::KmsError) -> CliError {
     move |e| CliError::Service(op, e)
 }
 
-pub fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
+pub(crate) fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     use IamCommand::*;
     let kms = open_local_kms(keystore, Arc::new(kmsfs_kms::clock::SystemClock))?;
     let read = |f: &dyn Fn(&IamData) -> Value| kms.iam_read(f).map_err(CliError::Kms);
@@ -283,7 +283,7 @@ pub fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
 }
 
 /// Prints a response as the AWS CLI would: nothing for `{}`.
-pub fn print_response(
+pub(crate) fn print_response(
     mut response: Value,
     output: OutputFormat,
     query: Option<&str>,

@@ -16,7 +16,7 @@ use kmsfs_kms::protocol::*;
 use kmsfs_kms::{Caller, EncryptionContext, api};
 
 #[derive(Debug, Args)]
-pub struct KmsArgs {
+pub(crate) struct KmsArgs {
     /// Output format, as the AWS CLI's --output.
     #[arg(long, global = true, default_value = "json")]
     pub output: OutputFormat,
@@ -38,7 +38,7 @@ pub struct KmsArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum KmsCommand {
+pub(crate) enum KmsCommand {
     /// Serves the key store over the AWS KMS JSON protocol (HTTP, SigV4; or a Unix socket).
     Serve(super::serve::ServeArgs),
     /// Creates a customer master key (CMK).
@@ -512,7 +512,7 @@ fn iso_timestamps(v: &mut Value) {
     }
 }
 
-pub fn run(args: &KmsArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
+pub(crate) fn run(args: &KmsArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     if let KmsCommand::Serve(serve) = &args.command {
         return super::serve::serve(serve, keystore);
     }

@@ -3,13 +3,13 @@
 //! kmsfs-mount); their typed errors become a `CliError` here, which decides
 //! the line printed and the exit code.
 
-pub mod endpoint;
-pub mod iam;
-pub mod kms;
-pub mod ops;
-pub mod rotate;
-pub mod serve;
-pub mod volume;
+pub(crate) mod endpoint;
+pub(crate) mod iam;
+pub(crate) mod kms;
+pub(crate) mod ops;
+pub(crate) mod rotate;
+pub(crate) mod serve;
+pub(crate) mod volume;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,11 +24,11 @@ use kmsfs_mount::daemon::DaemonError;
 use kmsfs_volume::{RootSecretSource, VolumeError};
 
 /// Exit codes of the AWS CLI: 252 for bad usage, 254 for a service error.
-pub const EXIT_USAGE: i32 = 252;
-pub const EXIT_SERVICE: i32 = 254;
+pub(crate) const EXIT_USAGE: i32 = 252;
+pub(crate) const EXIT_SERVICE: i32 = 254;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     #[error("{0}")]
     Usage(String),
     #[error("An error occurred ({code}) when calling the {0} operation: {msg}", code = .1.code(), msg = .1.message())]
@@ -82,14 +82,14 @@ impl From<DaemonError> for CliError {
 
 impl CliError {
     /// The error for an I/O failure on `path`.
-    pub fn at_path(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    pub(crate) fn at_path(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
         move |source| CliError::Path {
             path: path.to_path_buf(),
             source,
         }
     }
 
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => EXIT_USAGE,
             CliError::Service(..) | CliError::Kms(_) => EXIT_SERVICE,
@@ -104,7 +104,7 @@ impl CliError {
 
     /// The line printed on stderr: for KMS errors, always led by the AWS
     /// exception name so scripts can match on it.
-    pub fn report(&self) -> String {
+    pub(crate) fn report(&self) -> String {
         match self {
             CliError::Kms(e) => format!("{}: {}", e.code(), e.message()),
             other => other.to_string(),
@@ -135,7 +135,7 @@ fn ask_passphrase() -> kmsfs_kms::error::Result<Zeroizing<String>> {
 /// The command line's way to the embedded store's root secret: a new store
 /// is protected by a passphrase when KMSFS_PASSPHRASE_FILE is set, otherwise
 /// by a root key file beside it; an existing one asks on a terminal.
-pub struct PassphrasePrompt;
+pub(crate) struct PassphrasePrompt;
 
 impl RootSecretSource for PassphrasePrompt {
     fn root_secret(&self, store: &Path) -> RootSecret<'_> {
@@ -151,7 +151,7 @@ impl RootSecretSource for PassphrasePrompt {
 
 /// Opens the embedded store named by --keystore / KMSFS_KEYSTORE or the
 /// default path (see [`PassphrasePrompt`]).
-pub fn open_local_kms(
+pub(crate) fn open_local_kms(
     keystore: Option<PathBuf>,
     clock: Arc<dyn Clock>,
 ) -> Result<LocalKms, CliError> {

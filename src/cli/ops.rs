@@ -10,16 +10,16 @@ use clap::Args;
 use super::CliError;
 
 /// The name mount(8) runs for `-t fuse.kmsfs` (and fstab type `fuse.kmsfs`).
-pub const MOUNT_HELPER_NAME: &str = "mount.fuse.kmsfs";
+pub(crate) const MOUNT_HELPER_NAME: &str = "mount.fuse.kmsfs";
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     /// The shell to write a completion script for.
     pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// Write one page per command (kmsfs.1, kmsfs-mount.1, …) into this
     /// directory instead of printing the top-level page on stdout.
     #[arg(long)]
@@ -27,14 +27,14 @@ pub struct ManArgs {
 }
 
 /// Writes the completion script for `args.shell` on stdout.
-pub fn completions(args: &CompletionsArgs, mut cmd: clap::Command) -> Result<(), CliError> {
+pub(crate) fn completions(args: &CompletionsArgs, mut cmd: clap::Command) -> Result<(), CliError> {
     let name = cmd.get_name().to_string();
     clap_complete::generate(args.shell, &mut cmd, name, &mut std::io::stdout());
     Ok(())
 }
 
 /// Prints the man page (roff) on stdout, or writes one page per command.
-pub fn man(args: &ManArgs, cmd: clap::Command) -> Result<(), CliError> {
+pub(crate) fn man(args: &ManArgs, cmd: clap::Command) -> Result<(), CliError> {
     match &args.out_dir {
         None => {
             let mut out = Vec::new();
@@ -67,7 +67,7 @@ fn write_page(dir: &Path, cmd: &clap::Command, name: &str) -> Result<(), CliErro
 }
 
 /// True when this process was started under the name of the mount helper.
-pub fn invoked_as_mount_helper(argv0: &OsStr) -> bool {
+pub(crate) fn invoked_as_mount_helper(argv0: &OsStr) -> bool {
     Path::new(argv0)
         .file_name()
         .is_some_and(|n| n == MOUNT_HELPER_NAME)
@@ -75,7 +75,7 @@ pub fn invoked_as_mount_helper(argv0: &OsStr) -> bool {
 
 /// What the helper was asked to do.
 #[derive(Debug, PartialEq, Eq)]
-pub enum HelperAction {
+pub(crate) enum HelperAction {
     /// `-f`: pretend (mount(8) --fake); do nothing.
     Fake,
     /// Run `kmsfs` with these arguments (after the program name).
@@ -89,7 +89,7 @@ pub enum HelperAction {
 ///
 /// The option `log_file=PATH` (fstab has no other way to name it) becomes
 /// `--log-file PATH`; `-v` raises the daemon's log level to debug.
-pub fn mount_helper_args(args: &[OsString]) -> Result<HelperAction, CliError> {
+pub(crate) fn mount_helper_args(args: &[OsString]) -> Result<HelperAction, CliError> {
     let usage = || {
         CliError::Usage(format!(
             "usage: {MOUNT_HELPER_NAME} SOURCE TARGET [-sfnv] [-o OPTIONS] [-t TYPE]"
@@ -171,7 +171,7 @@ pub fn mount_helper_args(args: &[OsString]) -> Result<HelperAction, CliError> {
 /// Runs as the mount(8) helper: re-executes this binary as
 /// `kmsfs mount SOURCE TARGET -o OPTS`, which returns once the filesystem
 /// answers (or fails, saying why). Returns only on error.
-pub fn mount_helper(args: &[OsString]) -> Result<(), CliError> {
+pub(crate) fn mount_helper(args: &[OsString]) -> Result<(), CliError> {
     use std::os::unix::process::CommandExt;
     match mount_helper_args(args)? {
         HelperAction::Fake => Ok(()),
@@ -188,7 +188,7 @@ pub fn mount_helper(args: &[OsString]) -> Result<(), CliError> {
 
 /// True when stderr is the systemd journal's stream (JOURNAL_STREAM names
 /// its device and inode), so log lines need neither timestamps nor colour.
-pub fn stderr_is_journal() -> bool {
+pub(crate) fn stderr_is_journal() -> bool {
     use std::os::unix::fs::MetadataExt;
     let Some(value) = std::env::var_os("JOURNAL_STREAM") else {
         return false;

@@ -17,7 +17,7 @@ use kmsfs_volume::rotate::{
 use kmsfs_volume::{FileError, open_volume};
 
 #[derive(Debug, Args)]
-pub struct RotateArgs {
+pub(crate) struct RotateArgs {
     pub backing_dir: PathBuf,
     /// Re-key the volume to this CMK first (as `set-key`), then move every file.
     #[arg(long)]
@@ -28,7 +28,7 @@ pub struct RotateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SetKeyArgs {
+pub(crate) struct SetKeyArgs {
     pub backing_dir: PathBuf,
     /// The CMK new files use from now on; existing files move on the next rotation.
     #[arg(long)]
@@ -36,14 +36,14 @@ pub struct SetKeyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The backing directory, or the mount point of a mounted volume.
     pub path: PathBuf,
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn set_key(args: &SetKeyArgs) -> Result<(), CliError> {
+pub(crate) fn set_key(args: &SetKeyArgs) -> Result<(), CliError> {
     let backing = backing_of(&args.backing_dir)?;
     let arn = set_volume_key(&backing, &args.key_id, &PassphrasePrompt)?;
     eprintln!(
@@ -126,7 +126,7 @@ impl Observer for Progress {
     }
 }
 
-pub fn rotate(args: &RotateArgs) -> Result<(), CliError> {
+pub(crate) fn rotate(args: &RotateArgs) -> Result<(), CliError> {
     let backing = backing_of(&args.backing_dir)?;
     if let Some(key) = &args.to_key_id {
         let arn = set_volume_key(&backing, key, &PassphrasePrompt)?;
@@ -181,7 +181,7 @@ pub fn rotate(args: &RotateArgs) -> Result<(), CliError> {
     }
 }
 
-pub fn status(args: &StatusArgs) -> Result<(), CliError> {
+pub(crate) fn status(args: &StatusArgs) -> Result<(), CliError> {
     let backing = backing_of(&args.path)?;
     let volume = open_volume(&backing, &PassphrasePrompt)?;
     let (counts, unreadable) = census(&volume, &backing);
@@ -248,7 +248,7 @@ pub fn status(args: &StatusArgs) -> Result<(), CliError> {
 }
 
 #[derive(Debug, Args)]
-pub struct ReencryptArgs {
+pub(crate) struct ReencryptArgs {
     pub backing_dir: PathBuf,
     /// Files to re-encrypt, relative to the backing directory (default: all).
     pub paths: Vec<PathBuf>,
@@ -256,7 +256,7 @@ pub struct ReencryptArgs {
 
 /// `kmsfs reencrypt`: new data keys for files (every block rewritten). Only
 /// on an unmounted volume: a daemon would keep using the old key.
-pub fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
+pub(crate) fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
     let backing = backing_of(&args.backing_dir)?;
     if let Some(pid) = RunningDaemon::find(&backing).map(|d| d.pid()) {
         return Err(CliError::Failed(format!(

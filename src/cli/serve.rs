@@ -11,7 +11,7 @@ use super::{CliError, open_local_kms};
 use kmsfs_kms_server::{self as server, ServeOptions};
 
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// TCP address to serve on (requests must be SigV4-signed with an access
     /// key from `kmsfs iam create-access-key`); port 0 picks a free port.
     #[arg(long)]
@@ -30,7 +30,7 @@ pub struct ServeArgs {
     pub max_connections: usize,
 }
 
-pub fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
+pub(crate) fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     let listen = match (args.listen, &args.socket) {
         (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
         (l, _) => l,

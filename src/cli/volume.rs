@@ -13,7 +13,7 @@ use kmsfs_volume::fsck::check_volume;
 use kmsfs_volume::{VolumeConfig, open_volume};
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// The backing directory (created if absent; must be empty).
     pub backing_dir: PathBuf,
     /// The CMK that wraps the volume's data keys [default: alias/kmsfs/default,
@@ -31,7 +31,7 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct MountArgs {
+pub(crate) struct MountArgs {
     pub backing_dir: PathBuf,
     pub mountpoint: PathBuf,
     /// Stay in the foreground (for systemd); SIGINT/SIGTERM unmount cleanly.
@@ -49,12 +49,12 @@ pub struct MountArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct UmountArgs {
+pub(crate) struct UmountArgs {
     pub mountpoint: PathBuf,
 }
 
 #[derive(Debug, Args)]
-pub struct FsckArgs {
+pub(crate) struct FsckArgs {
     pub backing_dir: PathBuf,
 }
 
@@ -81,7 +81,7 @@ fn report_created_key(new: &NewVolume) {
     );
 }
 
-pub fn init(args: &InitArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
+pub(crate) fn init(args: &InitArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     let backing = absolute(&args.backing_dir)?;
     let key_service = match args.endpoint.key_service()? {
         Some(remote) => remote,
@@ -109,7 +109,7 @@ pub fn init(args: &InitArgs, keystore: Option<PathBuf>) -> Result<(), CliError> 
     Ok(())
 }
 
-pub fn mount(args: &MountArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
+pub(crate) fn mount(args: &MountArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     let backing = absolute(&args.backing_dir)?;
     let mountpoint = absolute(&args.mountpoint)?;
     daemon::check_mountpoint(&mountpoint)?;
@@ -143,11 +143,11 @@ pub fn mount(args: &MountArgs, keystore: Option<PathBuf>) -> Result<(), CliError
     Ok(daemon::run(mount, volume, launch)?)
 }
 
-pub fn umount(args: &UmountArgs) -> Result<(), CliError> {
+pub(crate) fn umount(args: &UmountArgs) -> Result<(), CliError> {
     Ok(daemon::unmount(&absolute(&args.mountpoint)?)?)
 }
 
-pub fn fsck(args: &FsckArgs) -> Result<(), CliError> {
+pub(crate) fn fsck(args: &FsckArgs) -> Result<(), CliError> {
     let backing = absolute(&args.backing_dir)?;
     let volume = open_volume(&backing, &PassphrasePrompt)?;
     let report = check_volume(&backing, &volume);

@@ -18,22 +18,22 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_kmsfs");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_kmsfs");
 
 /// The in-file header's length (with `--header file`).
-pub const HEADER_LEN: u64 = 1024;
+pub(crate) const HEADER_LEN: u64 = 1024;
 /// Plaintext bytes per block.
-pub const BLOCK: u64 = 4096;
+pub(crate) const BLOCK: u64 = 4096;
 /// Stored bytes per full block: nonce (12) + ciphertext (4096) + tag (16).
-pub const STORED_BLOCK: u64 = 4124;
+pub(crate) const STORED_BLOCK: u64 = 4124;
 /// Offsets of the two key slots in the header.
-pub const SLOT_OFFSETS: [u64; 2] = [32, 32 + 496];
+pub(crate) const SLOT_OFFSETS: [u64; 2] = [32, 32 + 496];
 /// The extended attribute holding the header with `--header xattr`.
-pub const HEADER_XATTR: &str = "user.kmsfs.header";
-pub const CONFIG_NAME: &str = ".kmsfs.volume.json";
+pub(crate) const HEADER_XATTR: &str = "user.kmsfs.header";
+pub(crate) const CONFIG_NAME: &str = ".kmsfs.volume.json";
 
 /// Backing file size of a plaintext of `size` bytes, by the format.
-pub fn expected_backing_len(header_len: u64, size: u64) -> u64 {
+pub(crate) fn expected_backing_len(header_len: u64, size: u64) -> u64 {
     let full = size / BLOCK;
     let tail = size % BLOCK;
     header_len + full * STORED_BLOCK + if tail == 0 { 0 } else { tail + 28 }
@@ -41,7 +41,7 @@ pub fn expected_backing_len(header_len: u64, size: u64) -> u64 {
 
 /// How to create a volume.
 #[derive(Debug, Clone, Default)]
-pub struct Spec {
+pub(crate) struct Spec {
     /// `--cipher` (default: the CLI's default, aes-256-gcm).
     pub cipher: Option<&'static str>,
     /// `--header` (default: file).
@@ -53,19 +53,19 @@ pub struct Spec {
 }
 
 impl Spec {
-    pub fn cipher(mut self, c: &'static str) -> Self {
+    pub(crate) fn cipher(mut self, c: &'static str) -> Self {
         self.cipher = Some(c);
         self
     }
-    pub fn header(mut self, h: &'static str) -> Self {
+    pub(crate) fn header(mut self, h: &'static str) -> Self {
         self.header = Some(h);
         self
     }
-    pub fn key_id(mut self, k: &str) -> Self {
+    pub(crate) fn key_id(mut self, k: &str) -> Self {
         self.key_id = Some(k.to_string());
         self
     }
-    pub fn option(mut self, o: &'static str) -> Self {
+    pub(crate) fn option(mut self, o: &'static str) -> Self {
         self.options.push(o);
         self
     }
@@ -73,7 +73,7 @@ impl Spec {
 
 /// Runs `kmsfs ARGS` against `keystore` (never a terminal on stdin, so an
 /// existing store is never asked for a passphrase).
-pub fn kmsfs_with(keystore: &Path, args: &[&str]) -> Output {
+pub(crate) fn kmsfs_with(keystore: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .env("KMSFS_KEYSTORE", keystore)
@@ -84,7 +84,7 @@ pub fn kmsfs_with(keystore: &Path, args: &[&str]) -> Output {
         .expect("run kmsfs")
 }
 
-pub fn describe(out: &Output) -> String {
+pub(crate) fn describe(out: &Output) -> String {
     format!(
         "{}\nstdout:\n{}\nstderr:\n{}",
         out.status,
@@ -94,7 +94,7 @@ pub fn describe(out: &Output) -> String {
 }
 
 /// Whether `path` is a mount point according to /proc/self/mountinfo.
-pub fn is_mounted(path: &Path) -> bool {
+pub(crate) fn is_mounted(path: &Path) -> bool {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let want = path.as_os_str().as_encoded_bytes();
     info.lines().any(|line| {
@@ -127,7 +127,7 @@ fn unescape_mountinfo(s: &str) -> Vec<u8> {
 /// A volume in a temporary folder with its own key store, mounted (while
 /// `mounted`) at `mnt`. Drop unmounts it and waits until the kernel no
 /// longer lists the mount.
-pub struct Mount {
+pub(crate) struct Mount {
     dir: Arc<TempDir>,
     pub keystore: PathBuf,
     pub backing: PathBuf,
@@ -140,11 +140,11 @@ pub struct Mount {
 impl Mount {
     /// A new volume with the defaults (aes-256-gcm, headers in the file),
     /// mounted.
-    pub fn new() -> Mount {
+    pub(crate) fn new() -> Mount {
         Mount::with(Spec::default())
     }
 
-    pub fn with(spec: Spec) -> Mount {
+    pub(crate) fn with(spec: Spec) -> Mount {
         let dir = tempfile::Builder::new()
             .prefix("kmsfs-mount-")
             .tempdir()
@@ -157,7 +157,7 @@ impl Mount {
 
     /// Another volume beside this one, in the same temporary folder and
     /// with the same key store.
-    pub fn sibling(&self, name: &str, spec: Spec) -> Mount {
+    pub(crate) fn sibling(&self, name: &str, spec: Spec) -> Mount {
         let root = self.root();
         Mount::create(self.dir.clone(), &root, name, self.keystore.clone(), spec)
     }
@@ -193,19 +193,19 @@ impl Mount {
     }
 
     /// The temporary folder everything lives in.
-    pub fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.mnt
             .parent()
             .expect("mount point has a parent")
             .to_path_buf()
     }
 
-    pub fn kmsfs(&self, args: &[&str]) -> Output {
+    pub(crate) fn kmsfs(&self, args: &[&str]) -> Output {
         kmsfs_with(&self.keystore, args)
     }
 
     /// Runs a kmsfs command that must succeed; returns its stdout.
-    pub fn kmsfs_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn kmsfs_ok(&self, args: &[&str]) -> String {
         let out = self.kmsfs(args);
         assert!(
             out.status.success(),
@@ -215,11 +215,11 @@ impl Mount {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    pub fn is_mounted(&self) -> bool {
+    pub(crate) fn is_mounted(&self) -> bool {
         self.mounted
     }
 
-    pub fn mount(&mut self) {
+    pub(crate) fn mount(&mut self) {
         assert!(!self.mounted, "already mounted");
         let (backing, mnt, log) = (
             self.backing.to_str().expect("utf-8").to_string(),
@@ -246,7 +246,7 @@ impl Mount {
         self.mounted = true;
     }
 
-    pub fn umount(&mut self) {
+    pub(crate) fn umount(&mut self) {
         assert!(self.mounted, "not mounted");
         self.mounted = false;
         let mnt = self.mnt.to_str().expect("utf-8").to_string();
@@ -264,7 +264,7 @@ impl Mount {
 
     /// `kmsfs umount`, waiting only until the kernel has dropped the mount
     /// (not for the daemon to exit).
-    pub fn umount_without_waiting_for_daemon(&mut self) {
+    pub(crate) fn umount_without_waiting_for_daemon(&mut self) {
         assert!(self.mounted, "not mounted");
         self.mounted = false;
         let mnt = self.mnt.to_str().expect("utf-8").to_string();
@@ -276,32 +276,32 @@ impl Mount {
     }
 
     /// Records that the mount has gone (unmounted behind our back).
-    pub fn forget_mounted(&mut self) {
+    pub(crate) fn forget_mounted(&mut self) {
         self.mounted = false;
     }
 
-    pub fn remount(&mut self) {
+    pub(crate) fn remount(&mut self) {
         self.umount();
         self.mount();
     }
 
     /// A path at the mount.
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
     }
 
     /// The backing file behind a path at the mount.
-    pub fn backing_path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn backing_path(&self, rel: &str) -> PathBuf {
         self.backing.join(rel)
     }
 
-    pub fn config(&self) -> serde_json::Value {
+    pub(crate) fn config(&self) -> serde_json::Value {
         let text = fs::read_to_string(self.backing.join(CONFIG_NAME)).expect("volume config");
         serde_json::from_str(&text).expect("volume config is JSON")
     }
 
     /// The ARN of the volume's CMK.
-    pub fn key_arn(&self) -> String {
+    pub(crate) fn key_arn(&self) -> String {
         self.config()["key_id"]
             .as_str()
             .expect("key_id in the volume config")
@@ -309,7 +309,7 @@ impl Mount {
     }
 
     /// Bytes before the first block in every backing file.
-    pub fn header_len(&self) -> u64 {
+    pub(crate) fn header_len(&self) -> u64 {
         match self.config()["header"].as_str() {
             Some("file") => HEADER_LEN,
             Some("xattr") => 0,
@@ -318,7 +318,7 @@ impl Mount {
     }
 
     /// `kmsfs fsck BACKING`: (success, stdout).
-    pub fn fsck(&self) -> (bool, String) {
+    pub(crate) fn fsck(&self) -> (bool, String) {
         let backing = self.backing.to_str().expect("utf-8").to_string();
         let out = self.kmsfs(&["fsck", &backing]);
         (
@@ -327,12 +327,12 @@ impl Mount {
         )
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Makes the temporary folder traversable by other users (it is 0700).
-    pub fn open_to_others(&self) {
+    pub(crate) fn open_to_others(&self) {
         let root = self.root();
         for dir in [root.as_path(), self.mnt.as_path()] {
             fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -367,7 +367,7 @@ impl Drop for Mount {
 }
 
 /// The pids of the `kmsfs mount … MNT` daemons serving `mnt`.
-pub fn daemon_pids(mnt: &Path) -> Vec<u32> {
+pub(crate) fn daemon_pids(mnt: &Path) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -392,7 +392,7 @@ fn is_daemon_of(pid: u32, mnt: &Path) -> bool {
 /// the daemon may still be tearing down its session. Tests wait for it to be
 /// gone so that no daemon outlives its test (and its temporary folder).
 /// `remount_survives_old_daemon_teardown` checks the unsynchronised case.
-pub fn wait_exited(pids: &[u32], mnt: &Path, limit: Duration) -> bool {
+pub(crate) fn wait_exited(pids: &[u32], mnt: &Path, limit: Duration) -> bool {
     let start = Instant::now();
     while pids.iter().any(|&pid| is_daemon_of(pid, mnt)) {
         if start.elapsed() > limit {
@@ -403,7 +403,7 @@ pub fn wait_exited(pids: &[u32], mnt: &Path, limit: Duration) -> bool {
     true
 }
 
-pub fn wait_unmounted(mnt: &Path, limit: Duration) -> bool {
+pub(crate) fn wait_unmounted(mnt: &Path, limit: Duration) -> bool {
     let start = Instant::now();
     while is_mounted(mnt) {
         if start.elapsed() > limit {
@@ -415,7 +415,7 @@ pub fn wait_unmounted(mnt: &Path, limit: Duration) -> bool {
 }
 
 /// Deterministic pseudo-random bytes (xorshift64*), distinct per seed.
-pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -430,7 +430,7 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
 
 /// A seed that differs between runs (printed by callers so a failure can be
 /// replayed).
-pub fn run_seed() -> u64 {
+pub(crate) fn run_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -438,7 +438,7 @@ pub fn run_seed() -> u64 {
 }
 
 /// Reads up to `len` bytes at `off`, retrying short reads; stops at EOF.
-pub fn pread(file: &fs::File, off: u64, len: usize) -> io::Result<Vec<u8>> {
+pub(crate) fn pread(file: &fs::File, off: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     let mut done = 0;
     while done < len {
@@ -454,7 +454,7 @@ pub fn pread(file: &fs::File, off: u64, len: usize) -> io::Result<Vec<u8>> {
 }
 
 /// The errno of a failed result (panics, naming `what`, on success).
-pub fn errno_of<T: std::fmt::Debug>(what: &str, r: io::Result<T>) -> i32 {
+pub(crate) fn errno_of<T: std::fmt::Debug>(what: &str, r: io::Result<T>) -> i32 {
     match r {
         Ok(v) => panic!("{what}: expected an error, got Ok({v:?})"),
         Err(e) => e
@@ -464,7 +464,7 @@ pub fn errno_of<T: std::fmt::Debug>(what: &str, r: io::Result<T>) -> i32 {
 }
 
 /// Every regular file under `dir`, recursively (symlinks not followed).
-pub fn regular_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn regular_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

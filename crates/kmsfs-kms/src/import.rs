@@ -11,7 +11,7 @@ use super::error::{KmsError, Result};
 use super::material::KeyMaterial;
 
 /// Returns (PKCS#8 DER private key, DER SubjectPublicKeyInfo).
-pub fn generate_wrapping_key(bits: usize) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
+pub(crate) fn generate_wrapping_key(bits: usize) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>)> {
     let mut rng = rand::rng();
     let private = PrivateKey::new(&mut rng, bits)
         .map_err(|e| KmsError::Internal(format!("RSA key generation failed: {e}")))?;
@@ -28,7 +28,7 @@ pub fn generate_wrapping_key(bits: usize) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>
     ))
 }
 
-pub fn unwrap_material(
+pub(crate) fn unwrap_material(
     private_der: &[u8],
     algorithm: &str,
     encrypted: &[u8],

@@ -10,7 +10,7 @@
 //!   the server; [`remote::KmsClient`] sends them to an endpoint.
 
 pub mod api;
-pub mod audit;
+pub(crate) mod audit;
 #[cfg(feature = "aws-kms")]
 pub mod aws;
 pub mod blob;
@@ -18,7 +18,7 @@ pub mod cache;
 pub mod clock;
 pub mod error;
 pub mod iam;
-pub mod import;
+pub(crate) mod import;
 pub mod local;
 pub mod material;
 pub mod model;
@@ -29,7 +29,7 @@ pub mod sigv4;
 pub mod store;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
-pub mod unix_socket;
+pub(crate) mod unix_socket;
 
 use zeroize::Zeroizing;
 

@@ -11,7 +11,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -19,7 +19,7 @@ use thiserror::Error;
 use super::error::KmsError;
 
 /// The scheme prefix of a Unix socket endpoint: `unix:/run/kmsfs/kms.sock`.
-pub const SCHEME: &str = "unix:";
+pub(crate) const SCHEME: &str = "unix:";
 
 /// Largest response head (status line and headers) accepted.
 const MAX_HEAD: usize = 64 * 1024;
@@ -27,7 +27,7 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Why an answer could not be read. Kept apart from [`KmsError`] so the
 /// parser can be tested on its own; callers see it as KMSInternalException.
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum ResponseError {
+pub(crate) enum ResponseError {
     #[error("the answer ended before its header did")]
     TruncatedHead,
     #[error("the answer's header is larger than {MAX_HEAD} bytes")]
@@ -49,13 +49,13 @@ pub enum ResponseError {
 /// One Unix socket endpoint. Every request opens its own connection, which
 /// is what makes the server take the caller's identity afresh each time.
 #[derive(Debug, Clone)]
-pub struct UnixTransport {
+pub(crate) struct UnixTransport {
     path: PathBuf,
     timeout: Duration,
 }
 
 impl UnixTransport {
-    pub fn new(path: impl Into<PathBuf>, timeout: Duration) -> UnixTransport {
+    pub(crate) fn new(path: impl Into<PathBuf>, timeout: Duration) -> UnixTransport {
         UnixTransport {
             path: path.into(),
             timeout,
@@ -63,7 +63,10 @@ impl UnixTransport {
     }
 
     /// The transport of a `unix:/path` endpoint; None for any other URL.
-    pub fn from_url(url: &str, timeout: Duration) -> Option<Result<UnixTransport, KmsError>> {
+    pub(crate) fn from_url(
+        url: &str,
+        timeout: Duration,
+    ) -> Option<Result<UnixTransport, KmsError>> {
         let path = url.strip_prefix(SCHEME)?;
         if path.is_empty() {
             return Some(Err(KmsError::Validation(format!(
@@ -73,13 +76,14 @@ impl UnixTransport {
         Some(Ok(UnixTransport::new(path, timeout)))
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    fn path(&self) -> &std::path::Path {
         &self.path
     }
 
     /// Sends `POST /` with `headers` and `body`; the answer's status and
     /// body (at most `limit` bytes).
-    pub fn post(
+    pub(crate) fn post(
         &self,
         headers: &[(String, String)],
         body: &[u8],
@@ -150,7 +154,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Splits a complete answer (read to EOF) into its status and body.
-pub fn parse_response(raw: &[u8], limit: usize) -> Result<(u16, Vec<u8>), ResponseError> {
+pub(crate) fn parse_response(raw: &[u8], limit: usize) -> Result<(u16, Vec<u8>), ResponseError> {
     let Some(head_end) = find(raw, b"\r\n\r\n") else {
         return Err(if raw.len() >= MAX_HEAD {
             ResponseError::HeadTooLarge

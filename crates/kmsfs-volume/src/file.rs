@@ -57,7 +57,7 @@ impl FileError {
     }
 }
 
-pub type Result<T, E = FileError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = FileError> = std::result::Result<T, E>;
 
 /// An unwrapped data key, ready to seal and open this file's blocks. The
 /// AEAD's key schedule is zeroized when this is dropped.
@@ -269,6 +269,6 @@ impl Volume {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -5,11 +5,11 @@
 
 pub mod config;
 pub mod create;
-pub mod error;
-pub mod file;
+mod error;
+mod file;
 pub mod fsck;
 pub mod key_service;
-pub mod open;
+mod open;
 pub mod reencrypt;
 pub mod rekey;
 pub mod rotate;

@@ -17,15 +17,15 @@
 //!
 //! [`KmsClient::send`]: crate::remote::KmsClient::send
 
-pub mod aliases;
-pub mod crypto;
+mod aliases;
+pub(crate) mod crypto;
 pub mod exception;
-pub mod import;
-pub mod key_policy;
-pub mod keys;
-pub mod operation;
-pub mod rotation;
-pub mod values;
+mod import;
+mod key_policy;
+mod keys;
+pub(crate) mod operation;
+mod rotation;
+mod values;
 pub(crate) mod wire;
 
 use serde::de::DeserializeOwned;

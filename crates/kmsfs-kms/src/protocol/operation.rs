@@ -53,9 +53,9 @@ pub struct OperationSpec {
 }
 
 /// ReEncrypt's IAM action on the source key.
-pub const RE_ENCRYPT_FROM: &str = "kms:ReEncryptFrom";
+pub(crate) const RE_ENCRYPT_FROM: &str = "kms:ReEncryptFrom";
 /// ReEncrypt's IAM action on the destination key.
-pub const RE_ENCRYPT_TO: &str = "kms:ReEncryptTo";
+pub(crate) const RE_ENCRYPT_TO: &str = "kms:ReEncryptTo";
 
 macro_rules! operations {
     ($($variant:ident),+ $(,)?) => {
