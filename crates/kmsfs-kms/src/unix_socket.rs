@@ -366,7 +366,7 @@ mod tests {
         let t = UnixTransport::from_url("unix:/run/kms.sock", Duration::from_secs(1))
             .unwrap()
             .unwrap();
-        assert_eq!(t.path(), Path::new("/run/kms.sock"));
+        assert_eq!(t.path(), std::path::Path::new("/run/kms.sock"));
         assert!(UnixTransport::from_url("http://x", Duration::from_secs(1)).is_none());
         let e = UnixTransport::from_url("unix:", Duration::from_secs(1))
             .unwrap()
