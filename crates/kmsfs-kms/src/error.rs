@@ -56,11 +56,6 @@ impl KmsError {
         KmsError::Store(StoreError::new(context))
     }
 
-    /// The AWS exception name, as printed by the AWS CLI and sent in `__type`.
-    pub fn code(&self) -> &'static str {
-        crate::protocol::exception::exception_name(self)
-    }
-
     /// The reason, without the exception name.
     pub fn message(&self) -> String {
         self.to_string()

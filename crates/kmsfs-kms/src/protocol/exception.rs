@@ -71,6 +71,15 @@ pub fn error_from_exception(exception: &str, message: String) -> KmsError {
     }
 }
 
+// Here rather than in `error.rs`, so that the error type does not depend on
+// the protocol that names it (the protocol depends on the error).
+impl KmsError {
+    /// The AWS exception name, as printed by the AWS CLI and sent in `__type`.
+    pub fn code(&self) -> &'static str {
+        exception_name(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
