@@ -2,6 +2,7 @@
 //! operations on one encrypted file that every front end shares (the FUSE
 //! adapter, fsck, rotation).
 
+pub mod backing;
 pub mod config;
 pub mod file;
 pub mod reencrypt;
