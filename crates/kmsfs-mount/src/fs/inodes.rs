@@ -67,7 +67,8 @@ impl InodeTable {
         Some(self.read().get(&ino)?.links.clone())
     }
 
-    /// `a/b/c` for logs: the names from the root down to `ino`.
+    /// `a/b/c` for logs: the names from the root down to `ino` ("" for
+    /// the root).
     pub fn describe(&self, ino: u64) -> String {
         let nodes = self.read();
         let mut names: Vec<String> = Vec::new();

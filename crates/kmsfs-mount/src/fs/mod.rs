@@ -355,8 +355,10 @@ impl KmsFs {
             .map_err(|e| errno(&e))
     }
 
-    fn log_file_error(&self, op: &str, ino: u64, e: &FileError) {
-        let path = self.tree.describe(ino);
+    /// Logs a refused or failed file operation with the backing path it
+    /// concerns (`what`, from `Tree::describe`).
+    fn log_file_error(&self, op: &str, what: &str, e: &FileError) {
+        let path = what;
         match e {
             FileError::Io(_) => tracing::warn!(op, path, error = %e, "I/O error"),
             FileError::Denied(_) => {
@@ -395,7 +397,7 @@ impl KmsFs {
         &self,
         req: &Request,
         op: &str,
-        dir: &Dir,
+        (parent, dir): (INodeNo, &Dir),
         name: &OsStr,
         mode: u32,
     ) -> Result<(File, FileKey), Errno> {
@@ -407,8 +409,7 @@ impl KmsFs {
         let key = match self.volume.create_key(&self.callers.of(req), &file) {
             Ok(k) => k,
             Err(e) => {
-                let ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
-                self.log_file_error(op, self.tree.inodes.fuse_ino(ino), &e);
+                self.log_file_error(op, &self.tree.describe(parent.0, Some(name)), &e);
                 return Err(fail(Errno::from_i32(e.errno())));
             }
         };
@@ -434,7 +435,7 @@ impl KmsFs {
         writable: bool,
     ) -> Result<(u64, Arc<OpenFile>), Errno> {
         let fail = |e: FileError| {
-            self.log_file_error("open", ino, &e);
+            self.log_file_error("open", &self.tree.describe(ino, None), &e);
             Errno::from_i32(e.errno())
         };
         if let Some(of) = self.files.get_ino(ino) {
@@ -485,7 +486,7 @@ impl KmsFs {
     /// Truncates an open file to `size` plaintext bytes.
     fn truncate_open(&self, caller: &Caller, of: &OpenFile, size: u64) -> Result<(), Errno> {
         let fail = |e: FileError| {
-            self.log_file_error("truncate", of.ino, &e);
+            self.log_file_error("truncate", &self.tree.describe(of.ino, None), &e);
             Errno::from_i32(e.errno())
         };
         let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
@@ -726,7 +727,7 @@ impl fuser::Filesystem for KmsFs {
             let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
             let perm = mode & !umask & 0o7777;
             if kind == SFlag::S_IFREG || kind.is_empty() {
-                self.create_regular(req, "mknod", &dir, name, perm)?;
+                self.create_regular(req, "mknod", (parent, &dir), name, perm)?;
             } else {
                 dir.mknod(name, kind, perm, u64::from(rdev))
                     .map_err(|e| errno(&e))?;
@@ -924,7 +925,7 @@ impl fuser::Filesystem for KmsFs {
             Ok(data) => reply.data(&data),
             Err(e) => {
                 let e = FileError::Content(e);
-                self.log_file_error("read", ino.0, &e);
+                self.log_file_error("read", &self.tree.describe(ino.0, None), &e);
                 reply.error(Errno::from_i32(e.errno()));
             }
         }
@@ -959,7 +960,7 @@ impl fuser::Filesystem for KmsFs {
         match result {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => {
-                self.log_file_error("write", ino.0, &e);
+                self.log_file_error("write", &self.tree.describe(ino.0, None), &e);
                 reply.error(Errno::from_i32(e.errno()));
             }
         }
@@ -1285,7 +1286,7 @@ impl fuser::Filesystem for KmsFs {
         let result = (|| {
             let dir = self.parent_dir(parent, name)?;
             let (file, key) =
-                self.create_regular(req, "create", &dir, name, mode & !umask & 0o7777)?;
+                self.create_regular(req, "create", (parent, &dir), name, mode & !umask & 0o7777)?;
             let (attr, generation) = file
                 .metadata()
                 .map(|m| (self.attr(&m), generation(&m)))
@@ -1366,7 +1367,7 @@ impl fuser::Filesystem for KmsFs {
         match result {
             Ok(()) => reply.ok(),
             Err(e) => {
-                self.log_file_error("fallocate", ino.0, &e);
+                self.log_file_error("fallocate", &self.tree.describe(ino.0, None), &e);
                 reply.error(Errno::from_i32(e.errno()));
             }
         }

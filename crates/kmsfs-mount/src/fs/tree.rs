@@ -40,6 +40,8 @@ pub struct Tree {
     root: Arc<Dir>,
     root_dev: u64,
     dirs: DirCache,
+    /// The backing directory as the administrator named it: for log lines.
+    root_path: std::path::PathBuf,
 }
 
 impl Tree {
@@ -51,6 +53,7 @@ impl Tree {
             root: Arc::new(root),
             root_dev: meta.dev(),
             dirs: DirCache::new(CAPACITY),
+            root_path: backing.to_path_buf(),
         })
     }
 
@@ -160,10 +163,18 @@ impl Tree {
         self.dirs.remove(ino);
     }
 
-    /// A slash-joined name of `ino` below the root, for log lines only (it
-    /// is never handed to the kernel).
-    pub fn describe(&self, ino: u64) -> String {
-        self.inodes.describe(ino)
+    /// The backing path of `ino` (or of its entry `name`), for log lines
+    /// only: it is never handed to the kernel.
+    pub fn describe(&self, ino: u64, name: Option<&OsStr>) -> String {
+        let mut path = self.root_path.clone();
+        let below = self.inodes.describe(ino);
+        if !below.is_empty() {
+            path.push(below);
+        }
+        if let Some(name) = name {
+            path.push(name);
+        }
+        path.display().to_string()
     }
 }
 
