@@ -85,9 +85,11 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Seen> {
 
 /// The names the operations use, planted outside so that a daemon that
 /// followed the symlink would find them: `f` (a root-owned 0755 "binary"
-/// with an xattr), `sub/` (an empty directory, for rmdir), `keep/secret`.
+/// with an xattr), `sub/` (an empty directory, for rmdir), `keep/secret`,
+/// and `only-outside`, which a listing must never show.
 fn plant_outside(dir: &Path) {
     fs::create_dir_all(dir.join("sub")).expect("mkdir");
+    fs::write(dir.join("only-outside"), b"").expect("write");
     fs::create_dir_all(dir.join("keep")).expect("mkdir");
     fs::write(dir.join("f"), b"outside binary").expect("write");
     fs::set_permissions(dir.join("f"), fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -291,7 +293,10 @@ fn attack(m: &Mount, op: Op, swap: Swap) -> Option<String> {
 
     let after = snapshot(&outside);
     let revealed = seen.iter().find(|s| {
-        s.contains("user.outside") || s.contains("outside binary") || s.contains("root only")
+        s.contains("user.outside")
+            || s.contains("outside binary")
+            || s.contains("root only")
+            || s.contains("only-outside")
     });
     // Put the backing tree back for the next case (and the daemon's sake).
     fs::remove_file(&twin).expect("remove the symlink");
