@@ -116,6 +116,36 @@ impl Dir {
         Ok(Dir { fd })
     }
 
+    /// The directory `rel` below this one (a relative path of plain names,
+    /// as a walk of the tree records them), descended one `open_dir` at a
+    /// time: the kernel still only ever sees one component.
+    pub fn open_dir_below(&self, rel: &Path) -> io::Result<Dir> {
+        let mut dir = self.duplicate()?;
+        for name in components(rel)? {
+            dir = dir.open_dir(name)?;
+        }
+        Ok(dir)
+    }
+
+    /// The regular file `rel` below this directory, opened for I/O (see
+    /// [`Dir::open_file`]), with the directory that holds it.
+    pub fn open_file_below(&self, rel: &Path, writable: bool) -> io::Result<(Dir, File)> {
+        let name = rel
+            .file_name()
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let dir = self.open_dir_below(parent)?;
+        let file = dir.open_file(name, writable)?;
+        Ok((dir, file))
+    }
+
+    /// A second descriptor of this directory.
+    pub fn duplicate(&self) -> io::Result<Dir> {
+        Ok(Dir {
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     /// The directory itself as a [`Node`] (for chmod, chown, times).
     pub fn as_node(&self) -> io::Result<Node> {
         let fd = self.fd.try_clone()?;
@@ -357,6 +387,17 @@ fn no_xattrat(e: io::Error) -> io::Error {
     } else {
         e
     }
+}
+
+/// The names of a relative path of plain components; anything else ("..",
+/// ".", a root) is EINVAL.
+fn components(rel: &Path) -> io::Result<Vec<&OsStr>> {
+    rel.components()
+        .map(|c| match c {
+            std::path::Component::Normal(name) => check_name(name),
+            _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        })
+        .collect()
 }
 
 /// Whether two attribute sets describe the same inode.
