@@ -53,7 +53,7 @@ impl InodeTable {
     }
 
     /// How many inodes the table knows.
-    pub fn len(&self) -> usize {
+    pub fn known(&self) -> usize {
         self.read().len()
     }
 

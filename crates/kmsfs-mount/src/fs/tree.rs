@@ -81,15 +81,13 @@ impl Tree {
             if current == ROOT {
                 break self.root.clone();
             }
-            if current != ino {
-                if let Some(dir) = self.dirs.get(current) {
-                    break dir;
-                }
+            if let Some(dir) = self.dirs.get(current) {
+                break dir;
             }
             let (parent, name) = self.inodes.first_link(current).ok_or(Errno::ESTALE)?;
             chain.push((current, name));
             // A cycle in a corrupted table must not loop forever.
-            if chain.len() > self.inodes.len() + 1 {
+            if chain.len() > self.inodes.known() + 1 {
                 return Err(Errno::ESTALE);
             }
             current = parent;
