@@ -211,3 +211,17 @@ fn xattrs_of_special_entries_do_not_follow() {
     assert!(kmsfs_sys::lgetxattr(&s.outside.join("marker"), OsStr::new("user.x")).is_err());
     assert!(s.root.list_xattr_of(OsStr::new("flink")).is_ok());
 }
+
+#[test]
+fn walks_below_a_directory_take_plain_names_only() {
+    let s = setup();
+    fs::write(s.backing.join("d/f"), b"x").expect("write");
+    assert!(s.root.open_file_below(Path::new("d/f"), false).is_ok());
+    for bad in ["../backing/d/f", "/etc/passwd", "d/../d/f", "./d/f"] {
+        let e = errno(s.root.open_file_below(Path::new(bad), false));
+        assert_eq!(e, libc::EINVAL, "{bad}");
+    }
+    // A symlink on the way is not descended.
+    let e = errno(s.root.open_file_below(Path::new("link/marker"), false));
+    assert!(e == libc::ENOTDIR || e == libc::ELOOP, "errno {e}");
+}
