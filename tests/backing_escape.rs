@@ -244,11 +244,26 @@ fn run(op: Op, pinned: &OwnedFd) -> Vec<String> {
 }
 
 /// What is swapped for the symlink: the pinned directory's own backing
-/// twin, or its parent's.
+/// twin, or its parent's; and whether the daemon still holds the pinned
+/// directory's descriptor in its cache or must find it again by walking
+/// down from the root (the cache is flooded with other directories first).
 #[derive(Debug, Clone, Copy)]
 enum Swap {
     PinnedDir,
     Parent,
+    PinnedDirUncached,
+    ParentUncached,
+}
+
+/// More directories than the daemon caches descriptors of (256).
+const FLOOD: usize = 300;
+
+/// Makes the daemon resolve `FLOOD` other directories, pushing every
+/// earlier one out of its descriptor cache.
+fn flood_dir_cache(m: &Mount) {
+    for i in 0..FLOOD {
+        let _ = fs::read_dir(m.path(&format!("flood/{i}"))).map(|d| d.count());
+    }
 }
 
 /// One attack; returns what went wrong (None: nothing outside changed).
@@ -275,15 +290,18 @@ fn attack(m: &Mount, op: Op, swap: Swap) -> Option<String> {
     // Outside the backing tree: the same names, root-owned.
     let outside = m.root().join(format!("outside-{case}"));
     let (twin, target) = match swap {
-        Swap::PinnedDir => {
+        Swap::PinnedDir | Swap::PinnedDirUncached => {
             plant_outside(&outside);
             (m.backing_path(&format!("{case}/d")), outside.clone())
         }
-        Swap::Parent => {
+        Swap::Parent | Swap::ParentUncached => {
             plant_outside(&outside.join("d"));
             (m.backing_path(&case), outside.clone())
         }
     };
+    if matches!(swap, Swap::PinnedDirUncached | Swap::ParentUncached) {
+        flood_dir_cache(m);
+    }
     let before = snapshot(&outside);
     let moved = twin.with_extension("moved");
     fs::rename(&twin, &moved).expect("move the backing twin away");
@@ -324,8 +342,17 @@ fn attack(m: &Mount, op: Op, swap: Swap) -> Option<String> {
 #[test]
 fn a_swapped_backing_directory_is_never_followed() {
     let m = Mount::new();
+    for i in 0..FLOOD {
+        fs::create_dir_all(m.path(&format!("flood/{i}"))).expect("mkdir at the mount");
+    }
+    let swaps = [
+        Swap::PinnedDir,
+        Swap::Parent,
+        Swap::PinnedDirUncached,
+        Swap::ParentUncached,
+    ];
     let mut escapes = Vec::new();
-    for swap in [Swap::PinnedDir, Swap::Parent] {
+    for swap in swaps {
         for op in OPS {
             escapes.extend(attack(&m, op, swap));
         }
@@ -334,7 +361,7 @@ fn a_swapped_backing_directory_is_never_followed() {
         escapes.is_empty(),
         "{} of {} attacks escaped the backing tree:\n{}",
         escapes.len(),
-        2 * OPS.len(),
+        swaps.len() * OPS.len(),
         escapes.join("\n")
     );
     // The daemon is still serving.
