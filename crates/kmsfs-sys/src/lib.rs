@@ -1,5 +1,6 @@
 //! The FFI edge: the few system calls that neither std nor nix wrap
-//! (extended attributes), and adopting an inherited descriptor. Every
+//! (extended attributes, fchmodat2, the *xattrat family), and adopting an
+//! inherited descriptor. Every
 //! `unsafe` block of the workspace lives in this crate; the workspace lints
 //! deny `unsafe` everywhere else.
 #![allow(unsafe_code)]
@@ -149,4 +150,211 @@ pub fn adopt_inherited_fd(fd: i32) -> Option<std::os::fd::OwnedFd> {
     // was handed to this process for this use alone: nothing else owns it,
     // so the OwnedFd closes it exactly once.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `flistxattr`: the NUL-separated attribute names of an open file.
+pub fn flistxattr(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    read_growing(|buf, size| {
+        // SAFETY: `buf`/`size` as in `fgetxattr`; the fd is borrowed for the call.
+        unsafe { libc::flistxattr(fd.as_raw_fd(), buf.cast(), size) }
+    })
+}
+
+/// `fremovexattr` on an open file.
+pub fn fremovexattr(fd: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let name = cstr(name.as_bytes())?;
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    let ret = unsafe { libc::fremovexattr(fd.as_raw_fd(), name.as_ptr()) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+// System calls newer than the libc crate's tables. Numbers from 424 on are
+// the same on every Linux architecture (the unified syscall table).
+const SYS_FCHMODAT2: libc::c_long = 452;
+const SYS_SETXATTRAT: libc::c_long = 463;
+const SYS_GETXATTRAT: libc::c_long = 464;
+const SYS_LISTXATTRAT: libc::c_long = 465;
+const SYS_REMOVEXATTRAT: libc::c_long = 466;
+
+/// `struct xattr_args` of the *xattrat system calls (Linux 6.13).
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+fn check_int(ret: libc::c_long) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+/// `fchmodat2(dirfd, name, mode, flags)` (Linux 6.6): the chmod that can be
+/// told not to follow a final symlink (`AT_SYMLINK_NOFOLLOW`) or to act on
+/// the descriptor itself, `O_PATH` ones included (`name` empty and
+/// `AT_EMPTY_PATH`). On a symlink the kernel answers EOPNOTSUPP.
+pub fn fchmodat2(dirfd: BorrowedFd<'_>, name: &OsStr, mode: u32, flags: i32) -> io::Result<()> {
+    let name = cstr(name.as_bytes())?;
+    // SAFETY: plain integer arguments and a NUL-terminated string that
+    // outlives the call; the kernel only reads it.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_FCHMODAT2,
+            dirfd.as_raw_fd(),
+            name.as_ptr(),
+            mode as libc::c_uint,
+            flags,
+        )
+    };
+    check_int(ret).map(|_| ())
+}
+
+/// `getxattrat(dirfd, name, flags, attr)` (Linux 6.13): an attribute of the
+/// entry `name` of a directory, not following it with `AT_SYMLINK_NOFOLLOW`.
+pub fn getxattrat(
+    dirfd: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: i32,
+    attr: &OsStr,
+) -> io::Result<Vec<u8>> {
+    let name = cstr(name.as_bytes())?;
+    let attr = cstr(attr.as_bytes())?;
+    read_growing(|buf, size| {
+        let mut args = XattrArgs {
+            value: buf as u64,
+            size: size as u32,
+            flags: 0,
+        };
+        // SAFETY: `name` and `attr` are NUL-terminated; `args` is a live
+        // struct of the size passed, whose value pointer is null with size 0
+        // or a live buffer of `size` bytes (see `read_growing`).
+        unsafe {
+            libc::syscall(
+                SYS_GETXATTRAT,
+                dirfd.as_raw_fd(),
+                name.as_ptr(),
+                flags as libc::c_uint,
+                attr.as_ptr(),
+                &mut args as *mut XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
+            ) as libc::ssize_t
+        }
+    })
+}
+
+/// `setxattrat` (Linux 6.13): sets an attribute of the entry `name` of a
+/// directory; `xattr_flags` is 0, XATTR_CREATE or XATTR_REPLACE.
+pub fn setxattrat(
+    dirfd: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: i32,
+    attr: &OsStr,
+    value: &[u8],
+    xattr_flags: i32,
+) -> io::Result<()> {
+    let name = cstr(name.as_bytes())?;
+    let attr = cstr(attr.as_bytes())?;
+    let args = XattrArgs {
+        value: value.as_ptr() as u64,
+        size: value.len() as u32,
+        flags: xattr_flags as u32,
+    };
+    // SAFETY: strings NUL-terminated; `args` points at `value`, a live slice
+    // of the length given, and the kernel only reads it.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_SETXATTRAT,
+            dirfd.as_raw_fd(),
+            name.as_ptr(),
+            flags as libc::c_uint,
+            attr.as_ptr(),
+            &args as *const XattrArgs,
+            std::mem::size_of::<XattrArgs>(),
+        )
+    };
+    check_int(ret).map(|_| ())
+}
+
+/// `listxattrat` (Linux 6.13): the NUL-separated attribute names of the
+/// entry `name` of a directory.
+pub fn listxattrat(dirfd: BorrowedFd<'_>, name: &OsStr, flags: i32) -> io::Result<Vec<u8>> {
+    let name = cstr(name.as_bytes())?;
+    read_growing(|buf, size| {
+        // SAFETY: `name` is NUL-terminated; `buf`/`size` as in `fgetxattr`.
+        unsafe {
+            libc::syscall(
+                SYS_LISTXATTRAT,
+                dirfd.as_raw_fd(),
+                name.as_ptr(),
+                flags as libc::c_uint,
+                buf,
+                size,
+            ) as libc::ssize_t
+        }
+    })
+}
+
+/// `removexattrat` (Linux 6.13).
+pub fn removexattrat(
+    dirfd: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: i32,
+    attr: &OsStr,
+) -> io::Result<()> {
+    let name = cstr(name.as_bytes())?;
+    let attr = cstr(attr.as_bytes())?;
+    // SAFETY: both strings are NUL-terminated and outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_REMOVEXATTRAT,
+            dirfd.as_raw_fd(),
+            name.as_ptr(),
+            flags as libc::c_uint,
+            attr.as_ptr(),
+        )
+    };
+    check_int(ret).map(|_| ())
+}
+
+/// `utimensat(fd, "", times, AT_EMPTY_PATH)`: sets the times of the inode a
+/// descriptor names, `O_PATH` descriptors and symlinks included (nix's
+/// `futimens` needs a descriptor opened for I/O). Each time is
+/// (seconds, nanoseconds), nanoseconds possibly UTIME_NOW or UTIME_OMIT.
+pub fn futimens_empty_path(
+    fd: BorrowedFd<'_>,
+    atime: (i64, i64),
+    mtime: (i64, i64),
+) -> io::Result<()> {
+    let times = [
+        libc::timespec {
+            tv_sec: atime.0 as libc::time_t,
+            tv_nsec: atime.1 as _,
+        },
+        libc::timespec {
+            tv_sec: mtime.0 as libc::time_t,
+            tv_nsec: mtime.1 as _,
+        },
+    ];
+    // SAFETY: an empty NUL-terminated string and a live array of two
+    // timespecs, both only read by the kernel during the call.
+    let ret = unsafe {
+        libc::utimensat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            times.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }

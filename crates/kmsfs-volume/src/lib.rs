@@ -3,6 +3,7 @@
 //! command line): opening it with its key service, creating, re-keying,
 //! rotating, re-encrypting and checking it.
 
+pub mod backing;
 pub mod config;
 pub mod create;
 mod error;

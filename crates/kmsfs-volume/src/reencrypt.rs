@@ -4,10 +4,20 @@
 //! once complete and fsynced. A crash leaves the original or the new file,
 //! never a mix. Unlike re-wrapping, this rewrites every block.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+//!
+//! Every file and directory is reached through `backing` (descriptors and
+//! single names): the temporary file is created with O_EXCL|O_NOFOLLOW in
+//! the directory the original was opened in, so a symlink planted in the
+//! tree is never followed.
 
+use std::ffi::{OsStr, OsString};
+use std::fs::{File, Metadata};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::backing::Dir;
 use super::config::HEADER_XATTR;
 use super::file::{FileError, Volume};
 use kmsfs_kms::Caller;
@@ -25,22 +35,41 @@ pub enum ReencryptError {
     HardLinked(u64),
 }
 
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.with_file_name(format!(".kmsfs-reencrypt.{name}"))
+fn temp_name(name: &OsStr) -> OsString {
+    let mut tmp = OsString::from(".kmsfs-reencrypt.");
+    tmp.push(name);
+    tmp
 }
 
-/// Re-encrypts one file under a fresh data key. Returns the bytes copied.
+/// Re-encrypts the file at `path` (in a backing directory the caller names):
+/// its directory is opened once, then everything goes through descriptors.
 pub fn reencrypt_file(
     volume: &Volume,
     caller: &Caller,
     path: &Path,
 ) -> Result<u64, ReencryptError> {
-    let meta = fs::symlink_metadata(path)?;
+    let invalid = || std::io::Error::from_raw_os_error(libc::EINVAL);
+    let name = path.file_name().ok_or_else(invalid)?;
+    let dir = Dir::open_root(path.parent().ok_or_else(invalid)?)?;
+    reencrypt_below(volume, caller, &dir, Path::new(name))
+}
+
+/// Re-encrypts the file `rel` below `root` under a fresh data key. Returns
+/// the bytes copied.
+pub fn reencrypt_below(
+    volume: &Volume,
+    caller: &Caller,
+    root: &Dir,
+    rel: &Path,
+) -> Result<u64, ReencryptError> {
+    let name = rel
+        .file_name()
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let (dir, old) = root.open_file_below(rel, false)?;
+    let meta = old.metadata()?;
     if meta.nlink() > 1 {
         return Err(ReencryptError::HardLinked(meta.nlink()));
     }
-    let old = File::open(path)?;
     let Some(old_key) = volume.open_key(caller, &old, false)? else {
         return Ok(0); // no header, no content: nothing to re-encrypt
     };
@@ -50,13 +79,8 @@ pub fn reencrypt_file(
         .plain_size(meta.len())
         .map_err(FileError::Content)?;
 
-    let tmp = temp_path(path);
-    let new = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(meta.mode() & 0o7777)
-        .open(&tmp)?;
+    let tmp = temp_name(name);
+    let new = dir.create_file(&tmp, meta.mode() & 0o7777)?;
     let result = (|| {
         let new_key = volume.create_key(caller, &new)?;
         let new_content = volume.content(&new_key);
@@ -76,23 +100,20 @@ pub fn reencrypt_file(
         new_content
             .truncate(&new, size)
             .map_err(FileError::Content)?;
-        copy_metadata(path, &meta, &new)?;
+        copy_metadata(&old, &meta, &new)?;
         new.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
+        dir.rename(&tmp, &dir, name, nix::fcntl::RenameFlags::empty())?;
+        dir.sync()?;
         Ok::<_, ReencryptError>(size)
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = dir.unlink(&tmp);
     }
     result
 }
 
 /// Owner, mode, user xattrs and times of the original, onto the new file.
-fn copy_metadata(path: &Path, meta: &fs::Metadata, new: &File) -> Result<(), ReencryptError> {
-    use std::os::fd::AsFd;
+fn copy_metadata(old: &File, meta: &Metadata, new: &File) -> Result<(), ReencryptError> {
     nix::unistd::fchown(
         new.as_fd(),
         Some(nix::unistd::Uid::from_raw(meta.uid())),
@@ -104,14 +125,16 @@ fn copy_metadata(path: &Path, meta: &fs::Metadata, new: &File) -> Result<(), Ree
         nix::sys::stat::Mode::from_bits_truncate(meta.mode() & 0o7777),
     )
     .map_err(std::io::Error::from)?;
-    if let Ok(names) = kmsfs_sys::llistxattr(path) {
+    if let Ok(names) = kmsfs_sys::flistxattr(old.as_fd()) {
         for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-            let name = std::ffi::OsStr::new(std::str::from_utf8(name).unwrap_or_default());
-            if name.is_empty() || name == HEADER_XATTR {
+            let Ok(name) = std::str::from_utf8(name) else {
+                continue;
+            };
+            if OsStr::from_bytes(name.as_bytes()) == HEADER_XATTR {
                 continue;
             }
-            if let Ok(value) = kmsfs_sys::lgetxattr(path, name) {
-                kmsfs_sys::lsetxattr(&temp_path(path), name, &value, 0)?;
+            if let Ok(value) = kmsfs_sys::fgetxattr(old.as_fd(), name) {
+                kmsfs_sys::fsetxattr(new.as_fd(), name, &value, 0)?;
             }
         }
     }

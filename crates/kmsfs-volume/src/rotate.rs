@@ -10,14 +10,19 @@
 //! simply finds the files not yet at the target and does them.
 //!
 //! Shared by the mount daemon's background task and `kmsfs rotate`.
+//!
+//! The walk and every open go through `backing` (directory descriptors and
+//! single names): a symlink planted in the tree is never followed, and the
+//! state file is never written through one.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::backing::{Dir, EntryKind};
 use super::config::CONFIG_NAME;
 use super::file::{FileError, Volume};
 use kmsfs_format::header::FileHeader;
@@ -67,19 +72,43 @@ pub struct RotationState {
 
 impl RotationState {
     pub fn load(backing: &Path) -> RotationState {
-        fs::read_to_string(backing.join(STATE_NAME))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
+        Dir::open_root(backing)
+            .and_then(|root| Self::load_from(&root))
             .unwrap_or_default()
+    }
+
+    fn load_from(root: &Dir) -> std::io::Result<RotationState> {
+        let mut text = String::new();
+        root.open_file(OsStr::new(STATE_NAME), false)?
+            .read_to_string(&mut text)?;
+        serde_json::from_str(&text).map_err(std::io::Error::other)
     }
 
     /// Written atomically (temporary file + rename); losing an update costs
     /// only a re-scan, so no fsync.
     pub fn save(&self, backing: &Path) -> std::io::Result<()> {
-        let tmp = backing.join(format!("{STATE_NAME}.tmp.{}", std::process::id()));
+        self.save_to(&Dir::open_root(backing)?)
+    }
+
+    fn save_to(&self, root: &Dir) -> std::io::Result<()> {
+        let tmp = format!("{STATE_NAME}.tmp.{}", std::process::id());
+        let tmp = OsStr::new(&tmp);
         let text = serde_json::to_string_pretty(self).unwrap_or_default() + "\n";
-        fs::write(&tmp, text)?;
-        fs::rename(&tmp, backing.join(STATE_NAME))
+        // A stale temporary file of an earlier process with our pid.
+        let _ = root.unlink(tmp);
+        let written = root
+            .create_file(tmp, 0o644)
+            .and_then(|mut f| f.write_all(text.as_bytes()));
+        if let Err(e) = written {
+            let _ = root.unlink(tmp);
+            return Err(e);
+        }
+        root.rename(
+            tmp,
+            root,
+            OsStr::new(STATE_NAME),
+            nix::fcntl::RenameFlags::empty(),
+        )
     }
 }
 
@@ -87,21 +116,50 @@ pub fn is_reserved_name(name: &std::ffi::OsStr) -> bool {
     name.to_string_lossy().starts_with(RESERVED_PREFIX) || name == CONFIG_NAME
 }
 
-/// Every regular file of the volume, relative order stable (sorted).
+/// Every regular file of the volume, relative order stable (sorted), as
+/// paths below `backing` (for display and for the CLI).
 pub fn list_files(backing: &Path) -> Vec<PathBuf> {
+    match Dir::open_root(backing) {
+        Ok(root) => list_relative(&root)
+            .into_iter()
+            .map(|rel| backing.join(rel))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Every regular file below `root`, as relative paths (sorted). The walk
+/// descends one directory descriptor at a time and never follows a
+/// symlink; unreadable directories are skipped.
+pub fn list_relative(root: &Dir) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut stack = vec![backing.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
+    let Ok(top) = root.duplicate() else {
+        return files;
+    };
+    let mut stack = vec![(top, PathBuf::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let Ok(entries) = dir.entries() else {
             continue;
         };
-        for entry in entries.flatten() {
-            if dir == backing && is_reserved_name(&entry.file_name()) {
+        for entry in entries {
+            if rel.as_os_str().is_empty() && is_reserved_name(&entry.name) {
                 continue;
             }
-            match entry.file_type() {
-                Ok(ft) if ft.is_dir() => stack.push(entry.path()),
-                Ok(ft) if ft.is_file() => files.push(entry.path()),
+            let kind = match entry.kind {
+                EntryKind::Unknown => match dir.open_node(&entry.name) {
+                    Ok(node) if node.opened_metadata().is_dir() => EntryKind::Dir,
+                    Ok(node) if node.opened_metadata().is_file() => EntryKind::File,
+                    _ => continue,
+                },
+                known => known,
+            };
+            match kind {
+                EntryKind::Dir => {
+                    if let Ok(sub) = dir.open_dir(&entry.name) {
+                        stack.push((sub, rel.join(&entry.name)));
+                    }
+                }
+                EntryKind::File => files.push(rel.join(&entry.name)),
                 _ => {}
             }
         }
@@ -135,20 +193,17 @@ fn at_target(header: &FileHeader, target: &Target) -> bool {
         .is_some_and(|k| k.key_id == target.key_id && k.key_version == target.version)
 }
 
-/// Re-wraps one file's data key to `target`, if it is not there yet.
+/// Re-wraps the data key of the file `rel` below `root` to `target`, if it
+/// is not there yet.
 pub fn rewrap_file(
     volume: &Volume,
     caller: &Caller,
-    path: &Path,
+    root: &Dir,
+    rel: &Path,
     target: &Target,
 ) -> Result<Outcome, FileError> {
-    let file: File = match OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => f,
+    let file = match root.open_file_below(rel, true) {
+        Ok((_, f)) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Vanished),
         Err(e) => return Err(e.into()),
     };
@@ -228,7 +283,21 @@ pub fn rotate_volume(
     rate: Option<f64>,
     observer: &mut dyn Observer,
 ) -> RotationState {
-    let files = list_files(backing);
+    let root = match Dir::open_root(backing) {
+        Ok(root) => root,
+        Err(e) => {
+            return RotationState {
+                target: Some(target.clone()),
+                status: "complete".into(),
+                failures: vec![Failure {
+                    path: PathBuf::new(),
+                    reason: format!("cannot open the backing directory: {e}"),
+                }],
+                ..RotationState::default()
+            };
+        }
+    };
+    let files = list_relative(&root);
     let mut state = RotationState {
         target: Some(target.clone()),
         status: "running".into(),
@@ -236,12 +305,13 @@ pub fn rotate_volume(
         total: files.len() as u64,
         ..RotationState::default()
     };
-    let _ = state.save(backing);
+    let _ = state.save_to(&root);
     observer.start(state.total);
     let mut throttle = Throttle::new(rate);
     let mut last_save = Instant::now();
-    for path in &files {
-        let outcome = rewrap_file(volume, caller, path, target);
+    for rel in &files {
+        let outcome = rewrap_file(volume, caller, &root, rel, target);
+        let path = backing.join(rel);
         match &outcome {
             Ok(Outcome::Rewrapped) => {
                 state.rewrapped += 1;
@@ -251,21 +321,21 @@ pub fn rotate_volume(
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot re-wrap; file left as it was");
                 state.failures.push(Failure {
-                    path: path.strip_prefix(backing).unwrap_or(path).to_path_buf(),
+                    path: rel.clone(),
                     reason: e.to_string(),
                 });
             }
         }
         state.done += 1;
-        observer.file_done(path, &outcome);
+        observer.file_done(&path, &outcome);
         if last_save.elapsed() > Duration::from_secs(1) {
-            let _ = state.save(backing);
+            let _ = state.save_to(&root);
             last_save = Instant::now();
         }
     }
     state.status = "complete".into();
     state.completed_at = Some(now_iso());
-    let _ = state.save(backing);
+    let _ = state.save_to(&root);
     state
 }
 
@@ -280,10 +350,21 @@ pub fn census(
 ) -> (std::collections::BTreeMap<(String, u32), u64>, Vec<Failure>) {
     let mut counts = std::collections::BTreeMap::new();
     let mut unreadable = Vec::new();
-    for path in list_files(backing) {
-        let header = File::open(&path)
+    let root = match Dir::open_root(backing) {
+        Ok(root) => root,
+        Err(e) => {
+            unreadable.push(Failure {
+                path: PathBuf::new(),
+                reason: e.to_string(),
+            });
+            return (counts, unreadable);
+        }
+    };
+    for rel in list_relative(&root) {
+        let header = root
+            .open_file_below(&rel, false)
             .map_err(FileError::from)
-            .and_then(|f| volume.read_header(&f));
+            .and_then(|(_, f)| volume.read_header(&f));
         match header {
             Ok(Some(h)) => {
                 if let Some(k) = h.active() {
@@ -292,7 +373,7 @@ pub fn census(
             }
             Ok(None) => {}
             Err(e) => unreadable.push(Failure {
-                path: path.strip_prefix(backing).unwrap_or(&path).to_path_buf(),
+                path: rel,
                 reason: e.to_string(),
             }),
         }

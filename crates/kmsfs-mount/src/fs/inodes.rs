@@ -1,14 +1,14 @@
-//! Inode numbers ↔ backing paths.
+//! Inode numbers ↔ the links the kernel knows.
 //!
 //! FUSE inode numbers are the backing files' own inode numbers (the backing
 //! root is mapped to FUSE's root, 1), so hard links share an inode number
 //! for free. For each inode we remember the (parent, name) links the kernel
-//! has looked up; a path is rebuilt by walking parents, so renaming a
-//! directory is one update, not one per descendant.
+//! has looked up; `tree` resolves an inode from them one component at a
+//! time, so renaming a directory is one update, not one per descendant, and
+//! no path is ever built.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 pub const ROOT: u64 = 1;
@@ -23,22 +23,16 @@ struct Node {
 
 #[derive(Debug)]
 pub struct InodeTable {
-    root: PathBuf,
     root_backing_ino: u64,
     nodes: RwLock<HashMap<u64, Node>>,
 }
 
 impl InodeTable {
-    pub fn new(root: PathBuf, root_backing_ino: u64) -> InodeTable {
+    pub fn new(root_backing_ino: u64) -> InodeTable {
         InodeTable {
-            root,
             root_backing_ino,
             nodes: RwLock::new(HashMap::new()),
         }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// The FUSE inode number of a backing inode.
@@ -58,28 +52,39 @@ impl InodeTable {
         self.nodes.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The backing path of an inode the kernel knows, or None (ESTALE).
-    pub fn path(&self, ino: u64) -> Option<PathBuf> {
-        let nodes = self.read();
-        let mut names: Vec<&OsStr> = Vec::new();
-        let mut current = ino;
-        // A path is at most as deep as the table is large; the bound stops a
-        // corrupted (cyclic) table from looping forever.
-        for _ in 0..=nodes.len() {
-            if current == ROOT {
-                let mut path = self.root.clone();
-                path.extend(names.iter().rev());
-                return Some(path);
-            }
-            let (parent, name) = nodes.get(&current)?.links.first()?;
-            names.push(name);
-            current = *parent;
-        }
-        None
+    /// How many inodes the table knows.
+    pub fn known(&self) -> usize {
+        self.read().len()
     }
 
-    pub fn child_path(&self, parent: u64, name: &OsStr) -> Option<PathBuf> {
-        self.path(parent).map(|p| p.join(name))
+    /// The link of `ino` to resolve it by (the newest the kernel told us).
+    pub fn first_link(&self, ino: u64) -> Option<(u64, OsString)> {
+        self.read().get(&ino)?.links.first().cloned()
+    }
+
+    /// Every link of `ino` the kernel knows, newest first.
+    pub fn links(&self, ino: u64) -> Option<Vec<(u64, OsString)>> {
+        Some(self.read().get(&ino)?.links.clone())
+    }
+
+    /// `a/b/c` for logs: the names from the root down to `ino` ("" for
+    /// the root).
+    pub fn describe(&self, ino: u64) -> String {
+        let nodes = self.read();
+        let mut names: Vec<String> = Vec::new();
+        let mut current = ino;
+        for _ in 0..=nodes.len() {
+            if current == ROOT {
+                names.reverse();
+                return names.join("/");
+            }
+            let Some((parent, name)) = nodes.get(&current).and_then(|n| n.links.first()) else {
+                break;
+            };
+            names.push(name.to_string_lossy().into_owned());
+            current = *parent;
+        }
+        format!("<inode {ino}>")
     }
 
     /// The kernel learnt of `ino` as `parent/name` (lookup, create, …).
@@ -96,14 +101,17 @@ impl InodeTable {
         }
     }
 
-    pub fn forget(&self, ino: u64, n: u64) {
+    /// The kernel dropped `n` references; true if it knows `ino` no more.
+    pub fn forget(&self, ino: u64, n: u64) -> bool {
         let mut nodes = self.write();
         if let Some(node) = nodes.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
             if node.lookups == 0 {
                 nodes.remove(&ino);
+                return true;
             }
         }
+        false
     }
 
     /// `parent/name` no longer names `ino` (unlink, rmdir, replaced by rename).
@@ -127,21 +135,27 @@ impl InodeTable {
 mod tests {
     use super::*;
 
+    fn link(t: &InodeTable, ino: u64) -> (u64, String) {
+        let (p, n) = t.first_link(ino).expect("known");
+        (p, n.to_string_lossy().into_owned())
+    }
+
     #[test]
-    fn paths_follow_renames_and_links() {
-        let t = InodeTable::new("/b".into(), 2);
+    fn links_follow_renames_and_hard_links() {
+        let t = InodeTable::new(2);
         assert_eq!(t.fuse_ino(2), ROOT);
         t.remember(10, ROOT, OsStr::new("dir"));
         t.remember(11, 10, OsStr::new("f"));
-        assert_eq!(t.path(11).unwrap(), PathBuf::from("/b/dir/f"));
+        assert_eq!(t.describe(11), "dir/f");
         t.remember(12, ROOT, OsStr::new("other"));
         t.rename(10, (ROOT, OsStr::new("dir")), (12, OsStr::new("moved")));
-        assert_eq!(t.path(11).unwrap(), PathBuf::from("/b/other/moved/f"));
+        assert_eq!(t.describe(11), "other/moved/f");
         t.remember(11, ROOT, OsStr::new("hardlink"));
-        assert_eq!(t.path(11).unwrap(), PathBuf::from("/b/hardlink"));
+        assert_eq!(link(&t, 11), (ROOT, "hardlink".into()));
+        assert_eq!(t.links(11).map(|l| l.len()), Some(2));
         t.unlink(11, ROOT, OsStr::new("hardlink"));
-        assert_eq!(t.path(11).unwrap(), PathBuf::from("/b/other/moved/f"));
-        t.forget(11, 2);
-        assert!(t.path(11).is_none());
+        assert_eq!(link(&t, 11), (10, "f".into()));
+        assert!(t.forget(11, 2));
+        assert!(t.first_link(11).is_none());
     }
 }

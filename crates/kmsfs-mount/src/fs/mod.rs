@@ -1,18 +1,21 @@
 //! The FUSE adapter: translates kernel requests into calls on the volume
 //! (`kmsfs_volume`) and the content format (`kmsfs_format`). It owns no
-//! cryptography and does no ciphertext offset arithmetic.
+//! cryptography and does no ciphertext offset arithmetic, and it reaches
+//! the backing tree only through `kmsfs_volume::backing` (directory
+//! descriptors and single names, resolved by `tree`), never by a path.
 
+mod dir_cache;
 pub mod inodes;
 pub mod open_files;
+mod tree;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, Metadata};
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{
-    DirBuilderExt, DirEntryExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
-};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,15 +27,17 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
     WriteFlags,
 };
-use nix::sys::stat::{Mode, SFlag, UtimensatFlags, utimensat};
+use nix::sys::stat::{Mode, SFlag};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
-use inodes::{InodeTable, ROOT};
+use inodes::ROOT;
 use kmsfs_kms::Caller;
+use kmsfs_volume::backing::{Dir, EntryKind};
 use kmsfs_volume::config::HEADER_XATTR;
 use kmsfs_volume::{FileError, FileKey, Volume};
 use open_files::{OpenFile, OpenFiles};
+use tree::{Tree, errno};
 
 /// How long the kernel may cache attributes and names. Short, because the
 /// backing directory may change under us (rotation, fsck, a second mount).
@@ -50,10 +55,6 @@ fn is_reserved_xattr(name: &OsStr) -> bool {
     name.as_bytes().starts_with(b"user.kmsfs.")
 }
 
-fn errno(e: &io::Error) -> Errno {
-    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
-}
-
 fn nix_errno(e: nix::Error) -> Errno {
     Errno::from_i32(e as i32)
 }
@@ -62,7 +63,7 @@ fn nix_errno(e: nix::Error) -> Errno {
 /// are reused after deletion; a different generation tells the kernel that
 /// a reused number names a new file, so it drops the old one's cached
 /// attributes and pages instead of serving them for the new file.
-fn generation(m: &fs::Metadata) -> Generation {
+fn generation(m: &Metadata) -> Generation {
     let born = m
         .created()
         .ok()
@@ -86,6 +87,18 @@ fn kind_of(ft: fs::FileType) -> FileType {
         FileType::BlockDevice
     } else {
         FileType::RegularFile
+    }
+}
+
+fn kind_of_mode(kind: SFlag) -> FileType {
+    match kind {
+        SFlag::S_IFIFO => FileType::NamedPipe,
+        SFlag::S_IFSOCK => FileType::Socket,
+        SFlag::S_IFCHR => FileType::CharDevice,
+        SFlag::S_IFBLK => FileType::BlockDevice,
+        SFlag::S_IFDIR => FileType::Directory,
+        SFlag::S_IFLNK => FileType::Symlink,
+        _ => FileType::RegularFile,
     }
 }
 
@@ -180,7 +193,7 @@ struct DirSnapshot {
 
 pub struct KmsFs {
     volume: Arc<Volume>,
-    inodes: InodeTable,
+    tree: Tree,
     files: OpenFiles,
     /// Open directory handles; snapshots are shared so that no request holds
     /// this lock across I/O.
@@ -223,10 +236,9 @@ impl KmsFs {
         read_only: bool,
         tuning: Tuning,
     ) -> io::Result<KmsFs> {
-        let root_ino = fs::metadata(&backing)?.ino();
         Ok(KmsFs {
             volume,
-            inodes: InodeTable::new(backing, root_ino),
+            tree: Tree::open(&backing)?,
             files: OpenFiles::default(),
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(1),
@@ -244,18 +256,15 @@ impl KmsFs {
         }
     }
 
-    fn path(&self, ino: INodeNo) -> Result<PathBuf, Errno> {
-        self.inodes.path(ino.0).ok_or(Errno::ESTALE)
-    }
-
-    fn child(&self, parent: INodeNo, name: &OsStr) -> Result<PathBuf, Errno> {
+    /// The directory `parent`, for an operation on its entry `name`.
+    fn parent_dir(&self, parent: INodeNo, name: &OsStr) -> Result<Arc<Dir>, Errno> {
         if is_reserved(parent.0, name) {
             return Err(Errno::EPERM);
         }
-        self.inodes.child_path(parent.0, name).ok_or(Errno::ESTALE)
+        self.tree.dir(parent.0)
     }
 
-    fn attr(&self, m: &fs::Metadata) -> FileAttr {
+    fn attr(&self, m: &Metadata) -> FileAttr {
         let kind = kind_of(m.file_type());
         let size = if kind == FileType::RegularFile {
             self.volume.display_size(m.size())
@@ -263,7 +272,7 @@ impl KmsFs {
             m.size()
         };
         FileAttr {
-            ino: INodeNo(self.inodes.fuse_ino(m.ino())),
+            ino: INodeNo(self.tree.inodes.fuse_ino(m.ino())),
             size,
             blocks: m.blocks(),
             atime: time(m.atime(), m.atime_nsec()),
@@ -281,61 +290,75 @@ impl KmsFs {
         }
     }
 
-    fn stat_path(&self, path: &Path) -> Result<FileAttr, Errno> {
-        fs::symlink_metadata(path)
+    /// Current attributes of FUSE inode `ino`.
+    fn stat(&self, ino: INodeNo) -> Result<FileAttr, Errno> {
+        let located = self.tree.locate(ino.0)?;
+        located
+            .node
+            .metadata()
             .map(|m| self.attr(&m))
             .map_err(|e| errno(&e))
     }
 
-    /// Attributes and generation of the node at `path`, for replies that
-    /// hand the kernel a new reference.
-    fn stat_entry(&self, path: &Path) -> Result<(FileAttr, Generation), Errno> {
-        fs::symlink_metadata(path)
-            .map(|m| (self.attr(&m), generation(&m)))
-            .map_err(|e| errno(&e))
+    /// Registers the entry `dir/name` (new or looked up) and replies with it.
+    fn entry(&self, parent: INodeNo, name: &OsStr, dir: &Dir, reply: ReplyEntry) {
+        match dir.open_node(name) {
+            Ok(node) => {
+                let m = node.opened_metadata();
+                let attr = self.attr(m);
+                self.tree.remember(attr.ino.0, parent.0, name);
+                reply.entry(&self.tuning.attr_ttl, &attr, generation(m));
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
-    /// Registers a new or looked-up entry and replies with it.
-    fn entry(&self, parent: INodeNo, name: &OsStr, path: &Path, reply: ReplyEntry) {
-        match self.stat_entry(path) {
-            Ok((attr, generation)) => {
-                self.inodes.remember(attr.ino.0, parent.0, name);
-                reply.entry(&self.tuning.attr_ttl, &attr, generation);
-            }
-            Err(e) => reply.error(e),
-        }
+    /// The gid a node created by `req` in `dir` gets: the caller's, except
+    /// in a setgid directory, where the backing filesystem has already
+    /// given it the directory's group.
+    fn caller_gid(&self, req: &Request, dir: &Dir) -> Option<u32> {
+        let setgid_parent = dir
+            .metadata()
+            .map(|m| m.mode() & libc::S_ISGID != 0)
+            .unwrap_or(false);
+        (!setgid_parent).then_some(req.gid())
+    }
+
+    fn created_by_daemon(req: &Request) -> bool {
+        req.uid() == nix::unistd::geteuid().as_raw() && req.gid() == nix::unistd::getegid().as_raw()
     }
 
     /// New nodes belong to the caller, as on a local filesystem (the daemon
-    /// creates them as root). In a setgid directory the group is inherited.
-    fn give_to_caller(&self, req: &Request, parent: &Path, path: &Path) -> Result<(), Errno> {
-        // The daemon's own identity already owns what it creates (and the
-        // backing filesystem applies setgid inheritance itself).
-        if req.uid() == nix::unistd::geteuid().as_raw()
-            && req.gid() == nix::unistd::getegid().as_raw()
-        {
+    /// creates them as its own user). The node is re-opened by name, so it
+    /// must still be what we just made: of that kind, ours, and with no
+    /// other name (a hard link planted in the meantime would hand the
+    /// caller someone else's file).
+    fn give_to_caller(
+        &self,
+        req: &Request,
+        dir: &Dir,
+        name: &OsStr,
+        kind: FileType,
+    ) -> Result<(), Errno> {
+        if Self::created_by_daemon(req) {
             return Ok(());
         }
-        let setgid_parent = fs::metadata(parent)
-            .map(|m| m.mode() & libc::S_ISGID != 0)
-            .unwrap_or(false);
-        let gid = if setgid_parent {
-            None
-        } else {
-            Some(Gid::from_raw(req.gid()))
-        };
-        nix::unistd::fchownat(
-            nix::fcntl::AT_FDCWD,
-            path,
-            Some(Uid::from_raw(req.uid())),
-            gid,
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(nix_errno)
+        let node = dir.open_node(name).map_err(|e| errno(&e))?;
+        let m = node.opened_metadata();
+        let ours = kind_of(m.file_type()) == kind
+            && m.uid() == nix::unistd::geteuid().as_raw()
+            && (kind == FileType::Directory || m.nlink() == 1);
+        if !ours {
+            return Err(Errno::ESTALE);
+        }
+        node.chown(Some(req.uid()), self.caller_gid(req, dir))
+            .map_err(|e| errno(&e))
     }
 
-    fn log_file_error(&self, op: &str, path: Option<&Path>, e: &FileError) {
-        let path = path.map(|p| p.display().to_string()).unwrap_or_default();
+    /// Logs a refused or failed file operation with the backing path it
+    /// concerns (`what`, from `Tree::describe`).
+    fn log_file_error(&self, op: &str, what: &str, e: &FileError) {
+        let path = what;
         match e {
             FileError::Io(_) => tracing::warn!(op, path, error = %e, "I/O error"),
             FileError::Denied(_) => {
@@ -352,13 +375,18 @@ impl KmsFs {
         &self,
         parent: INodeNo,
         name: &OsStr,
-        remove: impl FnOnce(&Path) -> io::Result<()>,
+        remove: impl FnOnce(&Dir, &OsStr) -> io::Result<()>,
     ) -> Result<(), Errno> {
-        let path = self.child(parent, name)?;
-        let ino = fs::symlink_metadata(&path).map_err(|e| errno(&e))?.ino();
-        remove(&path).map_err(|e| errno(&e))?;
-        self.inodes
-            .unlink(self.inodes.fuse_ino(ino), parent.0, name);
+        let dir = self.parent_dir(parent, name)?;
+        let ino = dir
+            .open_node(name)
+            .map_err(|e| errno(&e))?
+            .opened_metadata()
+            .ino();
+        remove(&dir, name).map_err(|e| errno(&e))?;
+        let ino = self.tree.inodes.fuse_ino(ino);
+        self.tree.inodes.unlink(ino, parent.0, name);
+        self.tree.drop_dir(ino);
         Ok(())
     }
 
@@ -369,38 +397,32 @@ impl KmsFs {
         &self,
         req: &Request,
         op: &str,
-        parent_path: &Path,
-        path: &Path,
+        (parent, dir): (INodeNo, &Dir),
+        name: &OsStr,
         mode: u32,
     ) -> Result<(File, FileKey), Errno> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)
-            .map_err(|e| errno(&e))?;
+        let file = dir.create_file(name, mode).map_err(|e| errno(&e))?;
+        let fail = |e: Errno| {
+            let _ = dir.unlink(name);
+            e
+        };
         let key = match self.volume.create_key(&self.callers.of(req), &file) {
             Ok(k) => k,
             Err(e) => {
-                let _ = fs::remove_file(path);
-                self.log_file_error(op, Some(path), &e);
-                return Err(Errno::from_i32(e.errno()));
+                self.log_file_error(op, &self.tree.describe(parent.0, Some(name)), &e);
+                return Err(fail(Errno::from_i32(e.errno())));
             }
         };
-        if let Err(e) = self.give_to_caller(req, parent_path, path) {
-            let _ = fs::remove_file(path);
-            return Err(e);
+        // The descriptor is the file we created: chown it, not a name.
+        if !Self::created_by_daemon(req) {
+            nix::unistd::fchown(
+                file.as_fd(),
+                Some(Uid::from_raw(req.uid())),
+                self.caller_gid(req, dir).map(Gid::from_raw),
+            )
+            .map_err(|e| fail(nix_errno(e)))?;
         }
         Ok((file, key))
-    }
-
-    fn open_backing(&self, path: &Path) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(!self.read_only)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
     }
 
     /// Opens a handle on a regular file for `caller`. The key service is asked
@@ -410,11 +432,10 @@ impl KmsFs {
         &self,
         caller: &Caller,
         ino: u64,
-        path: &Path,
         writable: bool,
     ) -> Result<(u64, Arc<OpenFile>), Errno> {
         let fail = |e: FileError| {
-            self.log_file_error("open", Some(path), &e);
+            self.log_file_error("open", &self.tree.describe(ino, None), &e);
             Errno::from_i32(e.errno())
         };
         if let Some(of) = self.files.get_ino(ino) {
@@ -425,8 +446,12 @@ impl KmsFs {
             }
         }
         let mut refusal = None;
+        let mut unreachable = None;
         let opened = self.files.open(ino, || {
-            let file = self.open_backing(path)?;
+            let file = self.tree.open_file(ino, !self.read_only).map_err(|e| {
+                unreachable = Some(e);
+                io::Error::from_raw_os_error(libc::ESTALE)
+            })?;
             match self
                 .volume
                 .open_key(caller, &file, writable && !self.read_only)
@@ -441,35 +466,27 @@ impl KmsFs {
         });
         match opened {
             Ok(v) => Ok(v),
-            Err(e) => match refusal {
-                Some(fe) => Err(fail(fe)),
-                None => Err(errno(&e)),
+            Err(e) => match (refusal, unreachable) {
+                (Some(fe), _) => Err(fail(fe)),
+                (None, Some(code)) => Err(code),
+                (None, None) => Err(errno(&e)),
             },
         }
     }
 
     /// Truncates a file that is not open to `size` plaintext bytes (opening
     /// it as `caller` for the duration).
-    fn truncate(&self, caller: &Caller, ino: u64, path: &Path, size: u64) -> Result<(), Errno> {
-        let (fh, of) = self.open_file(caller, ino, path, true)?;
-        let result = self.truncate_open(caller, &of, size, Some(path));
+    fn truncate(&self, caller: &Caller, ino: u64, size: u64) -> Result<(), Errno> {
+        let (fh, of) = self.open_file(caller, ino, true)?;
+        let result = self.truncate_open(caller, &of, size);
         self.files.release(fh);
         result
     }
 
     /// Truncates an open file to `size` plaintext bytes.
-    fn truncate_open(
-        &self,
-        caller: &Caller,
-        of: &OpenFile,
-        size: u64,
-        path: Option<&Path>,
-    ) -> Result<(), Errno> {
+    fn truncate_open(&self, caller: &Caller, of: &OpenFile, size: u64) -> Result<(), Errno> {
         let fail = |e: FileError| {
-            let known = path
-                .map(Path::to_path_buf)
-                .or_else(|| self.inodes.path(of.ino));
-            self.log_file_error("truncate", known.as_deref(), &e);
+            self.log_file_error("truncate", &self.tree.describe(of.ino, None), &e);
             Errno::from_i32(e.errno())
         };
         let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
@@ -492,24 +509,62 @@ impl KmsFs {
             .map_err(|e| fail(FileError::Content(e)))
     }
 
-    fn snapshot_dir(&self, ino: INodeNo, path: &Path) -> io::Result<DirSnapshot> {
+    /// Where the extended attributes of `ino` are reached: an opened
+    /// descriptor for regular files and directories, (parent, name) with the
+    /// non-following *xattrat calls for everything else.
+    fn xattr_target(&self, ino: INodeNo) -> Result<XattrTarget, Errno> {
+        let located = self.tree.locate(ino.0)?;
+        let kind = located.node.opened_metadata().file_type();
+        if kind.is_dir() {
+            let dir = self.tree.dir(ino.0)?;
+            return dir
+                .open_readable()
+                .map(XattrTarget::Opened)
+                .map_err(|e| errno(&e));
+        }
+        if kind.is_file() {
+            return self.tree.open_file(ino.0, false).map(XattrTarget::Opened);
+        }
+        let (dir, name) = located.link.ok_or(Errno::ESTALE)?;
+        Ok(XattrTarget::Entry(dir, name))
+    }
+
+    fn snapshot_dir(&self, ino: INodeNo, dir: &Dir) -> io::Result<DirSnapshot> {
         let mut entries = vec![
             (ino.0, FileType::Directory, OsString::from(".")),
             (ROOT, FileType::Directory, OsString::from("..")),
         ];
-        for entry in fs::read_dir(path)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if is_reserved(ino.0, &name) {
+        for entry in dir.entries()? {
+            if is_reserved(ino.0, &entry.name) {
                 continue;
             }
-            let kind = entry
-                .file_type()
-                .map(kind_of)
-                .unwrap_or(FileType::RegularFile);
-            entries.push((self.inodes.fuse_ino(entry.ino()), kind, name));
+            let kind = match entry.kind {
+                EntryKind::Unknown => dir
+                    .open_node(&entry.name)
+                    .map(|n| kind_of(n.opened_metadata().file_type()))
+                    .unwrap_or(FileType::RegularFile),
+                known => entry_kind(known),
+            };
+            entries.push((self.tree.inodes.fuse_ino(entry.ino), kind, entry.name));
         }
         Ok(DirSnapshot { entries })
+    }
+}
+
+enum XattrTarget {
+    Opened(File),
+    Entry(Arc<Dir>, OsString),
+}
+
+fn entry_kind(kind: EntryKind) -> FileType {
+    match kind {
+        EntryKind::Dir => FileType::Directory,
+        EntryKind::Symlink => FileType::Symlink,
+        EntryKind::Fifo => FileType::NamedPipe,
+        EntryKind::Socket => FileType::Socket,
+        EntryKind::CharDevice => FileType::CharDevice,
+        EntryKind::BlockDevice => FileType::BlockDevice,
+        EntryKind::File | EntryKind::Unknown => FileType::RegularFile,
     }
 }
 
@@ -549,14 +604,14 @@ impl fuser::Filesystem for KmsFs {
         if is_reserved(parent.0, name) {
             return reply.error(Errno::ENOENT);
         }
-        match self.child(parent, name) {
-            Ok(path) => self.entry(parent, name, &path, reply),
+        match self.tree.dir(parent.0) {
+            Ok(dir) => self.entry(parent, name, &dir, reply),
             Err(e) => reply.error(e),
         }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.inodes.forget(ino.0, nlookup);
+        self.tree.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -570,7 +625,7 @@ impl fuser::Filesystem for KmsFs {
                 Err(e) => reply.error(errno(&e)),
             };
         }
-        match self.path(ino).and_then(|p| self.stat_path(&p)) {
+        match self.stat(ino) {
             Ok(attr) => reply.attr(&self.tuning.attr_ttl, &attr),
             Err(e) => reply.error(e),
         }
@@ -599,9 +654,9 @@ impl fuser::Filesystem for KmsFs {
             // once its last name is gone (ftruncate/fchmod after unlink).
             if let Some(of) = self.files.get_ino(ino.0) {
                 if let Some(size) = size {
-                    self.truncate_open(&self.callers.of(req), &of, size, None)?;
+                    self.truncate_open(&self.callers.of(req), &of, size)?;
                 }
-                let fd = std::os::fd::AsFd::as_fd(&of.file);
+                let fd = of.file.as_fd();
                 if uid.is_some() || gid.is_some() {
                     nix::unistd::fchown(fd, uid.map(Uid::from_raw), gid.map(Gid::from_raw))
                         .map_err(nix_errno)?;
@@ -620,35 +675,25 @@ impl fuser::Filesystem for KmsFs {
                     .map(|m| self.attr(&m))
                     .map_err(|e| errno(&e));
             }
-            let path = self.path(ino)?;
             if let Some(size) = size {
-                self.truncate(&self.callers.of(req), ino.0, &path, size)?;
+                self.truncate(&self.callers.of(req), ino.0, size)?;
             }
+            // Everything else acts on the inode itself (an O_PATH descriptor
+            // checked to be `ino`), never on what a name points to.
+            let node = self.tree.locate(ino.0)?.node;
             if uid.is_some() || gid.is_some() {
-                nix::unistd::fchownat(
-                    nix::fcntl::AT_FDCWD,
-                    &path,
-                    uid.map(Uid::from_raw),
-                    gid.map(Gid::from_raw),
-                    nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-                )
-                .map_err(nix_errno)?;
+                node.chown(uid, gid).map_err(|e| errno(&e))?;
             }
             if let Some(mode) = mode {
-                fs::set_permissions(&path, fs::Permissions::from_mode(mode & 0o7777))
-                    .map_err(|e| errno(&e))?;
+                node.chmod(mode & 0o7777).map_err(|e| errno(&e))?;
             }
             if atime.is_some() || mtime.is_some() {
-                utimensat(
-                    nix::fcntl::AT_FDCWD,
-                    &path,
-                    &timespec(atime),
-                    &timespec(mtime),
-                    UtimensatFlags::NoFollowSymlink,
-                )
-                .map_err(nix_errno)?;
+                node.set_times(timespec(atime), timespec(mtime))
+                    .map_err(|e| errno(&e))?;
             }
-            self.stat_path(&path)
+            node.metadata()
+                .map(|m| self.attr(&m))
+                .map_err(|e| errno(&e))
         })();
         match result {
             Ok(attr) => reply.attr(&self.tuning.attr_ttl, &attr),
@@ -658,10 +703,11 @@ impl fuser::Filesystem for KmsFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         match self
-            .path(ino)
-            .and_then(|p| fs::read_link(p).map_err(|e| errno(&e)))
+            .tree
+            .locate(ino.0)
+            .and_then(|l| l.node.read_link().map_err(|e| errno(&e)))
         {
-            Ok(target) => reply.data(target.as_os_str().as_bytes()),
+            Ok(target) => reply.data(target.as_bytes()),
             Err(e) => reply.error(e),
         }
     }
@@ -677,20 +723,24 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyEntry,
     ) {
         let result = (|| {
-            let path = self.child(parent, name)?;
-            let parent_path = self.path(parent)?;
+            let dir = self.parent_dir(parent, name)?;
             let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
-            let perm = Mode::from_bits_truncate(mode & !umask & 0o7777);
+            let perm = mode & !umask & 0o7777;
             if kind == SFlag::S_IFREG || kind.is_empty() {
-                self.create_regular(req, "mknod", &parent_path, &path, perm.bits())?;
+                self.create_regular(req, "mknod", (parent, &dir), name, perm)?;
             } else {
-                nix::sys::stat::mknod(&path, kind, perm, rdev as libc::dev_t).map_err(nix_errno)?;
-                self.give_to_caller(req, &parent_path, &path)?;
+                dir.mknod(name, kind, perm, u64::from(rdev))
+                    .map_err(|e| errno(&e))?;
+                let made = kind_of_mode(kind);
+                if let Err(e) = self.give_to_caller(req, &dir, name, made) {
+                    let _ = dir.unlink(name);
+                    return Err(e);
+                }
             }
-            Ok(path)
+            Ok(dir)
         })();
         match result {
-            Ok(path) => self.entry(parent, name, &path, reply),
+            Ok(dir) => self.entry(parent, name, &dir, reply),
             Err(e) => reply.error(e),
         }
     }
@@ -705,30 +755,30 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyEntry,
     ) {
         let result = (|| {
-            let path = self.child(parent, name)?;
-            let parent_path = self.path(parent)?;
-            fs::DirBuilder::new()
-                .mode(mode & !umask & 0o7777)
-                .create(&path)
+            let dir = self.parent_dir(parent, name)?;
+            dir.mkdir(name, mode & !umask & 0o7777)
                 .map_err(|e| errno(&e))?;
-            self.give_to_caller(req, &parent_path, &path)?;
-            Ok(path)
+            if let Err(e) = self.give_to_caller(req, &dir, name, FileType::Directory) {
+                let _ = dir.rmdir(name);
+                return Err(e);
+            }
+            Ok(dir)
         })();
         match result {
-            Ok(path) => self.entry(parent, name, &path, reply),
+            Ok(dir) => self.entry(parent, name, &dir, reply),
             Err(e) => reply.error(e),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.remove_entry(parent, name, |p| fs::remove_file(p)) {
+        match self.remove_entry(parent, name, |dir, name| dir.unlink(name)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.remove_entry(parent, name, |p| fs::remove_dir(p)) {
+        match self.remove_entry(parent, name, |dir, name| dir.rmdir(name)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -743,14 +793,17 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyEntry,
     ) {
         let result = (|| {
-            let path = self.child(parent, link_name)?;
-            let parent_path = self.path(parent)?;
-            std::os::unix::fs::symlink(target, &path).map_err(|e| errno(&e))?;
-            self.give_to_caller(req, &parent_path, &path)?;
-            Ok(path)
+            let dir = self.parent_dir(parent, link_name)?;
+            dir.symlink(target.as_os_str(), link_name)
+                .map_err(|e| errno(&e))?;
+            if let Err(e) = self.give_to_caller(req, &dir, link_name, FileType::Symlink) {
+                let _ = dir.unlink(link_name);
+                return Err(e);
+            }
+            Ok(dir)
         })();
         match result {
-            Ok(path) => self.entry(parent, link_name, &path, reply),
+            Ok(dir) => self.entry(parent, link_name, &dir, reply),
             Err(e) => reply.error(e),
         }
     }
@@ -766,36 +819,37 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyEmpty,
     ) {
         let result = (|| {
-            let from = self.child(parent, name)?;
-            let to = self.child(newparent, newname)?;
-            let moved = fs::symlink_metadata(&from).map_err(|e| errno(&e))?.ino();
-            let replaced = fs::symlink_metadata(&to).ok().map(|m| m.ino());
-            if flags.is_empty() {
-                fs::rename(&from, &to).map_err(|e| errno(&e))?;
-            } else {
-                let mut f = nix::fcntl::RenameFlags::empty();
-                if flags.contains(RenameFlags::RENAME_NOREPLACE) {
-                    f |= nix::fcntl::RenameFlags::RENAME_NOREPLACE;
-                }
-                if flags.contains(RenameFlags::RENAME_EXCHANGE) {
-                    f |= nix::fcntl::RenameFlags::RENAME_EXCHANGE;
-                }
-                if flags.contains(RenameFlags::RENAME_WHITEOUT) {
-                    return Err(Errno::EINVAL);
-                }
-                nix::fcntl::renameat2(nix::fcntl::AT_FDCWD, &from, nix::fcntl::AT_FDCWD, &to, f)
-                    .map_err(nix_errno)?;
+            let from = self.parent_dir(parent, name)?;
+            let to = self.parent_dir(newparent, newname)?;
+            let ino_of = |dir: &Dir, name: &OsStr| {
+                dir.open_node(name)
+                    .map(|n| self.tree.inodes.fuse_ino(n.opened_metadata().ino()))
+            };
+            let moved = ino_of(&from, name).map_err(|e| errno(&e))?;
+            let replaced = ino_of(&to, newname).ok();
+            let mut f = nix::fcntl::RenameFlags::empty();
+            if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+                f |= nix::fcntl::RenameFlags::RENAME_NOREPLACE;
             }
-            let moved = self.inodes.fuse_ino(moved);
-            if let Some(other) = replaced.map(|i| self.inodes.fuse_ino(i)) {
+            if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+                f |= nix::fcntl::RenameFlags::RENAME_EXCHANGE;
+            }
+            if flags.contains(RenameFlags::RENAME_WHITEOUT) {
+                return Err(Errno::EINVAL);
+            }
+            from.rename(name, &to, newname, f).map_err(|e| errno(&e))?;
+            if let Some(other) = replaced {
                 if flags.contains(RenameFlags::RENAME_EXCHANGE) {
-                    self.inodes
+                    self.tree
+                        .inodes
                         .rename(other, (newparent.0, newname), (parent.0, name));
                 } else if other != moved {
-                    self.inodes.unlink(other, newparent.0, newname);
+                    self.tree.inodes.unlink(other, newparent.0, newname);
+                    self.tree.drop_dir(other);
                 }
             }
-            self.inodes
+            self.tree
+                .inodes
                 .rename(moved, (parent.0, name), (newparent.0, newname));
             Ok(())
         })();
@@ -814,23 +868,31 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyEntry,
     ) {
         let result = (|| {
-            let from = self.path(ino)?;
-            let to = self.child(newparent, newname)?;
-            fs::hard_link(&from, &to).map_err(|e| errno(&e))?;
+            let located = self.tree.locate(ino.0)?;
+            let (from, name) = located.link.ok_or(Errno::EPERM)?;
+            let to = self.parent_dir(newparent, newname)?;
+            from.link(&name, &to, newname).map_err(|e| errno(&e))?;
+            // The name may have been swapped between locate and linkat: the
+            // new link must be the inode the kernel asked for.
+            let linked = to.open_node(newname).map_err(|e| errno(&e))?;
+            if !kmsfs_volume::backing::same_inode(
+                linked.opened_metadata(),
+                located.node.opened_metadata(),
+            ) {
+                let _ = to.unlink(newname);
+                return Err(Errno::ESTALE);
+            }
             Ok(to)
         })();
         match result {
-            Ok(path) => self.entry(newparent, newname, &path, reply),
+            Ok(dir) => self.entry(newparent, newname, &dir, reply),
             Err(e) => reply.error(e),
         }
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let writable = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        let result = self
-            .path(ino)
-            .and_then(|path| self.open_file(&self.callers.of(req), ino.0, &path, writable));
-        match result {
+        match self.open_file(&self.callers.of(req), ino.0, writable) {
             Ok((fh, _)) => reply.opened(FileHandle(fh), self.open_flags()),
             Err(e) => reply.error(e),
         }
@@ -863,7 +925,7 @@ impl fuser::Filesystem for KmsFs {
             Ok(data) => reply.data(&data),
             Err(e) => {
                 let e = FileError::Content(e);
-                self.log_file_error("read", self.inodes.path(ino.0).as_deref(), &e);
+                self.log_file_error("read", &self.tree.describe(ino.0, None), &e);
                 reply.error(Errno::from_i32(e.errno()));
             }
         }
@@ -898,7 +960,7 @@ impl fuser::Filesystem for KmsFs {
         match result {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => {
-                self.log_file_error("write", self.inodes.path(ino.0).as_deref(), &e);
+                self.log_file_error("write", &self.tree.describe(ino.0, None), &e);
                 reply.error(Errno::from_i32(e.errno()));
             }
         }
@@ -953,8 +1015,9 @@ impl fuser::Filesystem for KmsFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let result = self
-            .path(ino)
-            .and_then(|p| self.snapshot_dir(ino, &p).map_err(|e| errno(&e)));
+            .tree
+            .dir(ino.0)
+            .and_then(|dir| self.snapshot_dir(ino, &dir).map_err(|e| errno(&e)));
         match result {
             Ok(snapshot) => {
                 let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
@@ -996,8 +1059,9 @@ impl fuser::Filesystem for KmsFs {
         offset: u64,
         mut reply: fuser::ReplyDirectoryPlus,
     ) {
-        let Ok(dir) = self.path(ino) else {
-            return reply.error(Errno::ESTALE);
+        let dir = match self.tree.dir(ino.0) {
+            Ok(dir) => dir,
+            Err(e) => return reply.error(e),
         };
         let snapshot = self
             .dirs
@@ -1010,25 +1074,31 @@ impl fuser::Filesystem for KmsFs {
         };
         for (i, (_, _, name)) in snapshot.entries.iter().enumerate().skip(offset as usize) {
             let dots = name == "." || name == "..";
-            let path = if dots { dir.clone() } else { dir.join(name) };
+            let node = if dots {
+                dir.as_node()
+            } else {
+                dir.open_node(name)
+            };
             // Gone since the snapshot: leave it out, as a fresh readdir would.
-            let Ok((attr, generation)) = self.stat_entry(&path) else {
+            let Ok(node) = node else {
                 continue;
             };
+            let m = node.opened_metadata();
+            let attr = self.attr(m);
             if reply.add(
                 attr.ino,
                 (i + 1) as u64,
                 name,
                 &self.tuning.attr_ttl,
                 &attr,
-                generation,
+                generation(m),
             ) {
                 break;
             }
             // Each entry handed to the kernel counts as a lookup (except the
             // dot entries, which the kernel ignores).
             if !dots {
-                self.inodes.remember(attr.ino.0, ino.0, name);
+                self.tree.remember(attr.ino.0, ino.0, name);
             }
         }
         reply.ok();
@@ -1073,18 +1143,18 @@ impl fuser::Filesystem for KmsFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.path(ino).and_then(|p| {
-            File::open(p)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| errno(&e))
-        }) {
+        match self
+            .tree
+            .dir(ino.0)
+            .and_then(|dir| dir.sync().map_err(|e| errno(&e)))
+        {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match nix::sys::statvfs::statvfs(self.inodes.root()) {
+        match self.tree.root().statvfs() {
             Ok(s) => reply.statfs(
                 s.blocks(),
                 s.blocks_free(),
@@ -1095,7 +1165,7 @@ impl fuser::Filesystem for KmsFs {
                 s.name_max() as u32,
                 s.fragment_size() as u32,
             ),
-            Err(e) => reply.error(nix_errno(e)),
+            Err(e) => reply.error(errno(&e)),
         }
     }
 
@@ -1112,10 +1182,17 @@ impl fuser::Filesystem for KmsFs {
         if is_reserved_xattr(name) {
             return reply.error(Errno::EPERM);
         }
-        match self
-            .path(ino)
-            .and_then(|p| kmsfs_sys::lsetxattr(&p, name, value, flags).map_err(|e| errno(&e)))
-        {
+        let result = self.xattr_target(ino).and_then(|target| {
+            match target {
+                XattrTarget::Opened(file) => name
+                    .to_str()
+                    .ok_or(io::Error::from_raw_os_error(libc::EINVAL))
+                    .and_then(|name| kmsfs_sys::fsetxattr(file.as_fd(), name, value, flags)),
+                XattrTarget::Entry(dir, entry) => dir.set_xattr_of(&entry, name, value, flags),
+            }
+            .map_err(|e| errno(&e))
+        });
+        match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -1125,17 +1202,20 @@ impl fuser::Filesystem for KmsFs {
         if is_reserved_xattr(name) {
             return reply.error(Errno::from_i32(libc::ENODATA));
         }
+        let Some(name_str) = name.to_str() else {
+            return reply.error(Errno::from_i32(libc::ENODATA));
+        };
         // The kernel asks for security.capability before every write to an
-        // open file: answer through its descriptor instead of a path walk.
-        let open = self.files.get_ino(ino.0);
-        let value = match (open, name.to_str()) {
-            (Some(of), Some(name)) => {
-                kmsfs_sys::fgetxattr(std::os::fd::AsFd::as_fd(&of.file), name)
-                    .map_err(|e| errno(&e))
-            }
-            _ => self
-                .path(ino)
-                .and_then(|p| kmsfs_sys::lgetxattr(&p, name).map_err(|e| errno(&e))),
+        // open file: answer through its descriptor instead of a lookup.
+        let value = match self.files.get_ino(ino.0) {
+            Some(of) => kmsfs_sys::fgetxattr(of.file.as_fd(), name_str).map_err(|e| errno(&e)),
+            None => self.xattr_target(ino).and_then(|target| {
+                match target {
+                    XattrTarget::Opened(file) => kmsfs_sys::fgetxattr(file.as_fd(), name_str),
+                    XattrTarget::Entry(dir, entry) => dir.get_xattr_of(&entry, name),
+                }
+                .map_err(|e| errno(&e))
+            }),
         };
         match value {
             Ok(value) => xattr_reply(reply, &value, size),
@@ -1144,10 +1224,14 @@ impl fuser::Filesystem for KmsFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        match self
-            .path(ino)
-            .and_then(|p| kmsfs_sys::llistxattr(&p).map_err(|e| errno(&e)))
-        {
+        let list = self.xattr_target(ino).and_then(|target| {
+            match target {
+                XattrTarget::Opened(file) => kmsfs_sys::flistxattr(file.as_fd()),
+                XattrTarget::Entry(dir, entry) => dir.list_xattr_of(&entry),
+            }
+            .map_err(|e| errno(&e))
+        });
+        match list {
             Ok(list) => {
                 let visible: Vec<u8> = list
                     .split_inclusive(|b| *b == 0)
@@ -1167,10 +1251,14 @@ impl fuser::Filesystem for KmsFs {
         if is_reserved_xattr(name) {
             return reply.error(Errno::EPERM);
         }
-        match self
-            .path(ino)
-            .and_then(|p| kmsfs_sys::lremovexattr(&p, name).map_err(|e| errno(&e)))
-        {
+        let result = self.xattr_target(ino).and_then(|target| {
+            match target {
+                XattrTarget::Opened(file) => kmsfs_sys::fremovexattr(file.as_fd(), name),
+                XattrTarget::Entry(dir, entry) => dir.remove_xattr_of(&entry, name),
+            }
+            .map_err(|e| errno(&e))
+        });
+        match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -1179,10 +1267,7 @@ impl fuser::Filesystem for KmsFs {
     fn access(&self, _req: &Request, ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
         // Mounted with default_permissions: the kernel has checked the mode
         // bits already; here only existence remains to be confirmed.
-        match self
-            .path(ino)
-            .and_then(|p| fs::symlink_metadata(p).map_err(|e| errno(&e)))
-        {
+        match self.tree.locate(ino.0) {
             Ok(_) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -1195,31 +1280,24 @@ impl fuser::Filesystem for KmsFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        flags: i32,
+        _flags: i32,
         reply: ReplyCreate,
     ) {
         let result = (|| {
-            let path = self.child(parent, name)?;
-            let parent_path = self.path(parent)?;
+            let dir = self.parent_dir(parent, name)?;
             let (file, key) =
-                self.create_regular(req, "create", &parent_path, &path, mode & !umask & 0o7777)?;
+                self.create_regular(req, "create", (parent, &dir), name, mode & !umask & 0o7777)?;
             let (attr, generation) = file
                 .metadata()
                 .map(|m| (self.attr(&m), generation(&m)))
                 .map_err(|e| errno(&e))?;
-            self.inodes.remember(attr.ino.0, parent.0, name);
-            let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+            self.tree.remember(attr.ino.0, parent.0, name);
             let mut key = Some(key);
+            // The file was created read-write; a read-only mount has no
+            // create, so this descriptor serves every handle.
             let (fh, _) = self
                 .files
-                .open(attr.ino.0, || {
-                    let backing = if writable || !self.read_only {
-                        file
-                    } else {
-                        self.open_backing(&path)?
-                    };
-                    Ok((backing, key.take()))
-                })
+                .open(attr.ino.0, || Ok((file, key.take())))
                 .map_err(|e| errno(&e))?;
             Ok((attr, generation, fh))
         })();
@@ -1289,7 +1367,7 @@ impl fuser::Filesystem for KmsFs {
         match result {
             Ok(()) => reply.ok(),
             Err(e) => {
-                self.log_file_error("fallocate", self.inodes.path(ino.0).as_deref(), &e);
+                self.log_file_error("fallocate", &self.tree.describe(ino.0, None), &e);
                 reply.error(Errno::from_i32(e.errno()));
             }
         }
