@@ -10,6 +10,7 @@ use clap::Args;
 use super::{CliError, PassphrasePrompt};
 use kmsfs_kms::Caller;
 use kmsfs_mount::daemon::{RunningDaemon, backing_of};
+use kmsfs_volume::reencrypt::reencrypt_volume;
 use kmsfs_volume::rekey::set_volume_key;
 use kmsfs_volume::rotate::{
     Observer, Outcome, RotationState, census, current_target, rotate_volume,
@@ -266,46 +267,27 @@ pub(crate) fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
     }
     let volume = open_volume(&backing, &PassphrasePrompt)?;
     let caller = Caller::current();
-    let files: Vec<PathBuf> = if args.paths.is_empty() {
-        kmsfs_volume::rotate::list_files(&backing)
-    } else {
-        args.paths.iter().map(|p| backing.join(p)).collect()
-    };
     let mut progress = Progress::new();
-    progress.start(files.len() as u64);
-    let mut failures = Vec::new();
-    let mut bytes = 0u64;
-    for path in &files {
-        let outcome = kmsfs_volume::reencrypt::reencrypt_file(&volume, &caller, path);
-        match &outcome {
-            Ok(n) => bytes += n,
-            Err(e) => failures.push(format!("{}: {e}", path.display())),
-        }
-        progress.file_done(
-            path,
-            &outcome.map(|_| Outcome::Rewrapped).map_err(|e| match e {
-                kmsfs_volume::reencrypt::ReencryptError::File(f) => f,
-                other => FileError::Io(std::io::Error::other(other.to_string())),
-            }),
-        );
-    }
+    let report = reencrypt_volume(&backing, &volume, &caller, &args.paths, &mut progress)
+        .map_err(CliError::at_path(&backing))?;
     if let Some(bar) = &progress.bar {
         bar.finish_and_clear();
     }
     println!(
-        "re-encrypted {} of {} files ({bytes} bytes) under new data keys",
-        files.len() - failures.len(),
-        files.len()
+        "re-encrypted {} of {} files ({} bytes) under new data keys",
+        report.files - report.failures.len(),
+        report.files,
+        report.bytes
     );
-    for f in &failures {
-        println!("SKIPPED {f}");
+    for (rel, why) in &report.failures {
+        println!("SKIPPED {}: {why}", backing.join(rel).display());
     }
-    if failures.is_empty() {
+    if report.failures.is_empty() {
         Ok(())
     } else {
         Err(CliError::Failed(format!(
             "{} files were not re-encrypted",
-            failures.len()
+            report.failures.len()
         )))
     }
 }

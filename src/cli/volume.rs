@@ -150,7 +150,7 @@ pub(crate) fn umount(args: &UmountArgs) -> Result<(), CliError> {
 pub(crate) fn fsck(args: &FsckArgs) -> Result<(), CliError> {
     let backing = absolute(&args.backing_dir)?;
     let volume = open_volume(&backing, &PassphrasePrompt)?;
-    let report = check_volume(&backing, &volume);
+    let report = check_volume(&backing, &volume).map_err(CliError::at_path(&backing))?;
     for d in &report.damaged {
         println!("DAMAGED {}: {}", d.path.display(), d.what);
     }

@@ -2,4 +2,4 @@
 //! volume layer) and the mount daemon around it (`daemon`).
 
 pub mod daemon;
-pub mod fs;
+pub(crate) mod fs;

@@ -5,9 +5,12 @@
 //! key material is in it; reading it tells an attacker nothing that the
 //! ciphertext's own headers do not. Layout in docs/FORMAT.md ("Volume config").
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use crate::backing::Dir;
 
 use serde::{Deserialize, Serialize};
 
@@ -172,22 +175,38 @@ impl VolumeConfig {
     }
 
     /// Writes the config crash-safely (temporary file, fsync, rename, fsync dir).
+    /// Writes the config atomically (temporary file, fsync, rename, fsync of
+    /// the directory), through the backing layer: the temporary name is
+    /// created O_EXCL|O_NOFOLLOW, so a symlink planted there is never
+    /// written through.
     pub fn save(&self, backing: &Path) -> Result<(), ConfigError> {
         let path = Self::path_in(backing);
-        let tmp = backing.join(format!("{CONFIG_NAME}.tmp"));
         let err = |source| ConfigError::Write {
             path: path.clone(),
             source,
         };
+        let tmp = format!("{CONFIG_NAME}.tmp");
+        let tmp = OsStr::new(&tmp);
         let text = serde_json::to_string_pretty(self).unwrap_or_default() + "\n";
-        let mut f = fs::File::create(&tmp).map_err(err)?;
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        fs::rename(&tmp, &path).map_err(err)?;
-        fs::File::open(backing)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
-        Ok(())
+        let root = Dir::open_root(backing).map_err(err)?;
+        // A temporary file left by a crashed earlier save.
+        let _ = root.unlink(tmp);
+        let written = root.create_file(tmp, 0o644).and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = root.unlink(tmp);
+            return Err(err(e));
+        }
+        root.rename(
+            tmp,
+            &root,
+            OsStr::new(CONFIG_NAME),
+            nix::fcntl::RenameFlags::empty(),
+        )
+        .map_err(err)?;
+        root.sync().map_err(err)
     }
 
     pub fn suite(&self) -> Result<CipherSuite, String> {

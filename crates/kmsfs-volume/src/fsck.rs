@@ -1,14 +1,16 @@
 //! The fsck engine: reads every header and every block of every regular
-//! file, and says which files are damaged and how. Read-only.
+//! file, and says which files are damaged and how. Read-only, and through
+//! the backing layer like everything else (fsck runs as root over a tree
+//! whose entries it must not follow elsewhere).
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use kmsfs_format::content::BLOCK_SIZE;
 use kmsfs_kms::Caller;
 
+use crate::backing::Dir;
 use crate::file::{FileError, Volume};
-use crate::rotate::list_files;
+use crate::rotate::list_relative;
 
 /// One problem fsck found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,28 +29,33 @@ pub struct FsckReport {
 }
 
 /// Checks every header and every block of every regular file in `backing`.
-pub fn check_volume(backing: &Path, volume: &Volume) -> FsckReport {
+pub fn check_volume(backing: &Path, volume: &Volume) -> std::io::Result<FsckReport> {
     let caller = Caller::current();
-    let files = list_files(backing);
+    let root = Dir::open_root(backing)?;
+    let files = list_relative(&root);
     let mut damaged: Vec<Damage> = files
         .iter()
-        .filter_map(|path| {
-            check_file(volume, &caller, path).err().map(|what| Damage {
-                path: path.clone(),
-                what,
-            })
+        .filter_map(|rel| {
+            check_file(volume, &caller, &root, rel)
+                .err()
+                .map(|what| Damage {
+                    path: backing.join(rel),
+                    what,
+                })
         })
         .collect();
     damaged.sort_by(|a, b| a.path.cmp(&b.path));
-    FsckReport {
+    Ok(FsckReport {
         checked: files.len(),
         damaged,
-    }
+    })
 }
 
 /// Reads one file through; the error says what is wrong with it.
-fn check_file(volume: &Volume, caller: &Caller, path: &Path) -> Result<(), String> {
-    let file = fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+fn check_file(volume: &Volume, caller: &Caller, root: &Dir, rel: &Path) -> Result<(), String> {
+    let (_dir, file) = root
+        .open_file_below(rel, false)
+        .map_err(|e| format!("cannot open: {e}"))?;
     let key = match volume.open_key(caller, &file, false) {
         Ok(Some(k)) => k,
         Ok(None) => return Ok(()),

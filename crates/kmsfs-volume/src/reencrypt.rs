@@ -3,7 +3,6 @@
 //! key, in a temporary file beside the original that is renamed over it
 //! once complete and fsynced. A crash leaves the original or the new file,
 //! never a mix. Unlike re-wrapping, this rewrites every block.
-
 //!
 //! Every file and directory is reached through `backing` (descriptors and
 //! single names): the temporary file is created with O_EXCL|O_NOFOLLOW in
@@ -15,11 +14,12 @@ use std::fs::{File, Metadata};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::backing::Dir;
 use super::config::HEADER_XATTR;
 use super::file::{FileError, Volume};
+use super::rotate::{Observer, Outcome, list_relative};
 use kmsfs_kms::Caller;
 
 /// Plaintext bytes copied per step.
@@ -41,17 +41,51 @@ fn temp_name(name: &OsStr) -> OsString {
     tmp
 }
 
-/// Re-encrypts the file at `path` (in a backing directory the caller names):
-/// its directory is opened once, then everything goes through descriptors.
-pub fn reencrypt_file(
+/// What re-encrypting a volume (or some of its files) did.
+#[derive(Debug, Default)]
+pub struct ReencryptReport {
+    /// Files attempted.
+    pub files: usize,
+    /// Plaintext bytes copied under new data keys.
+    pub bytes: u64,
+    /// Files left as they were, relative to the backing root, and why.
+    pub failures: Vec<(PathBuf, String)>,
+}
+
+/// Re-encrypts `only` (paths relative to `backing`), or every file when
+/// `only` is empty, each under a fresh data key; `observer` sees each file.
+/// A file that cannot be re-encrypted is left as it was and reported.
+pub fn reencrypt_volume(
+    backing: &Path,
     volume: &Volume,
     caller: &Caller,
-    path: &Path,
-) -> Result<u64, ReencryptError> {
-    let invalid = || std::io::Error::from_raw_os_error(libc::EINVAL);
-    let name = path.file_name().ok_or_else(invalid)?;
-    let dir = Dir::open_root(path.parent().ok_or_else(invalid)?)?;
-    reencrypt_below(volume, caller, &dir, Path::new(name))
+    only: &[PathBuf],
+    observer: &mut dyn Observer,
+) -> std::io::Result<ReencryptReport> {
+    let root = Dir::open_root(backing)?;
+    let files = if only.is_empty() {
+        list_relative(&root)
+    } else {
+        only.to_vec()
+    };
+    observer.start(files.len() as u64);
+    let mut report = ReencryptReport {
+        files: files.len(),
+        ..ReencryptReport::default()
+    };
+    for rel in &files {
+        let outcome = reencrypt_below(volume, caller, &root, rel);
+        match &outcome {
+            Ok(n) => report.bytes += n,
+            Err(e) => report.failures.push((rel.clone(), e.to_string())),
+        }
+        let seen = outcome.map(|_| Outcome::Rewrapped).map_err(|e| match e {
+            ReencryptError::File(f) => f,
+            other => FileError::Io(std::io::Error::other(other.to_string())),
+        });
+        observer.file_done(&backing.join(rel), &seen);
+    }
+    Ok(report)
 }
 
 /// Re-encrypts the file `rel` below `root` under a fresh data key. Returns

@@ -116,18 +116,6 @@ pub fn is_reserved_name(name: &std::ffi::OsStr) -> bool {
     name.to_string_lossy().starts_with(RESERVED_PREFIX) || name == CONFIG_NAME
 }
 
-/// Every regular file of the volume, relative order stable (sorted), as
-/// paths below `backing` (for display and for the CLI).
-pub fn list_files(backing: &Path) -> Vec<PathBuf> {
-    match Dir::open_root(backing) {
-        Ok(root) => list_relative(&root)
-            .into_iter()
-            .map(|rel| backing.join(rel))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
 /// Every regular file below `root`, as relative paths (sorted). The walk
 /// descends one directory descriptor at a time and never follows a
 /// symlink; unreadable directories are skipped.

@@ -161,10 +161,10 @@ fn fsck_reports_a_file_without_a_valid_header() {
     let d = dirs();
     create_volume(&d.backing, &spec(&d.keystore, None), &KeyFileOnly).unwrap();
     let volume = open_volume(&d.backing, &KeyFileOnly).unwrap();
-    assert_eq!(check_volume(&d.backing, &volume).checked, 0);
+    assert_eq!(check_volume(&d.backing, &volume).unwrap().checked, 0);
 
     fs::write(d.backing.join("garbage"), vec![0x5a; 4096]).unwrap();
-    let report = check_volume(&d.backing, &volume);
+    let report = check_volume(&d.backing, &volume).unwrap();
     assert_eq!(report.checked, 1);
     assert_eq!(report.damaged.len(), 1);
     assert_eq!(report.damaged[0].path, d.backing.join("garbage"));

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use kmsfs_volume::backing::Dir;
 
 /// Directory descriptors kept open at most.
-pub const CAPACITY: usize = 256;
+pub(super) const CAPACITY: usize = 256;
 
 struct Slot {
     dir: Arc<Dir>,
@@ -27,13 +27,13 @@ struct Inner {
     clock: u64,
 }
 
-pub struct DirCache {
+pub(super) struct DirCache {
     capacity: usize,
     inner: Mutex<Inner>,
 }
 
 impl DirCache {
-    pub fn new(capacity: usize) -> DirCache {
+    pub(super) fn new(capacity: usize) -> DirCache {
         DirCache {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner::default()),
@@ -44,7 +44,7 @@ impl DirCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn get(&self, ino: u64) -> Option<Arc<Dir>> {
+    pub(super) fn get(&self, ino: u64) -> Option<Arc<Dir>> {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
@@ -54,7 +54,7 @@ impl DirCache {
         })
     }
 
-    pub fn insert(&self, ino: u64, dir: Arc<Dir>) {
+    pub(super) fn insert(&self, ino: u64, dir: Arc<Dir>) {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
@@ -71,7 +71,7 @@ impl DirCache {
         inner.slots.insert(ino, Slot { dir, used: now });
     }
 
-    pub fn remove(&self, ino: u64) {
+    pub(super) fn remove(&self, ino: u64) {
         self.lock().slots.remove(&ino);
     }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::sync::RwLock;
 
-pub const ROOT: u64 = 1;
+pub(crate) const ROOT: u64 = 1;
 
 #[derive(Debug, Default)]
 struct Node {
@@ -22,13 +22,13 @@ struct Node {
 }
 
 #[derive(Debug)]
-pub struct InodeTable {
+pub(crate) struct InodeTable {
     root_backing_ino: u64,
     nodes: RwLock<HashMap<u64, Node>>,
 }
 
 impl InodeTable {
-    pub fn new(root_backing_ino: u64) -> InodeTable {
+    pub(crate) fn new(root_backing_ino: u64) -> InodeTable {
         InodeTable {
             root_backing_ino,
             nodes: RwLock::new(HashMap::new()),
@@ -36,7 +36,7 @@ impl InodeTable {
     }
 
     /// The FUSE inode number of a backing inode.
-    pub fn fuse_ino(&self, backing_ino: u64) -> u64 {
+    pub(crate) fn fuse_ino(&self, backing_ino: u64) -> u64 {
         if backing_ino == self.root_backing_ino {
             ROOT
         } else {
@@ -53,23 +53,23 @@ impl InodeTable {
     }
 
     /// How many inodes the table knows.
-    pub fn known(&self) -> usize {
+    pub(crate) fn known(&self) -> usize {
         self.read().len()
     }
 
     /// The link of `ino` to resolve it by (the newest the kernel told us).
-    pub fn first_link(&self, ino: u64) -> Option<(u64, OsString)> {
+    pub(crate) fn first_link(&self, ino: u64) -> Option<(u64, OsString)> {
         self.read().get(&ino)?.links.first().cloned()
     }
 
     /// Every link of `ino` the kernel knows, newest first.
-    pub fn links(&self, ino: u64) -> Option<Vec<(u64, OsString)>> {
+    pub(crate) fn links(&self, ino: u64) -> Option<Vec<(u64, OsString)>> {
         Some(self.read().get(&ino)?.links.clone())
     }
 
     /// `a/b/c` for logs: the names from the root down to `ino` ("" for
     /// the root).
-    pub fn describe(&self, ino: u64) -> String {
+    pub(crate) fn describe(&self, ino: u64) -> String {
         let nodes = self.read();
         let mut names: Vec<String> = Vec::new();
         let mut current = ino;
@@ -88,7 +88,7 @@ impl InodeTable {
     }
 
     /// The kernel learnt of `ino` as `parent/name` (lookup, create, …).
-    pub fn remember(&self, ino: u64, parent: u64, name: &OsStr) {
+    pub(crate) fn remember(&self, ino: u64, parent: u64, name: &OsStr) {
         if ino == ROOT {
             return;
         }
@@ -102,7 +102,7 @@ impl InodeTable {
     }
 
     /// The kernel dropped `n` references; true if it knows `ino` no more.
-    pub fn forget(&self, ino: u64, n: u64) -> bool {
+    pub(crate) fn forget(&self, ino: u64, n: u64) -> bool {
         let mut nodes = self.write();
         if let Some(node) = nodes.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
@@ -115,14 +115,14 @@ impl InodeTable {
     }
 
     /// `parent/name` no longer names `ino` (unlink, rmdir, replaced by rename).
-    pub fn unlink(&self, ino: u64, parent: u64, name: &OsStr) {
+    pub(crate) fn unlink(&self, ino: u64, parent: u64, name: &OsStr) {
         if let Some(node) = self.write().get_mut(&ino) {
             node.links.retain(|(p, n)| !(*p == parent && n == name));
         }
     }
 
     /// `ino` moved from `from` to `to`.
-    pub fn rename(&self, ino: u64, from: (u64, &OsStr), to: (u64, &OsStr)) {
+    pub(crate) fn rename(&self, ino: u64, from: (u64, &OsStr), to: (u64, &OsStr)) {
         if let Some(node) = self.write().get_mut(&ino) {
             node.links.retain(|(p, n)| !(*p == from.0 && n == from.1));
             node.links.retain(|(p, n)| !(*p == to.0 && n == to.1));

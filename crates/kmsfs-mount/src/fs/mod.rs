@@ -5,8 +5,8 @@
 //! descriptors and single names, resolved by `tree`), never by a path.
 
 mod dir_cache;
-pub mod inodes;
-pub mod open_files;
+pub(crate) mod inodes;
+pub(crate) mod open_files;
 mod tree;
 
 use std::collections::HashMap;
@@ -191,7 +191,7 @@ struct DirSnapshot {
     entries: Vec<(u64, FileType, OsString)>,
 }
 
-pub struct KmsFs {
+pub(crate) struct KmsFs {
     volume: Arc<Volume>,
     tree: Tree,
     files: OpenFiles,
@@ -206,7 +206,7 @@ pub struct KmsFs {
 
 /// Kernel caching choices, from mount options.
 #[derive(Debug, Clone, Copy)]
-pub struct Tuning {
+pub(crate) struct Tuning {
     /// FUSE writeback cache: the kernel gathers small writes into large ones
     /// and answers appends and size itself. On by default: measured faster
     /// for random 4 KiB writes (benches/RESULTS.md), and pjdfstest and fsx
@@ -230,7 +230,7 @@ impl Default for Tuning {
 }
 
 impl KmsFs {
-    pub fn new(
+    pub(crate) fn new(
         backing: PathBuf,
         volume: Arc<Volume>,
         read_only: bool,

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use kmsfs_volume::FileKey;
 
-pub struct OpenFile {
+pub(crate) struct OpenFile {
     pub ino: u64,
     pub file: File,
     /// None while the file has no header yet (an empty file created outside
@@ -28,7 +28,7 @@ struct Entry {
 }
 
 #[derive(Default)]
-pub struct OpenFiles {
+pub(crate) struct OpenFiles {
     by_ino: Mutex<HashMap<u64, Entry>>,
     handles: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_handle: AtomicU64,
@@ -36,7 +36,7 @@ pub struct OpenFiles {
 
 impl OpenFiles {
     /// The open entry of `ino`, if any handle has it open.
-    pub fn get_ino(&self, ino: u64) -> Option<Arc<OpenFile>> {
+    pub(crate) fn get_ino(&self, ino: u64) -> Option<Arc<OpenFile>> {
         self.by_ino
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -48,7 +48,7 @@ impl OpenFiles {
     /// otherwise `open` makes the entry (outside the table lock it would be
     /// better, but opening is cheap next to the key service call that the
     /// caller has already made).
-    pub fn open(
+    pub(crate) fn open(
         &self,
         ino: u64,
         open: impl FnOnce() -> std::io::Result<(File, Option<FileKey>)>,
@@ -85,7 +85,7 @@ impl OpenFiles {
         Ok((fh, file))
     }
 
-    pub fn handle(&self, fh: u64) -> Option<Arc<OpenFile>> {
+    pub(crate) fn handle(&self, fh: u64) -> Option<Arc<OpenFile>> {
         self.handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -94,7 +94,7 @@ impl OpenFiles {
     }
 
     /// Closes a handle; the last one of an inode drops its key.
-    pub fn release(&self, fh: u64) {
+    pub(crate) fn release(&self, fh: u64) {
         let Some(file) = self
             .handles
             .lock()
@@ -110,9 +110,5 @@ impl OpenFiles {
                 by_ino.remove(&file.ino);
             }
         }
-    }
-
-    pub fn open_count(&self) -> usize {
-        self.by_ino.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }

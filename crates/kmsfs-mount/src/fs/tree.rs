@@ -24,18 +24,18 @@ use kmsfs_volume::backing::{Dir, Node};
 use super::dir_cache::{CAPACITY, DirCache};
 use super::inodes::{InodeTable, ROOT};
 
-pub fn errno(e: &io::Error) -> Errno {
+pub(super) fn errno(e: &io::Error) -> Errno {
     Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 /// An inode found through one of its links: the parent directory and the
 /// name in it (None for the root), and the inode itself.
-pub struct Located {
+pub(super) struct Located {
     pub link: Option<(Arc<Dir>, OsString)>,
     pub node: Node,
 }
 
-pub struct Tree {
+pub(super) struct Tree {
     pub inodes: InodeTable,
     root: Arc<Dir>,
     root_dev: u64,
@@ -45,7 +45,7 @@ pub struct Tree {
 }
 
 impl Tree {
-    pub fn open(backing: &Path) -> io::Result<Tree> {
+    pub(super) fn open(backing: &Path) -> io::Result<Tree> {
         let root = Dir::open_root(backing)?;
         let meta = root.metadata()?;
         Ok(Tree {
@@ -57,7 +57,7 @@ impl Tree {
         })
     }
 
-    pub fn root(&self) -> &Arc<Dir> {
+    pub(super) fn root(&self) -> &Arc<Dir> {
         &self.root
     }
 
@@ -67,7 +67,7 @@ impl Tree {
     }
 
     /// The directory descriptor of FUSE inode `ino`.
-    pub fn dir(&self, ino: u64) -> Result<Arc<Dir>, Errno> {
+    pub(super) fn dir(&self, ino: u64) -> Result<Arc<Dir>, Errno> {
         if ino == ROOT {
             return Ok(self.root.clone());
         }
@@ -108,7 +108,7 @@ impl Tree {
 
     /// FUSE inode `ino`, whatever its kind, through the first of its links
     /// that still names it.
-    pub fn locate(&self, ino: u64) -> Result<Located, Errno> {
+    pub(super) fn locate(&self, ino: u64) -> Result<Located, Errno> {
         if ino == ROOT {
             let node = self.root.as_node().map_err(|e| errno(&e))?;
             return Ok(Located { link: None, node });
@@ -134,7 +134,7 @@ impl Tree {
     }
 
     /// Opens FUSE inode `ino`, a regular file, for I/O.
-    pub fn open_file(&self, ino: u64, writable: bool) -> Result<File, Errno> {
+    pub(super) fn open_file(&self, ino: u64, writable: bool) -> Result<File, Errno> {
         let located = self.locate(ino)?;
         let (dir, name) = located.link.ok_or(Errno::EISDIR)?;
         let file = dir.open_file(&name, writable).map_err(|e| errno(&e))?;
@@ -146,24 +146,24 @@ impl Tree {
     }
 
     /// The kernel learnt of `ino` as `parent/name`.
-    pub fn remember(&self, ino: u64, parent: u64, name: &OsStr) {
+    pub(super) fn remember(&self, ino: u64, parent: u64, name: &OsStr) {
         self.inodes.remember(ino, parent, name);
     }
 
-    pub fn forget(&self, ino: u64, n: u64) {
+    pub(super) fn forget(&self, ino: u64, n: u64) {
         if self.inodes.forget(ino, n) {
             self.dirs.remove(ino);
         }
     }
 
     /// `ino` is gone (rmdir, replaced by a rename): drop its descriptor.
-    pub fn drop_dir(&self, ino: u64) {
+    pub(super) fn drop_dir(&self, ino: u64) {
         self.dirs.remove(ino);
     }
 
     /// The backing path of `ino` (or of its entry `name`), for log lines
     /// only: it is never handed to the kernel.
-    pub fn describe(&self, ino: u64, name: Option<&OsStr>) -> String {
+    pub(super) fn describe(&self, ino: u64, name: Option<&OsStr>) -> String {
         let mut path = self.root_path.clone();
         let below = self.inodes.describe(ino);
         if !below.is_empty() {
