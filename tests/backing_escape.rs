@@ -444,3 +444,65 @@ fn a_tree_deeper_than_path_max_works() {
     }
     assert!(fs::read_dir(m.path("")).expect("list").next().is_none());
 }
+
+/// The backing root is the daemon's alone: `init` makes it 0700 and owned by
+/// the daemon's user, and `mount` refuses one that other users can write
+/// (they could plant entries for the root daemon) or that another user
+/// owns, with a clear error and a non-zero exit; one others can merely
+/// enter mounts with a warning.
+#[test]
+fn the_backing_root_is_sealed() {
+    let mut m = Mount::new();
+    let meta = fs::metadata(&m.backing).expect("backing root");
+    assert_eq!(meta.mode() & 0o7777, 0o700, "init seals the backing root");
+    assert_eq!(meta.uid(), Uid::effective().as_raw());
+    m.umount();
+
+    let (backing, mnt) = (
+        m.backing.to_str().expect("utf-8").to_string(),
+        m.mnt.to_str().expect("utf-8").to_string(),
+    );
+    for mode in [0o777, 0o1777, 0o770, 0o702] {
+        fs::set_permissions(&m.backing, fs::Permissions::from_mode(mode)).expect("chmod");
+        let out = m.kmsfs(&["mount", &backing, &mnt]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "mode {mode:o}: {}",
+            describe(&out)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("can be written by other users"),
+            "mode {mode:o}: {stderr}"
+        );
+        assert!(!is_mounted(&m.mnt), "mode {mode:o} mounted");
+    }
+
+    fs::set_permissions(&m.backing, fs::Permissions::from_mode(0o700)).expect("chmod");
+    nix::unistd::chown(&m.backing, Some(Uid::from_raw(65534)), None).expect("chown");
+    let out = m.kmsfs(&["mount", &backing, &mnt]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("belongs to uid 65534"),
+        "{}",
+        describe(&out)
+    );
+    assert!(!is_mounted(&m.mnt));
+
+    nix::unistd::chown(&m.backing, Some(Uid::effective()), None).expect("chown back");
+    fs::set_permissions(&m.backing, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = m.kmsfs(&["mount", &backing, &mnt]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("other users can list the backing directory"),
+        "{}",
+        describe(&out)
+    );
+    assert!(is_mounted(&m.mnt));
+    m.kmsfs_ok(&["umount", &mnt]);
+    assert!(
+        wait_unmounted(&m.mnt, std::time::Duration::from_secs(10)),
+        "still mounted after umount"
+    );
+}
