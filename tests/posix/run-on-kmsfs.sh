@@ -24,9 +24,9 @@ chmod 0755 "$work"
 # "capacity overflow". Pick a mount point length that keeps it non-zero.
 mnt="$work/mnt"
 while [ $(( (4095 - ${#mnt} - 22) % 127 )) -eq 0 ]; do mnt="${mnt}x"; done
-# The backing directory's path is shorter than the mount point's: kmsfs
-# passes backing paths to the kernel whole, so a path close to PATH_MAX at the
-# mount only fits in the backing directory if its prefix is not longer.
+# The daemon reaches backing files by directory descriptor and one name at
+# a time (kmsfs_volume::backing), so the backing path's length no longer
+# matters; tests/backing_escape.rs covers trees deeper than PATH_MAX.
 backing="$work/b"
 mkdir -p "$backing" "$mnt"
 export KMSFS_KEYSTORE="$work/ks/keystore"
