@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kmsfs_kms::remote::{Credentials, KmsClient, RemoteKms};
-use kmsfs_kms::testsuite::{Capabilities, Harness, LocalStore, Outsider, Support, other_uid};
+use kmsfs_kms::testsuite::{
+    Capabilities, Harness, KeyAdmin, LocalStore, Outsider, Support, other_uid,
+};
 use kmsfs_kms::{Caller, KeyService, KmsError};
 use kmsfs_kms_server::{ServeOptions, serve};
 
@@ -134,23 +136,8 @@ impl Harness for Served {
         // Not sent: the server knows the caller by access key or peer uid.
         self.store.admin().clone()
     }
-    fn create_key(&self) -> Result<String, KmsError> {
-        self.store.create_key()
-    }
-    fn create_pending_import_key(&self) -> Result<String, KmsError> {
-        self.store.create_pending_import_key()
-    }
-    fn disable_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.disable_key(arn)
-    }
-    fn enable_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.enable_key(arn)
-    }
-    fn schedule_key_deletion(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.schedule_key_deletion(arn)
-    }
-    fn rotate_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.rotate_key(arn)
+    fn admin(&self) -> &dyn KeyAdmin {
+        &self.store
     }
     fn outsider(&self, arn: &str) -> Result<Outsider, KmsError> {
         let me = self.store.admin().clone();

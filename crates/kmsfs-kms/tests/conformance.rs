@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use kmsfs_kms::cache::{CacheLimits, CachingKms};
 use kmsfs_kms::clock::ManualClock;
-use kmsfs_kms::testsuite::{Capabilities, Harness, LocalStore, Outsider, StateChanges, other_uid};
+use kmsfs_kms::testsuite::{
+    Capabilities, Harness, KeyAdmin, LocalStore, Outsider, StateChanges, other_uid,
+};
 use kmsfs_kms::{Caller, KeyService, KmsError};
 
 /// A caller the default policy of the store's keys does not name.
@@ -48,23 +50,8 @@ impl Harness for Local {
     fn caller(&self) -> Caller {
         self.store.admin().clone()
     }
-    fn create_key(&self) -> Result<String, KmsError> {
-        self.store.create_key()
-    }
-    fn create_pending_import_key(&self) -> Result<String, KmsError> {
-        self.store.create_pending_import_key()
-    }
-    fn disable_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.disable_key(arn)
-    }
-    fn enable_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.enable_key(arn)
-    }
-    fn schedule_key_deletion(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.schedule_key_deletion(arn)
-    }
-    fn rotate_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.rotate_key(arn)
+    fn admin(&self) -> &dyn KeyAdmin {
+        &self.store
     }
     fn outsider(&self, _arn: &str) -> Result<Outsider, KmsError> {
         Ok(Outsider {
@@ -129,23 +116,8 @@ impl Harness for Cached {
     fn caller(&self) -> Caller {
         self.store.admin().clone()
     }
-    fn create_key(&self) -> Result<String, KmsError> {
-        self.store.create_key()
-    }
-    fn create_pending_import_key(&self) -> Result<String, KmsError> {
-        self.store.create_pending_import_key()
-    }
-    fn disable_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.disable_key(arn)
-    }
-    fn enable_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.enable_key(arn)
-    }
-    fn schedule_key_deletion(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.schedule_key_deletion(arn)
-    }
-    fn rotate_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.store.rotate_key(arn)
+    fn admin(&self) -> &dyn KeyAdmin {
+        &self.store
     }
     /// Through the same cache: its entries are per caller, so what the key
     /// user unwrapped must not be served to the outsider.
@@ -174,13 +146,13 @@ mod cache_max_age_0 {
 fn cache_serves_a_disabled_keys_data_key_until_exactly_max_age() {
     use kmsfs_kms::EncryptionContext;
     let h = cached("cache(max_age=60)", 60);
-    let arn = h.create_key().unwrap();
+    let arn = h.admin().create_key().unwrap();
     let me = h.caller();
     let pair = h
         .service()
         .generate_data_key(&me, &arn, &EncryptionContext::new())
         .unwrap();
-    h.disable_key(&arn).unwrap();
+    h.admin().disable_key(&arn).unwrap();
     h.clock.advance(59);
     let d = h
         .service()
@@ -212,7 +184,7 @@ mod aws {
 
     use kmsfs_kms::aws::AwsKms;
     use kmsfs_kms::remote::Credentials;
-    use kmsfs_kms::testsuite::{Capabilities, Harness, Support};
+    use kmsfs_kms::testsuite::{Capabilities, Harness, KeyAdmin, Support};
     use kmsfs_kms::{Caller, KeyService, KmsError};
 
     const REGION: &str = "us-east-1";
@@ -341,6 +313,12 @@ mod aws {
             // Not sent: AWS knows the caller by its credentials.
             Caller::current()
         }
+        fn admin(&self) -> &dyn KeyAdmin {
+            self
+        }
+    }
+
+    impl KeyAdmin for Aws {
         fn create_key(&self) -> Result<String, KmsError> {
             let out = self
                 .runtime

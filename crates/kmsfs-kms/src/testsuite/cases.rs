@@ -58,7 +58,7 @@ fn refused<T: Debug>(h: &dyn Harness, what: &str, r: Result<T, KmsError>, code: 
 }
 
 fn new_key(h: &dyn Harness) -> String {
-    ok(h, "create_key (harness)", h.create_key())
+    ok(h, "create_key (harness)", h.admin().create_key())
 }
 
 fn data_key(h: &dyn Harness, arn: &str, c: &EncryptionContext) -> DataKeyPair {
@@ -327,7 +327,7 @@ pub fn re_encrypt_across_versions(h: &dyn Harness) {
     let arn = new_key(h);
     let c = ctx(&[("file", "9")]);
     let pair = data_key(h, &arn, &c);
-    ok(h, "rotate_key (harness)", h.rotate_key(&arn));
+    ok(h, "rotate_key (harness)", h.admin().rotate_key(&arn));
     h.settle();
     let versions = supports(
         h,
@@ -422,7 +422,7 @@ pub fn describe_key_reports_enabled(h: &dyn Harness) {
 
 pub fn disabled_key_is_described_disabled(h: &dyn Harness) {
     let arn = new_key(h);
-    ok(h, "disable_key (harness)", h.disable_key(&arn));
+    ok(h, "disable_key (harness)", h.admin().disable_key(&arn));
     h.settle();
     let d = ok(
         h,
@@ -438,7 +438,7 @@ pub fn disabled_key_is_described_disabled(h: &dyn Harness) {
         super::Support::No(_) => None,
     };
     assert_eq!(d.current_version, expected, "{}", h.backend());
-    ok(h, "enable_key (harness)", h.enable_key(&arn));
+    ok(h, "enable_key (harness)", h.admin().enable_key(&arn));
     h.settle();
     let d = ok(
         h,
@@ -457,7 +457,7 @@ pub fn disabled_key_refuses_data_keys(h: &dyn Harness) {
         return;
     }
     let arn = new_key(h);
-    ok(h, "disable_key (harness)", h.disable_key(&arn));
+    ok(h, "disable_key (harness)", h.admin().disable_key(&arn));
     h.settle();
     refused(
         h,
@@ -478,7 +478,7 @@ pub fn disabled_key_refuses_decrypt(h: &dyn Harness) {
     let arn = new_key(h);
     let c = ctx(&[("file", "1")]);
     let pair = data_key(h, &arn, &c);
-    ok(h, "disable_key (harness)", h.disable_key(&arn));
+    ok(h, "disable_key (harness)", h.admin().disable_key(&arn));
     let early = h.service().decrypt(&h.caller(), &pair.ciphertext_blob, &c);
     match h.capabilities().state_changes {
         StateChanges::Immediate => refused(h, "decrypt under a disabled key", early, DISABLED),
@@ -508,7 +508,7 @@ pub fn disabled_key_refuses_re_encrypt(h: &dyn Harness) {
     }
     let (a, b) = (new_key(h), new_key(h));
     let pair = data_key(h, &a, &no_ctx());
-    ok(h, "disable_key (harness)", h.disable_key(&a));
+    ok(h, "disable_key (harness)", h.admin().disable_key(&a));
     h.settle();
     refused(
         h,
@@ -517,8 +517,8 @@ pub fn disabled_key_refuses_re_encrypt(h: &dyn Harness) {
             .re_encrypt(&h.caller(), &pair.ciphertext_blob, &no_ctx(), &b),
         DISABLED,
     );
-    ok(h, "enable_key (harness)", h.enable_key(&a));
-    ok(h, "disable_key (harness)", h.disable_key(&b));
+    ok(h, "enable_key (harness)", h.admin().enable_key(&a));
+    ok(h, "disable_key (harness)", h.admin().disable_key(&b));
     h.settle();
     refused(
         h,
@@ -532,9 +532,9 @@ pub fn disabled_key_refuses_re_encrypt(h: &dyn Harness) {
 pub fn re_enabled_key_works_again(h: &dyn Harness) {
     let arn = new_key(h);
     let pair = data_key(h, &arn, &no_ctx());
-    ok(h, "disable_key (harness)", h.disable_key(&arn));
+    ok(h, "disable_key (harness)", h.admin().disable_key(&arn));
     h.settle();
-    ok(h, "enable_key (harness)", h.enable_key(&arn));
+    ok(h, "enable_key (harness)", h.admin().enable_key(&arn));
     h.settle();
     let d = ok(
         h,
@@ -552,7 +552,7 @@ pub fn pending_deletion_is_described(h: &dyn Harness) {
     ok(
         h,
         "schedule_key_deletion (harness)",
-        h.schedule_key_deletion(&arn),
+        h.admin().schedule_key_deletion(&arn),
     );
     h.settle();
     let d = ok(
@@ -578,7 +578,7 @@ pub fn pending_deletion_refuses_use(h: &dyn Harness) {
     ok(
         h,
         "schedule_key_deletion (harness)",
-        h.schedule_key_deletion(&a),
+        h.admin().schedule_key_deletion(&a),
     );
     h.settle();
     refused(
@@ -621,7 +621,7 @@ pub fn pending_import_refuses_use(h: &dyn Harness) {
     let arn = ok(
         h,
         "create_pending_import_key (harness)",
-        h.create_pending_import_key(),
+        h.admin().create_pending_import_key(),
     );
     let d = ok(
         h,

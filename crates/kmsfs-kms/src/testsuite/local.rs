@@ -3,6 +3,7 @@
 //! embedded backend itself, the cache in front of it, and the kmsfs server
 //! (which serves the same `Arc<LocalKms>` in process).
 
+use super::KeyAdmin;
 use std::sync::Arc;
 
 use tempfile::TempDir;
@@ -62,39 +63,6 @@ impl LocalStore {
         self.dir.path()
     }
 
-    pub fn create_key(&self) -> Result<String, KmsError> {
-        Ok(self
-            .kms
-            .create_key(&self.admin, CreateKeyInput::default())?
-            .arn)
-    }
-
-    pub fn create_pending_import_key(&self) -> Result<String, KmsError> {
-        let input = CreateKeyInput {
-            origin: Origin::External,
-            ..CreateKeyInput::default()
-        };
-        Ok(self.kms.create_key(&self.admin, input)?.arn)
-    }
-
-    pub fn disable_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.kms.disable_key(&self.admin, arn)
-    }
-
-    pub fn enable_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.kms.enable_key(&self.admin, arn)
-    }
-
-    pub fn schedule_key_deletion(&self, arn: &str) -> Result<(), KmsError> {
-        self.kms
-            .schedule_key_deletion(&self.admin, arn, Some(7))
-            .map(drop)
-    }
-
-    pub fn rotate_key(&self, arn: &str) -> Result<(), KmsError> {
-        self.kms.rotate_key_on_demand(&self.admin, arn).map(drop)
-    }
-
     /// Replaces the key's policy: `admin` keeps administering it (but may
     /// no longer describe it: `kms:Describe*` is a key user's action too),
     /// and only the uids in `users` may use it (an empty list: nobody).
@@ -120,6 +88,41 @@ impl LocalStore {
         let policy = serde_json::json!({"Version": "2012-10-17", "Statement": statements});
         self.kms
             .put_key_policy(&self.admin, arn, None, &policy.to_string(), false)
+    }
+}
+
+impl KeyAdmin for LocalStore {
+    fn create_key(&self) -> Result<String, KmsError> {
+        Ok(self
+            .kms
+            .create_key(&self.admin, CreateKeyInput::default())?
+            .arn)
+    }
+
+    fn create_pending_import_key(&self) -> Result<String, KmsError> {
+        let input = CreateKeyInput {
+            origin: Origin::External,
+            ..CreateKeyInput::default()
+        };
+        Ok(self.kms.create_key(&self.admin, input)?.arn)
+    }
+
+    fn disable_key(&self, arn: &str) -> Result<(), KmsError> {
+        self.kms.disable_key(&self.admin, arn)
+    }
+
+    fn enable_key(&self, arn: &str) -> Result<(), KmsError> {
+        self.kms.enable_key(&self.admin, arn)
+    }
+
+    fn schedule_key_deletion(&self, arn: &str) -> Result<(), KmsError> {
+        self.kms
+            .schedule_key_deletion(&self.admin, arn, Some(7))
+            .map(drop)
+    }
+
+    fn rotate_key(&self, arn: &str) -> Result<(), KmsError> {
+        self.kms.rotate_key_on_demand(&self.admin, arn).map(drop)
     }
 }
 

@@ -94,6 +94,33 @@ pub struct Outsider {
     pub caller: Caller,
 }
 
+/// What the `KeyService` trait cannot do but the cases need done to a
+/// backend's keys. One implementation serves every harness over a local
+/// store ([`local::LocalStore`]); a foreign service (AWS KMS on moto)
+/// brings its own.
+pub trait KeyAdmin {
+    /// A new symmetric key, Enabled, with fresh material (version 1).
+    fn create_key(&self) -> Result<String, KmsError>;
+
+    /// A new key waiting for imported material (Capabilities::pending_import).
+    fn create_pending_import_key(&self) -> Result<String, KmsError> {
+        Err(KmsError::UnsupportedOperation(
+            "this harness has no create_pending_import_key step".into(),
+        ))
+    }
+
+    fn disable_key(&self, arn: &str) -> Result<(), KmsError>;
+
+    fn enable_key(&self, arn: &str) -> Result<(), KmsError>;
+
+    /// Schedules deletion with the shortest window (7 days).
+    fn schedule_key_deletion(&self, arn: &str) -> Result<(), KmsError>;
+
+    /// Rotates on demand: new material becomes current, old stays for
+    /// decryption.
+    fn rotate_key(&self, arn: &str) -> Result<(), KmsError>;
+}
+
 /// A backend under test. Keys are named by ARN throughout. Administrative
 /// steps act on the backend's own store (not through `service`), so their
 /// effect may need [`settle`](Harness::settle) to show through a cache.
@@ -110,24 +137,8 @@ pub trait Harness {
     /// of every key the harness creates.
     fn caller(&self) -> Caller;
 
-    /// A new symmetric key, Enabled, with fresh material (version 1).
-    fn create_key(&self) -> Result<String, KmsError>;
-
-    /// A new key waiting for imported material (Capabilities::pending_import).
-    fn create_pending_import_key(&self) -> Result<String, KmsError> {
-        Err(unsupported(self.backend(), "create_pending_import_key"))
-    }
-
-    fn disable_key(&self, arn: &str) -> Result<(), KmsError>;
-
-    fn enable_key(&self, arn: &str) -> Result<(), KmsError>;
-
-    /// Schedules deletion with the shortest window (7 days).
-    fn schedule_key_deletion(&self, arn: &str) -> Result<(), KmsError>;
-
-    /// Rotates on demand: new material becomes current, old stays for
-    /// decryption.
-    fn rotate_key(&self, arn: &str) -> Result<(), KmsError>;
+    /// The administrative steps the cases need on the backend's keys.
+    fn admin(&self) -> &dyn KeyAdmin;
 
     /// A caller who is not a user of `arn` (Capabilities::key_policy). Call
     /// it after the blobs the case needs are made: a harness may narrow the
