@@ -9,7 +9,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-kmsfs="${KMSFS:-$root/target/release/kmsfs}"
+kmsfs="${KMSFS:-${CARGO_TARGET_DIR:-$root/target}/release/kmsfs}"
 export FSX_OPS="${FSX_OPS:-100000}"
 # Every fsx operation on, punch_hole included (peer-suites.sh turns it off by
 # default because many FUSE filesystems lack it; kmsfs has it).
