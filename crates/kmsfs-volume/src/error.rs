@@ -33,24 +33,6 @@ pub enum VolumeError {
     /// Mounting a directory that holds files but no volume config.
     #[error("{} is not a kmsfs volume (no {CONFIG_NAME}) and not empty", .0.display())]
     NotAVolume(PathBuf),
-    /// The backing root belongs to someone else: its owner could plant
-    /// entries for the daemon, or read what it writes.
-    #[error(
-        "{} belongs to uid {owner}, not to the mount daemon's user (uid {daemon}): the backing directory must be the daemon's alone (chown it, or initialise a new one)",
-        path.display()
-    )]
-    RootNotOurs {
-        path: PathBuf,
-        owner: u32,
-        daemon: u32,
-    },
-    /// Other users can write the backing root.
-    #[error(
-        "{} can be written by other users (mode {mode:o}): the backing directory must be the mount daemon's alone; run `chmod 700 {}` (users reach their files through the mount)",
-        path.display(),
-        path.display()
-    )]
-    RootWritableByOthers { path: PathBuf, mode: u32 },
     #[error(
         "this volume's keys are in AWS KMS, but this kmsfs was built without AWS KMS support: rebuild with `cargo build --features aws-kms`"
     )]

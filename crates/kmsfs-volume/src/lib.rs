@@ -14,7 +14,6 @@ mod open;
 pub mod reencrypt;
 pub mod rekey;
 pub mod rotate;
-pub mod seal;
 
 pub use config::VolumeConfig;
 pub use error::VolumeError;

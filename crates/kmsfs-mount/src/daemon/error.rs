@@ -10,9 +10,6 @@ use kmsfs_kms::KmsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// The backing directory is not fit to mount (see `kmsfs_volume::seal`).
-    #[error(transparent)]
-    Volume(#[from] kmsfs_volume::VolumeError),
     /// A mount option that is unknown or has a bad value.
     #[error("{0}")]
     BadOption(String),

@@ -24,7 +24,6 @@ use std::sync::Arc;
 
 use kmsfs_kms::{Caller, KmsError};
 use kmsfs_volume::Volume;
-use kmsfs_volume::seal::{Exposure, check_sealed};
 
 pub use control::RunningDaemon;
 pub use error::DaemonError;
@@ -71,15 +70,6 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<(), DaemonError> {
 /// Mounts `volume` as `mount` says: in the background (returning once the
 /// filesystem answers) or in the foreground (returning once it is unmounted).
 pub fn run(mount: Mount, volume: Volume, launch: Launch) -> Result<(), DaemonError> {
-    // Other users must not be able to steer the root daemon through the
-    // backing tree; that they can look into it is worth a warning.
-    if let Exposure::Traversable(mode) = check_sealed(&mount.backing)? {
-        tracing::warn!(
-            backing = %mount.backing.display(),
-            mode = format!("{mode:o}"),
-            "other users can list the backing directory (ciphertext, sizes, tree shape); `chmod 700` it"
-        );
-    }
     // Refuse early when the volume's CMK does not exist at all; a disabled key
     // still mounts (files then fail to open with EACCES until it is enabled).
     if let Err(e @ KmsError::NotFound(_)) = volume
