@@ -8,9 +8,12 @@
 //! it serves, commands use [`RunningDaemon`]; nothing else knows the pid
 //! file.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use kmsfs_volume::backing::Dir;
 
 use super::error::DaemonError;
 
@@ -21,21 +24,31 @@ const PID_FILE_NAME: &str = ".kmsfs.daemon.pid";
 /// The daemon's side: announced while it lives, withdrawn when dropped.
 #[derive(Debug)]
 pub(crate) struct ControlEndpoint {
-    pid_file: PathBuf,
+    root: Dir,
 }
 
 impl ControlEndpoint {
     /// Announces this process as the daemon serving `backing`.
+    /// Through the backing layer, as root: the stale file is unlinked and
+    /// the new one created O_EXCL|O_NOFOLLOW, so a symlink planted at the
+    /// name is removed, never written through.
     pub(crate) fn publish(backing: &Path) -> io::Result<ControlEndpoint> {
-        let pid_file = backing.join(PID_FILE_NAME);
-        fs::write(&pid_file, format!("{}\n", std::process::id()))?;
-        Ok(ControlEndpoint { pid_file })
+        use std::io::Write;
+        let root = Dir::open_root(backing)?;
+        let name = OsStr::new(PID_FILE_NAME);
+        match root.unlink(name) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        root.create_file(name, 0o644)?
+            .write_all(format!("{}\n", std::process::id()).as_bytes())?;
+        Ok(ControlEndpoint { root })
     }
 }
 
 impl Drop for ControlEndpoint {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.pid_file);
+        let _ = self.root.unlink(OsStr::new(PID_FILE_NAME));
     }
 }
 
