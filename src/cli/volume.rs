@@ -10,7 +10,7 @@ use kmsfs_mount::daemon::{self, Launch, Mount, MountOptions};
 use kmsfs_volume::config::{DEFAULT_KEY_ALIAS, HeaderPlacement, KeyServiceConfig};
 use kmsfs_volume::create::{NewVolume, VolumeSpec, create_volume, create_volume_if_empty};
 use kmsfs_volume::fsck::check_volume;
-use kmsfs_volume::{VolumeConfig, open_volume};
+use kmsfs_volume::{Sealing, VolumeConfig, check_sealed, open_volume};
 
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
@@ -25,6 +25,11 @@ pub(crate) struct InitArgs {
     /// Where each file's header lives: the first 1 KiB of the file, or an xattr.
     #[arg(long, default_value = "file")]
     pub header: HeaderPlacement,
+    /// Store names, symlink targets and xattrs as they are (format version
+    /// 1, the backing directory is the mount's root) instead of encrypting
+    /// them (format version 2, the default).
+    #[arg(long)]
+    pub plaintext_names: bool,
     /// Use this KMS endpoint (e.g. `kmsfs kms serve`) instead of the embedded store.
     #[command(flatten)]
     pub endpoint: super::endpoint::EndpointArgs,
@@ -94,14 +99,21 @@ pub(crate) fn init(args: &InitArgs, keystore: Option<PathBuf>) -> Result<(), Cli
         key_id: args.key_id.clone(),
         cipher: args.cipher,
         header: args.header,
+        encrypted_names: !args.plaintext_names,
     };
     let new = create_volume(&backing, &spec, &PassphrasePrompt)?;
     report_created_key(&new);
     let config = &new.config;
     eprintln!(
-        "kmsfs: initialised volume {} in {} ({}, headers in {:?}, CMK {})",
+        "kmsfs: initialised volume {} in {} (format version {}, {} names, {}, headers in {:?}, CMK {})",
         config.volume_id,
         backing.display(),
+        config.format_version,
+        if config.encrypted_names() {
+            "encrypted"
+        } else {
+            "plaintext"
+        },
         config.cipher,
         config.header,
         config.key_id
@@ -127,6 +139,13 @@ pub(crate) fn mount(args: &MountArgs, keystore: Option<PathBuf>) -> Result<(), C
         }
     }
     let volume = open_volume(&backing, &PassphrasePrompt)?;
+    if let Sealing::Readable(mode) = check_sealed(&backing, &volume.config)? {
+        eprintln!(
+            "kmsfs: warning: {} has mode {mode:04o}: other users can list the encrypted tree \
+             (its shape, sizes and times); chmod 700 it to seal it",
+            backing.display()
+        );
+    }
     let launch = if args.foreground {
         Launch::Foreground
     } else {

@@ -19,7 +19,18 @@ use kmsfs_format::header::HEADER_LEN;
 
 /// File name of the config inside the backing directory (hidden at the mount).
 pub const CONFIG_NAME: &str = ".kmsfs.volume.json";
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format: encrypted names, the tree in [`TREE_NAME`], an
+/// authenticated file length. New volumes get it unless they ask for
+/// plaintext names.
+pub const FORMAT_VERSION: u32 = 2;
+/// The format of volumes with plaintext names (the first format): the
+/// backing root is the mount's root. Still read and written.
+pub const FORMAT_VERSION_PLAIN_NAMES: u32 = 1;
+/// In a version 2 volume, the directory below the backing root that is the
+/// mount's root. The backing root itself holds only kmsfs's own files and is
+/// sealed (owned by the daemon's user, mode 0700), so no other user reaches
+/// the tree except through the mount.
+pub const TREE_NAME: &str = "tree";
 pub const BLOCK_SIZE: u32 = 4096;
 /// Extended attribute holding a file's header with `header: xattr`.
 pub const HEADER_XATTR: &str = "user.kmsfs.header";
@@ -99,6 +110,27 @@ pub struct VolumeConfig {
     pub key_service: KeyServiceConfig,
     /// The CMK new files are wrapped with (its ARN).
     pub key_id: String,
+    /// Version 2: the volume's name key, wrapped by the CMK (see
+    /// [`NAME_KEY_PURPOSE`] for its encryption context). Absent in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_key: Option<WrappedNameKey>,
+}
+
+/// The `kmsfs:purpose` of the name key's encryption context, which also
+/// holds `kmsfs:volume` = the volume id: the wrapped name key of one volume
+/// does not unwrap as another volume's, nor as a file's data key.
+pub const NAME_KEY_PURPOSE: &str = "file-names";
+
+/// A volume's name key as the key service wrapped it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WrappedNameKey {
+    /// ARN of the CMK that wrapped it, as the key service reported it
+    /// (informational, as in file headers: the blob names its key itself).
+    pub key_id: String,
+    pub key_version: u32,
+    /// The key service's ciphertext blob, standard base64 with padding.
+    pub blob: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,13 +160,42 @@ impl VolumeConfig {
             comment: "kmsfs volume configuration. Not secret: it holds no key material, \
                       only which cipher and which master key (CMK) protect this volume."
                 .into(),
-            format_version: FORMAT_VERSION,
+            format_version: FORMAT_VERSION_PLAIN_NAMES,
             volume_id: uuid::Uuid::new_v4().to_string(),
             cipher: suite.name().into(),
             block_size: BLOCK_SIZE,
             header,
             key_service,
             key_id: key_arn,
+            name_key: None,
+        }
+    }
+
+    /// This config, for a version 2 volume whose name key is `name_key`.
+    pub fn with_name_key(mut self, name_key: WrappedNameKey) -> VolumeConfig {
+        self.format_version = FORMAT_VERSION;
+        self.comment = "kmsfs volume configuration. Not secret: it holds no key material in \
+                        the clear, only which cipher and which master key (CMK) protect this \
+                        volume, and the volume's name key wrapped by that CMK."
+            .into();
+        self.name_key = Some(name_key);
+        self
+    }
+
+    /// Whether names, symlink targets and user xattrs are encrypted
+    /// (format version 2).
+    pub fn encrypted_names(&self) -> bool {
+        self.format_version >= 2
+    }
+
+    /// The directory that is the mount's root: the backing root itself in
+    /// version 1, its `tree` subdirectory in version 2.
+    pub fn open_tree(&self, backing: &Path) -> std::io::Result<Dir> {
+        let root = Dir::open_root(backing)?;
+        if self.encrypted_names() {
+            root.open_dir(OsStr::new(TREE_NAME))
+        } else {
+            Ok(root)
         }
     }
 
@@ -158,11 +219,20 @@ impl VolumeConfig {
         };
         let config: VolumeConfig =
             serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        if config.format_version != FORMAT_VERSION {
-            return Err(invalid(format!(
-                "format version {} is not supported (this kmsfs reads version {FORMAT_VERSION})",
-                config.format_version
-            )));
+        match (config.format_version, &config.name_key) {
+            (FORMAT_VERSION_PLAIN_NAMES, None) | (FORMAT_VERSION, Some(_)) => {}
+            (FORMAT_VERSION_PLAIN_NAMES, Some(_)) => {
+                return Err(invalid("format version 1 has no name_key".into()));
+            }
+            (FORMAT_VERSION, None) => {
+                return Err(invalid("format version 2 needs its name_key".into()));
+            }
+            (other, _) => {
+                return Err(invalid(format!(
+                    "format version {other} is not supported (this kmsfs reads versions \
+                     {FORMAT_VERSION_PLAIN_NAMES} and {FORMAT_VERSION})"
+                )));
+            }
         }
         if config.block_size != BLOCK_SIZE {
             return Err(invalid(format!(

@@ -2,16 +2,22 @@
 //! service (the default one created on first use where kmsfs may create
 //! keys), and the config that ties them together.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
+
+use base64::Engine;
 
 use kmsfs_format::cipher::CipherSuite;
 use kmsfs_kms::local::{CreateKeyInput, LocalKms};
 use kmsfs_kms::protocol::{CreateAliasRequest, CreateKeyRequest, DescribeKeyRequest};
 use kmsfs_kms::remote::KmsClient;
-use kmsfs_kms::{Caller, KmsError};
+use kmsfs_kms::{Caller, KeyService, KmsError};
 
-use crate::config::{DEFAULT_KEY_ALIAS, HeaderPlacement, KeyServiceConfig, VolumeConfig};
+use crate::backing::Dir;
+use crate::config::{
+    DEFAULT_KEY_ALIAS, HeaderPlacement, KeyServiceConfig, TREE_NAME, VolumeConfig, WrappedNameKey,
+};
 use crate::error::VolumeError;
 use crate::key_service::{RootSecretSource, open_embedded_store, open_key_service};
 
@@ -25,6 +31,10 @@ pub struct VolumeSpec {
     pub key_id: Option<String>,
     pub cipher: CipherSuite,
     pub header: HeaderPlacement,
+    /// Format version 2 (the default): names, symlink targets and user
+    /// xattrs encrypted, the tree in a sealed backing root. `false`: format
+    /// version 1, names as they are (`kmsfs init --plaintext-names`).
+    pub encrypted_names: bool,
 }
 
 /// A volume just created.
@@ -95,7 +105,22 @@ pub fn create_volume(
             (spec.key_service.clone(), ResolvedKey::existing(arn))
         }
     };
-    let config = VolumeConfig::new(spec.cipher, spec.header, key_service, key.arn);
+    let mut config = VolumeConfig::new(spec.cipher, spec.header, key_service, key.arn);
+    if spec.encrypted_names {
+        let kms = open_key_service(&config.key_service, secrets)?;
+        config = with_new_name_key(config, kms.as_ref())?;
+        seal_backing_root(backing)?;
+        let root = Dir::open_root(backing).map_err(|e| backing_error(backing, e))?;
+        let tree = OsStr::new(TREE_NAME);
+        root.mkdir(tree, 0o755)
+            .and_then(|()| root.open_dir(tree))
+            .and_then(|tree| {
+                // mkdir applied the umask; the mount's root is 0755 whatever it was.
+                tree.as_node()?.chmod(0o755)?;
+                write_new_dir_id(&tree)
+            })
+            .map_err(|e| backing_error(backing, e))?;
+    }
     config.save(backing)?;
     Ok(NewVolume {
         config,
@@ -130,8 +155,52 @@ pub fn create_volume_if_empty(
         key_id: None,
         cipher: CipherSuite::Aes256Gcm,
         header: HeaderPlacement::File,
+        encrypted_names: true,
     };
     create_volume(backing, &spec, secrets).map(Some)
+}
+
+fn backing_error(backing: &Path, source: std::io::Error) -> VolumeError {
+    VolumeError::Backing {
+        path: backing.to_path_buf(),
+        source,
+    }
+}
+
+/// A random name key from the volume's CMK, wrapped with the context that
+/// binds it to this volume (`Volume::name_key_context`).
+fn with_new_name_key(
+    config: VolumeConfig,
+    kms: &dyn KeyService,
+) -> Result<VolumeConfig, VolumeError> {
+    let ctx = crate::file::name_key_context(&config.volume_id);
+    let pair = kms.generate_data_key(&Caller::current(), &config.key_id, &ctx)?;
+    let wrapped = WrappedNameKey {
+        key_id: pair.key_arn.clone(),
+        key_version: pair.key_version,
+        blob: base64::engine::general_purpose::STANDARD.encode(&pair.ciphertext_blob),
+    };
+    Ok(config.with_name_key(wrapped))
+}
+
+/// A version 2 backing root belongs to the daemon's user alone (mode 0700):
+/// users reach their files through the mount only.
+fn seal_backing_root(backing: &Path) -> Result<(), VolumeError> {
+    let root = Dir::open_root(backing).map_err(|e| backing_error(backing, e))?;
+    let node = root.as_node().map_err(|e| backing_error(backing, e))?;
+    node.chown(
+        Some(nix::unistd::geteuid().as_raw()),
+        Some(nix::unistd::getegid().as_raw()),
+    )
+    .and_then(|()| node.chmod(0o700))
+    .map_err(|e| backing_error(backing, e))
+}
+
+fn write_new_dir_id(dir: &Dir) -> std::io::Result<()> {
+    use std::io::Write;
+    let id = kmsfs_format::names::DirId::random();
+    dir.create_file(OsStr::new(kmsfs_format::names::DIR_ID_FILE), 0o400)?
+        .write_all(id.as_bytes())
 }
 
 /// Creates the backing directory if needed and checks that it can become a

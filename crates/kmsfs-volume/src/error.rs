@@ -37,4 +37,14 @@ pub enum VolumeError {
         "this volume's keys are in AWS KMS, but this kmsfs was built without AWS KMS support: rebuild with `cargo build --features aws-kms`"
     )]
     AwsKmsNotBuilt,
+    /// A version 2 backing root that another user owns or can write: they
+    /// could replace the tree under the daemon.
+    #[error(
+        "{}: {why}; a kmsfs backing directory must belong to the mount's user and be writable by nobody else (chown it and chmod 700)",
+        path.display()
+    )]
+    Unsealed { path: PathBuf, why: String },
+    /// The name key, a damaged file, or the tree's own structure.
+    #[error(transparent)]
+    File(#[from] crate::file::FileError),
 }

@@ -9,12 +9,14 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use kmsfs_format::cipher::{BlockAead, CipherSuite, new_aead};
+use base64::Engine;
+use kmsfs_format::cipher::{BlockAead, CipherSuite, DataKey, new_aead};
 use kmsfs_format::content::{ContentError, FileContent, Layout};
 use kmsfs_format::header::{FileHeader, HEADER_LEN, HeaderError, WrappedKey, random_file_id};
 use kmsfs_kms::{Caller, EncryptionContext, KeyService, KmsError};
 
-use super::config::{HEADER_XATTR, HeaderPlacement, VolumeConfig};
+use super::config::{HEADER_XATTR, HeaderPlacement, NAME_KEY_PURPOSE, VolumeConfig};
+use super::names::VolumeNames;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
@@ -46,7 +48,7 @@ impl FileError {
         }
     }
 
-    fn from_kms(e: KmsError) -> FileError {
+    pub(crate) fn from_kms(e: KmsError) -> FileError {
         match e {
             KmsError::AccessDenied(_)
             | KmsError::Disabled(_)
@@ -84,6 +86,17 @@ pub struct Volume {
     pub suite: CipherSuite,
     pub layout: Layout,
     pub kms: Arc<dyn KeyService>,
+    /// How names are stored; for version 2 unwrapped on first use (see
+    /// [`Volume::names`]).
+    names: std::sync::OnceLock<VolumeNames>,
+}
+
+/// The encryption context of a volume's wrapped name key.
+pub(crate) fn name_key_context(volume_id: &str) -> EncryptionContext {
+    let mut ctx = EncryptionContext::new();
+    ctx.insert("kmsfs:volume".into(), volume_id.to_string());
+    ctx.insert("kmsfs:purpose".into(), NAME_KEY_PURPOSE.into());
+    ctx
 }
 
 impl Volume {
@@ -98,7 +111,44 @@ impl Volume {
             suite,
             layout,
             kms,
+            names: std::sync::OnceLock::new(),
         })
+    }
+
+    /// How this volume's names are stored. For a version 2 volume the first
+    /// call unwraps the name key with the key service, as the process's own
+    /// user (the mount daemon, or the administrator running a command):
+    /// names protect the tree from whoever holds the backing directory;
+    /// who may see a name at the mount is up to the directory's mode bits,
+    /// as on any filesystem.
+    pub fn names(&self) -> Result<&VolumeNames> {
+        if let Some(names) = self.names.get() {
+            return Ok(names);
+        }
+        let names = match &self.config.name_key {
+            None => VolumeNames::Plain,
+            Some(wrapped) => {
+                let blob = base64::engine::general_purpose::STANDARD
+                    .decode(&wrapped.blob)
+                    .map_err(|_| {
+                        FileError::Unwrap(KmsError::InvalidCiphertext(
+                            "the volume config's name_key.blob is not base64".into(),
+                        ))
+                    })?;
+                let ctx = name_key_context(&self.config.volume_id);
+                let d = self
+                    .kms
+                    .decrypt(&Caller::current(), &blob, &ctx)
+                    .map_err(FileError::from_kms)?;
+                let key = DataKey::from_slice(&d.plaintext).map_err(|_| {
+                    FileError::Unwrap(KmsError::InvalidCiphertext(
+                        "the name key is not 32 bytes".into(),
+                    ))
+                })?;
+                VolumeNames::encrypted(&key)
+            }
+        };
+        Ok(self.names.get_or_init(|| names))
     }
 
     /// The CMK (ARN) new files are wrapped with.

@@ -31,8 +31,8 @@ pub struct FsckReport {
 /// Checks every header and every block of every regular file in `backing`.
 pub fn check_volume(backing: &Path, volume: &Volume) -> std::io::Result<FsckReport> {
     let caller = Caller::current();
-    let root = Dir::open_root(backing)?;
-    let files = list_relative(&root);
+    let root = volume.config.open_tree(backing)?;
+    let files = list_relative(&root, volume.config.encrypted_names());
     let mut damaged: Vec<Damage> = files
         .iter()
         .filter_map(|rel| {

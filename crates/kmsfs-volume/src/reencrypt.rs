@@ -62,11 +62,17 @@ pub fn reencrypt_volume(
     only: &[PathBuf],
     observer: &mut dyn Observer,
 ) -> std::io::Result<ReencryptReport> {
-    let root = Dir::open_root(backing)?;
+    let root = volume.config.open_tree(backing)?;
     let files = if only.is_empty() {
-        list_relative(&root)
+        list_relative(&root, volume.config.encrypted_names())
     } else {
-        only.to_vec()
+        // The user names files as the mount shows them.
+        let names = volume
+            .names()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        only.iter()
+            .map(|rel| names.stored_path(&root, rel))
+            .collect::<std::io::Result<Vec<_>>>()?
     };
     observer.start(files.len() as u64);
     let mut report = ReencryptReport {

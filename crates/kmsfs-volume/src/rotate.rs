@@ -116,10 +116,12 @@ pub fn is_reserved_name(name: &std::ffi::OsStr) -> bool {
     name.to_string_lossy().starts_with(RESERVED_PREFIX) || name == CONFIG_NAME
 }
 
-/// Every regular file below `root`, as relative paths (sorted). The walk
-/// descends one directory descriptor at a time and never follows a
-/// symlink; unreadable directories are skipped.
-pub fn list_relative(root: &Dir) -> Vec<PathBuf> {
+/// Every regular file below `root` (the volume's tree), as relative stored
+/// paths (sorted). The walk descends one directory descriptor at a time and
+/// never follows a symlink; unreadable directories are skipped. With
+/// `encrypted_names`, kmsfs's own files in each directory (the directory id,
+/// long-name side files) are not counted: they hold no encrypted content.
+pub fn list_relative(root: &Dir, encrypted_names: bool) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let Ok(top) = root.duplicate() else {
         return files;
@@ -130,7 +132,10 @@ pub fn list_relative(root: &Dir) -> Vec<PathBuf> {
             continue;
         };
         for entry in entries {
-            if rel.as_os_str().is_empty() && is_reserved_name(&entry.name) {
+            if !encrypted_names && rel.as_os_str().is_empty() && is_reserved_name(&entry.name) {
+                continue;
+            }
+            if encrypted_names && !holds_content(&entry.name) {
                 continue;
             }
             let kind = match entry.kind {
@@ -154,6 +159,16 @@ pub fn list_relative(root: &Dir) -> Vec<PathBuf> {
     }
     files.sort();
     files
+}
+
+/// Whether an entry of a version 2 tree can be a user's file.
+fn holds_content(name: &OsStr) -> bool {
+    use kmsfs_format::names::{EntryClass, classify};
+    use std::os::unix::ffi::OsStrExt;
+    !matches!(
+        classify(name.as_bytes()),
+        EntryClass::DirId | EntryClass::LongSide
+    )
 }
 
 /// The target of a rotation: the current version of the volume's CMK.
@@ -224,6 +239,43 @@ pub fn rewrap_file(
     Ok(Outcome::Rewrapped)
 }
 
+/// The volume's name key follows its files: re-wrapped under `target`
+/// (ReEncrypt, same context; the key itself, and so every stored name, stays
+/// the same), and the config saved atomically. True if it changed.
+pub fn rewrap_name_key(
+    backing: &Path,
+    volume: &Volume,
+    caller: &Caller,
+    target: &Target,
+) -> Result<bool, crate::VolumeError> {
+    use base64::Engine;
+    let mut config = crate::VolumeConfig::load(backing)?;
+    let Some(wrapped) = &config.name_key else {
+        return Ok(false);
+    };
+    if wrapped.key_id == target.key_id && wrapped.key_version == target.version {
+        return Ok(false);
+    }
+    let engine = base64::engine::general_purpose::STANDARD;
+    let blob = engine.decode(&wrapped.blob).map_err(|_| {
+        FileError::Unwrap(KmsError::InvalidCiphertext(
+            "the volume config's name_key.blob is not base64".into(),
+        ))
+    })?;
+    let ctx = crate::file::name_key_context(&config.volume_id);
+    let rewrapped = volume
+        .kms
+        .re_encrypt(caller, &blob, &ctx, &target.key_id)
+        .map_err(FileError::from_kms)?;
+    config.name_key = Some(super::config::WrappedNameKey {
+        key_id: rewrapped.key_arn,
+        key_version: rewrapped.key_version,
+        blob: engine.encode(&rewrapped.ciphertext_blob),
+    });
+    config.save(backing)?;
+    Ok(true)
+}
+
 /// Paces a loop to at most `rate` iterations per second (None: unpaced).
 pub struct Throttle {
     rate: Option<f64>,
@@ -271,7 +323,8 @@ pub fn rotate_volume(
     rate: Option<f64>,
     observer: &mut dyn Observer,
 ) -> RotationState {
-    let root = match Dir::open_root(backing) {
+    let control = Dir::open_root(backing);
+    let root = match volume.config.open_tree(backing) {
         Ok(root) => root,
         Err(e) => {
             return RotationState {
@@ -285,15 +338,38 @@ pub fn rotate_volume(
             };
         }
     };
-    let files = list_relative(&root);
+    let control = match control {
+        Ok(control) => control,
+        Err(e) => {
+            return RotationState {
+                target: Some(target.clone()),
+                status: "complete".into(),
+                failures: vec![Failure {
+                    path: PathBuf::new(),
+                    reason: format!("cannot open the backing directory: {e}"),
+                }],
+                ..RotationState::default()
+            };
+        }
+    };
+    let mut failures = Vec::new();
+    if let Err(e) = rewrap_name_key(backing, volume, caller, target) {
+        tracing::warn!(error = %e, "cannot re-wrap the volume's name key; it stays as it was");
+        failures.push(Failure {
+            path: PathBuf::from(super::config::CONFIG_NAME),
+            reason: e.to_string(),
+        });
+    }
+    let files = list_relative(&root, volume.config.encrypted_names());
     let mut state = RotationState {
+        failures,
         target: Some(target.clone()),
         status: "running".into(),
         started_at: Some(now_iso()),
         total: files.len() as u64,
         ..RotationState::default()
     };
-    let _ = state.save_to(&root);
+    let _ = state.save_to(&control);
     observer.start(state.total);
     let mut throttle = Throttle::new(rate);
     let mut last_save = Instant::now();
@@ -317,13 +393,13 @@ pub fn rotate_volume(
         state.done += 1;
         observer.file_done(&path, &outcome);
         if last_save.elapsed() > Duration::from_secs(1) {
-            let _ = state.save_to(&root);
+            let _ = state.save_to(&control);
             last_save = Instant::now();
         }
     }
     state.status = "complete".into();
     state.completed_at = Some(now_iso());
-    let _ = state.save_to(&root);
+    let _ = state.save_to(&control);
     state
 }
 
@@ -338,7 +414,7 @@ pub fn census(
 ) -> (std::collections::BTreeMap<(String, u32), u64>, Vec<Failure>) {
     let mut counts = std::collections::BTreeMap::new();
     let mut unreadable = Vec::new();
-    let root = match Dir::open_root(backing) {
+    let root = match volume.config.open_tree(backing) {
         Ok(root) => root,
         Err(e) => {
             unreadable.push(Failure {
@@ -348,7 +424,7 @@ pub fn census(
             return (counts, unreadable);
         }
     };
-    for rel in list_relative(&root) {
+    for rel in list_relative(&root, volume.config.encrypted_names()) {
         let header = root
             .open_file_below(&rel, false)
             .map_err(FileError::from)

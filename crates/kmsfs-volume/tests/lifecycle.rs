@@ -32,6 +32,7 @@ fn spec(keystore: &Path, key_id: Option<&str>) -> VolumeSpec {
         key_id: key_id.map(str::to_string),
         cipher: CipherSuite::Aes256Gcm,
         header: HeaderPlacement::File,
+        encrypted_names: true,
     }
 }
 

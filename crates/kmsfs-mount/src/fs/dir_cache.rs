@@ -11,40 +11,44 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+#[cfg(test)]
 use kmsfs_volume::backing::Dir;
 
 /// Directory descriptors kept open at most.
 pub(super) const CAPACITY: usize = 256;
 
-struct Slot {
-    dir: Arc<Dir>,
+struct Slot<T> {
+    dir: Arc<T>,
     used: u64,
 }
 
-#[derive(Default)]
-struct Inner {
-    slots: HashMap<u64, Slot>,
+struct Inner<T> {
+    slots: HashMap<u64, Slot<T>>,
     clock: u64,
 }
 
-pub(super) struct DirCache {
+/// `T` is what the cache holds per directory (the tree's `CachedDir`).
+pub(super) struct DirCache<T> {
     capacity: usize,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<T>>,
 }
 
-impl DirCache {
-    pub(super) fn new(capacity: usize) -> DirCache {
+impl<T> DirCache<T> {
+    pub(super) fn new(capacity: usize) -> DirCache<T> {
         DirCache {
             capacity: capacity.max(1),
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                slots: HashMap::new(),
+                clock: 0,
+            }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<T>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn get(&self, ino: u64) -> Option<Arc<Dir>> {
+    pub(super) fn get(&self, ino: u64) -> Option<Arc<T>> {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
@@ -54,7 +58,7 @@ impl DirCache {
         })
     }
 
-    pub(super) fn insert(&self, ino: u64, dir: Arc<Dir>) {
+    pub(super) fn insert(&self, ino: u64, dir: Arc<T>) {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
@@ -89,7 +93,7 @@ mod tests {
     fn the_least_recently_used_directory_goes_first() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let open = || Arc::new(Dir::open_root(tmp.path()).expect("open"));
-        let cache = DirCache::new(2);
+        let cache: DirCache<Dir> = DirCache::new(2);
         cache.insert(1, open());
         cache.insert(2, open());
         assert!(cache.get(1).is_some());

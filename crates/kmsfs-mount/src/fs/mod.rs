@@ -33,11 +33,12 @@ use nix::unistd::{Gid, Uid};
 
 use inodes::ROOT;
 use kmsfs_kms::Caller;
-use kmsfs_volume::backing::{Dir, EntryKind};
+use kmsfs_volume::backing::{Dir, EntryKind, Node};
 use kmsfs_volume::config::HEADER_XATTR;
+use kmsfs_volume::names::{EntryName, VolumeNames};
 use kmsfs_volume::{FileError, FileKey, Volume};
 use open_files::{OpenFile, OpenFiles};
-use tree::{Tree, errno};
+use tree::{CachedDir, Tree, errno};
 
 /// How long the kernel may cache attributes and names. Short, because the
 /// backing directory may change under us (rotation, fsck, a second mount).
@@ -45,14 +46,18 @@ const TTL: Duration = Duration::from_secs(1);
 /// The kernel's largest write request we ask for (fewer round trips).
 const MAX_WRITE: u32 = 1 << 20;
 
-/// Names reserved for kmsfs in the backing root, invisible at the mount.
-fn is_reserved(parent: u64, name: &OsStr) -> bool {
-    parent == ROOT && kmsfs_volume::rotate::is_reserved_name(name)
+/// Names reserved for kmsfs in a version 1 backing root (which is the
+/// mount's root), invisible at the mount. A version 2 tree has none: kmsfs's
+/// own files live outside it.
+fn is_reserved(names: &VolumeNames, parent: u64, name: &OsStr) -> bool {
+    !names.is_encrypted() && parent == ROOT && kmsfs_volume::rotate::is_reserved_name(name)
 }
 
-/// Extended attributes reserved for kmsfs (the xattr header).
-fn is_reserved_xattr(name: &OsStr) -> bool {
-    name.as_bytes().starts_with(b"user.kmsfs.")
+/// Extended attributes reserved for kmsfs (the xattr header). With
+/// encrypted names a user's attribute never has this stored name, so none
+/// is reserved at the mount.
+fn is_reserved_xattr(names: &VolumeNames, name: &OsStr) -> bool {
+    !names.is_encrypted() && name.as_bytes().starts_with(b"user.kmsfs.")
 }
 
 fn nix_errno(e: nix::Error) -> Errno {
@@ -188,7 +193,16 @@ fn read_groups(pid: u32) -> Vec<u32> {
 }
 
 struct DirSnapshot {
-    entries: Vec<(u64, FileType, OsString)>,
+    entries: Vec<SnapshotEntry>,
+}
+
+struct SnapshotEntry {
+    ino: u64,
+    kind: FileType,
+    /// The name the user sees.
+    name: OsString,
+    /// The entry in the backing directory.
+    stored: OsString,
 }
 
 pub(crate) struct KmsFs {
@@ -236,9 +250,20 @@ impl KmsFs {
         read_only: bool,
         tuning: Tuning,
     ) -> io::Result<KmsFs> {
+        // A version 2 volume unwraps its name key here, so that a refusal
+        // fails the mount instead of every lookup.
+        volume
+            .names()
+            .map_err(|e| io::Error::other(format!("cannot read the volume's names: {e}")))?;
+        let tree_root = volume.config.open_tree(&backing)?;
+        let tree_path = if volume.config.encrypted_names() {
+            backing.join(kmsfs_volume::config::TREE_NAME)
+        } else {
+            backing
+        };
         Ok(KmsFs {
+            tree: Tree::open(tree_root, &tree_path)?,
             volume,
-            tree: Tree::open(&backing)?,
             files: OpenFiles::default(),
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(1),
@@ -256,20 +281,49 @@ impl KmsFs {
         }
     }
 
-    /// The directory `parent`, for an operation on its entry `name`.
-    fn parent_dir(&self, parent: INodeNo, name: &OsStr) -> Result<Arc<Dir>, Errno> {
-        if is_reserved(parent.0, name) {
-            return Err(Errno::EPERM);
-        }
-        self.tree.dir(parent.0)
+    /// How this volume stores names (unwrapped when the mount started).
+    fn names(&self) -> Result<&VolumeNames, Errno> {
+        self.volume.names().map_err(|_| Errno::EIO)
     }
 
-    fn attr(&self, m: &Metadata) -> FileAttr {
+    /// The directory `parent` and the stored form of its entry `name`, for
+    /// an operation that may create, change or remove that entry.
+    fn parent_entry(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+    ) -> Result<(Arc<CachedDir>, EntryName), Errno> {
+        let names = self.names()?;
+        if is_reserved(names, parent.0, name) {
+            return Err(Errno::EPERM);
+        }
+        self.entry_in(parent, name)
+    }
+
+    /// The directory `parent` and the stored form of its entry `name`.
+    fn entry_in(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+    ) -> Result<(Arc<CachedDir>, EntryName), Errno> {
+        let names = self.names()?;
+        let dir = self.tree.dir(parent.0)?;
+        let id = dir.id(names)?;
+        let entry = names.encode(id.as_ref(), name).map_err(|e| errno(&e))?;
+        Ok((dir, entry))
+    }
+
+    /// Attributes of a backing inode as the mount shows them. `node`, when
+    /// given, lets a symlink of a version 2 volume report the length of its
+    /// decrypted target, as lstat must.
+    fn attr(&self, m: &Metadata, node: Option<&Node>) -> FileAttr {
         let kind = kind_of(m.file_type());
-        let size = if kind == FileType::RegularFile {
-            self.volume.display_size(m.size())
-        } else {
-            m.size()
+        let size = match kind {
+            FileType::RegularFile => self.volume.display_size(m.size()),
+            FileType::Symlink => node
+                .and_then(|n| self.link_target(n).ok())
+                .map_or(m.size(), |t| t.len() as u64),
+            _ => m.size(),
         };
         FileAttr {
             ino: INodeNo(self.tree.inodes.fuse_ino(m.ino())),
@@ -290,13 +344,19 @@ impl KmsFs {
         }
     }
 
+    /// The target a symlink's user gave.
+    fn link_target(&self, node: &Node) -> Result<OsString, Errno> {
+        let stored = node.read_link().map_err(|e| errno(&e))?;
+        self.names()?.decode_link(&stored).map_err(|e| errno(&e))
+    }
+
     /// Current attributes of FUSE inode `ino`.
     fn stat(&self, ino: INodeNo) -> Result<FileAttr, Errno> {
         let located = self.tree.locate(ino.0)?;
         located
             .node
             .metadata()
-            .map(|m| self.attr(&m))
+            .map(|m| self.attr(&m, Some(&located.node)))
             .map_err(|e| errno(&e))
     }
 
@@ -305,7 +365,7 @@ impl KmsFs {
         match dir.open_node(name) {
             Ok(node) => {
                 let m = node.opened_metadata();
-                let attr = self.attr(m);
+                let attr = self.attr(m, Some(&node));
                 self.tree.remember(attr.ino.0, parent.0, name);
                 reply.entry(&self.tuning.attr_ttl, &attr, generation(m));
             }
@@ -375,19 +435,25 @@ impl KmsFs {
         &self,
         parent: INodeNo,
         name: &OsStr,
-        remove: impl FnOnce(&Dir, &OsStr) -> io::Result<()>,
+        remove: impl FnOnce(&VolumeNames, &Dir, &EntryName) -> io::Result<()>,
     ) -> Result<(), Errno> {
-        let dir = self.parent_dir(parent, name)?;
+        let (dir, entry) = self.parent_entry(parent, name)?;
+        let stored = entry.as_os_str();
         let ino = dir
-            .open_node(name)
+            .open_node(stored)
             .map_err(|e| errno(&e))?
             .opened_metadata()
             .ino();
-        remove(&dir, name).map_err(|e| errno(&e))?;
+        remove(self.names()?, &dir, &entry).map_err(|e| errno(&e))?;
         let ino = self.tree.inodes.fuse_ino(ino);
-        self.tree.inodes.unlink(ino, parent.0, name);
+        self.tree.inodes.unlink(ino, parent.0, stored);
         self.tree.drop_dir(ino);
         Ok(())
+    }
+
+    /// Gets `dir` ready for `entry` to be linked in (a long name's side file).
+    fn prepare(&self, dir: &Dir, entry: &EntryName) -> Result<(), Errno> {
+        self.names()?.prepare(dir, entry).map_err(|e| errno(&e))
     }
 
     /// Creates a new regular file with its header: a data key from the key
@@ -398,9 +464,11 @@ impl KmsFs {
         req: &Request,
         op: &str,
         (parent, dir): (INodeNo, &Dir),
-        name: &OsStr,
+        entry: &EntryName,
         mode: u32,
     ) -> Result<(File, FileKey), Errno> {
+        let name = entry.as_os_str();
+        self.prepare(dir, entry)?;
         let file = dir.create_file(name, mode).map_err(|e| errno(&e))?;
         let fail = |e: Errno| {
             let _ = dir.unlink(name);
@@ -529,15 +597,24 @@ impl KmsFs {
         Ok(XattrTarget::Entry(dir, name))
     }
 
-    fn snapshot_dir(&self, ino: INodeNo, dir: &Dir) -> io::Result<DirSnapshot> {
-        let mut entries = vec![
-            (ino.0, FileType::Directory, OsString::from(".")),
-            (ROOT, FileType::Directory, OsString::from("..")),
-        ];
-        for entry in dir.entries()? {
-            if is_reserved(ino.0, &entry.name) {
+    fn snapshot_dir(&self, ino: INodeNo, dir: &CachedDir) -> Result<DirSnapshot, Errno> {
+        let names = self.names()?;
+        let id = dir.id(names)?;
+        let dot = |name: &str, ino: u64| SnapshotEntry {
+            ino,
+            kind: FileType::Directory,
+            name: name.into(),
+            stored: name.into(),
+        };
+        let mut entries = vec![dot(".", ino.0), dot("..", ROOT)];
+        for entry in dir.entries().map_err(|e| errno(&e))? {
+            if is_reserved(names, ino.0, &entry.name) {
                 continue;
             }
+            // The id file, side files, and names that do not decrypt.
+            let Some(name) = names.decode(dir, id.as_ref(), &entry.name) else {
+                continue;
+            };
             let kind = match entry.kind {
                 EntryKind::Unknown => dir
                     .open_node(&entry.name)
@@ -545,7 +622,12 @@ impl KmsFs {
                     .unwrap_or(FileType::RegularFile),
                 known => entry_kind(known),
             };
-            entries.push((self.tree.inodes.fuse_ino(entry.ino), kind, entry.name));
+            entries.push(SnapshotEntry {
+                ino: self.tree.inodes.fuse_ino(entry.ino),
+                kind,
+                name,
+                stored: entry.name,
+            });
         }
         Ok(DirSnapshot { entries })
     }
@@ -553,7 +635,7 @@ impl KmsFs {
 
 enum XattrTarget {
     Opened(File),
-    Entry(Arc<Dir>, OsString),
+    Entry(Arc<CachedDir>, OsString),
 }
 
 fn entry_kind(kind: EntryKind) -> FileType {
@@ -601,11 +683,13 @@ impl fuser::Filesystem for KmsFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        if is_reserved(parent.0, name) {
-            return reply.error(Errno::ENOENT);
+        match self.names() {
+            Ok(names) if is_reserved(names, parent.0, name) => return reply.error(Errno::ENOENT),
+            Ok(_) => {}
+            Err(e) => return reply.error(e),
         }
-        match self.tree.dir(parent.0) {
-            Ok(dir) => self.entry(parent, name, &dir, reply),
+        match self.entry_in(parent, name) {
+            Ok((dir, entry)) => self.entry(parent, entry.as_os_str(), &dir, reply),
             Err(e) => reply.error(e),
         }
     }
@@ -621,7 +705,7 @@ impl fuser::Filesystem for KmsFs {
             .or_else(|| self.files.get_ino(ino.0));
         if let Some(of) = open {
             return match of.file.metadata() {
-                Ok(m) => reply.attr(&self.tuning.attr_ttl, &self.attr(&m)),
+                Ok(m) => reply.attr(&self.tuning.attr_ttl, &self.attr(&m, None)),
                 Err(e) => reply.error(errno(&e)),
             };
         }
@@ -672,7 +756,7 @@ impl fuser::Filesystem for KmsFs {
                 return of
                     .file
                     .metadata()
-                    .map(|m| self.attr(&m))
+                    .map(|m| self.attr(&m, None))
                     .map_err(|e| errno(&e));
             }
             if let Some(size) = size {
@@ -692,7 +776,7 @@ impl fuser::Filesystem for KmsFs {
                     .map_err(|e| errno(&e))?;
             }
             node.metadata()
-                .map(|m| self.attr(&m))
+                .map(|m| self.attr(&m, Some(&node)))
                 .map_err(|e| errno(&e))
         })();
         match result {
@@ -705,7 +789,7 @@ impl fuser::Filesystem for KmsFs {
         match self
             .tree
             .locate(ino.0)
-            .and_then(|l| l.node.read_link().map_err(|e| errno(&e)))
+            .and_then(|l| self.link_target(&l.node))
         {
             Ok(target) => reply.data(target.as_bytes()),
             Err(e) => reply.error(e),
@@ -723,24 +807,26 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyEntry,
     ) {
         let result = (|| {
-            let dir = self.parent_dir(parent, name)?;
+            let (dir, entry) = self.parent_entry(parent, name)?;
+            let stored = entry.as_os_str();
             let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
             let perm = mode & !umask & 0o7777;
             if kind == SFlag::S_IFREG || kind.is_empty() {
-                self.create_regular(req, "mknod", (parent, &dir), name, perm)?;
+                self.create_regular(req, "mknod", (parent, &dir), &entry, perm)?;
             } else {
-                dir.mknod(name, kind, perm, u64::from(rdev))
+                self.prepare(&dir, &entry)?;
+                dir.mknod(stored, kind, perm, u64::from(rdev))
                     .map_err(|e| errno(&e))?;
                 let made = kind_of_mode(kind);
-                if let Err(e) = self.give_to_caller(req, &dir, name, made) {
-                    let _ = dir.unlink(name);
+                if let Err(e) = self.give_to_caller(req, &dir, stored, made) {
+                    let _ = dir.unlink(stored);
                     return Err(e);
                 }
             }
-            Ok(dir)
+            Ok((dir, entry))
         })();
         match result {
-            Ok(dir) => self.entry(parent, name, &dir, reply),
+            Ok((dir, entry)) => self.entry(parent, entry.as_os_str(), &dir, reply),
             Err(e) => reply.error(e),
         }
     }
@@ -755,30 +841,45 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyEntry,
     ) {
         let result = (|| {
-            let dir = self.parent_dir(parent, name)?;
-            dir.mkdir(name, mode & !umask & 0o7777)
+            let (dir, entry) = self.parent_entry(parent, name)?;
+            let stored = entry.as_os_str();
+            let names = self.names()?;
+            self.prepare(&dir, &entry)?;
+            dir.mkdir(stored, mode & !umask & 0o7777)
                 .map_err(|e| errno(&e))?;
-            if let Err(e) = self.give_to_caller(req, &dir, name, FileType::Directory) {
-                let _ = dir.rmdir(name);
+            let made = dir
+                .open_dir(stored)
+                .and_then(|new| names.init_dir(&new))
+                .map_err(|e| errno(&e))
+                .and_then(|()| self.give_to_caller(req, &dir, stored, FileType::Directory));
+            if let Err(e) = made {
+                let _ = names.remove_dir(&dir, &entry);
                 return Err(e);
             }
-            Ok(dir)
+            Ok((dir, entry))
         })();
         match result {
-            Ok(dir) => self.entry(parent, name, &dir, reply),
+            Ok((dir, entry)) => self.entry(parent, entry.as_os_str(), &dir, reply),
             Err(e) => reply.error(e),
         }
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.remove_entry(parent, name, |dir, name| dir.unlink(name)) {
+        let unlink = |names: &VolumeNames, dir: &Dir, entry: &EntryName| {
+            dir.unlink(entry.as_os_str())?;
+            names.forget(dir, entry);
+            Ok(())
+        };
+        match self.remove_entry(parent, name, unlink) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        match self.remove_entry(parent, name, |dir, name| dir.rmdir(name)) {
+        let rmdir =
+            |names: &VolumeNames, dir: &Dir, entry: &EntryName| names.remove_dir(dir, entry);
+        match self.remove_entry(parent, name, rmdir) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
@@ -793,17 +894,22 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyEntry,
     ) {
         let result = (|| {
-            let dir = self.parent_dir(parent, link_name)?;
-            dir.symlink(target.as_os_str(), link_name)
+            let (dir, entry) = self.parent_entry(parent, link_name)?;
+            let stored = entry.as_os_str();
+            let target = self
+                .names()?
+                .encode_link(target.as_os_str())
                 .map_err(|e| errno(&e))?;
-            if let Err(e) = self.give_to_caller(req, &dir, link_name, FileType::Symlink) {
-                let _ = dir.unlink(link_name);
+            self.prepare(&dir, &entry)?;
+            dir.symlink(&target, stored).map_err(|e| errno(&e))?;
+            if let Err(e) = self.give_to_caller(req, &dir, stored, FileType::Symlink) {
+                let _ = dir.unlink(stored);
                 return Err(e);
             }
-            Ok(dir)
+            Ok((dir, entry))
         })();
         match result {
-            Ok(dir) => self.entry(parent, link_name, &dir, reply),
+            Ok((dir, entry)) => self.entry(parent, entry.as_os_str(), &dir, reply),
             Err(e) => reply.error(e),
         }
     }
@@ -819,8 +925,9 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyEmpty,
     ) {
         let result = (|| {
-            let from = self.parent_dir(parent, name)?;
-            let to = self.parent_dir(newparent, newname)?;
+            let (from, from_entry) = self.parent_entry(parent, name)?;
+            let (to, to_entry) = self.parent_entry(newparent, newname)?;
+            let (name, newname) = (from_entry.as_os_str(), to_entry.as_os_str());
             let ino_of = |dir: &Dir, name: &OsStr| {
                 dir.open_node(name)
                     .map(|n| self.tree.inodes.fuse_ino(n.opened_metadata().ino()))
@@ -837,7 +944,12 @@ impl fuser::Filesystem for KmsFs {
             if flags.contains(RenameFlags::RENAME_WHITEOUT) {
                 return Err(Errno::EINVAL);
             }
+            self.prepare(&to, &to_entry)?;
             from.rename(name, &to, newname, f).map_err(|e| errno(&e))?;
+            let same_entry = parent == newparent && name == newname;
+            if !flags.contains(RenameFlags::RENAME_EXCHANGE) && !same_entry {
+                self.names()?.forget(&from, &from_entry);
+            }
             if let Some(other) = replaced {
                 if flags.contains(RenameFlags::RENAME_EXCHANGE) {
                     self.tree
@@ -870,7 +982,9 @@ impl fuser::Filesystem for KmsFs {
         let result = (|| {
             let located = self.tree.locate(ino.0)?;
             let (from, name) = located.link.ok_or(Errno::EPERM)?;
-            let to = self.parent_dir(newparent, newname)?;
+            let (to, to_entry) = self.parent_entry(newparent, newname)?;
+            let newname = to_entry.as_os_str();
+            self.prepare(&to, &to_entry)?;
             from.link(&name, &to, newname).map_err(|e| errno(&e))?;
             // The name may have been swapped between locate and linkat: the
             // new link must be the inode the kernel asked for.
@@ -882,10 +996,10 @@ impl fuser::Filesystem for KmsFs {
                 let _ = to.unlink(newname);
                 return Err(Errno::ESTALE);
             }
-            Ok(to)
+            Ok((to, to_entry))
         })();
         match result {
-            Ok(dir) => self.entry(newparent, newname, &dir, reply),
+            Ok((dir, entry)) => self.entry(newparent, entry.as_os_str(), &dir, reply),
             Err(e) => reply.error(e),
         }
     }
@@ -1017,7 +1131,7 @@ impl fuser::Filesystem for KmsFs {
         let result = self
             .tree
             .dir(ino.0)
-            .and_then(|dir| self.snapshot_dir(ino, &dir).map_err(|e| errno(&e)));
+            .and_then(|dir| self.snapshot_dir(ino, &dir));
         match result {
             Ok(snapshot) => {
                 let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
@@ -1043,8 +1157,8 @@ impl fuser::Filesystem for KmsFs {
         let Some(snapshot) = dirs.get(&fh.0) else {
             return reply.error(Errno::EBADF);
         };
-        for (i, (ino, kind, name)) in snapshot.entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+        for (i, e) in snapshot.entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(e.ino), (i + 1) as u64, e.kind, &e.name) {
                 break;
             }
         }
@@ -1072,23 +1186,23 @@ impl fuser::Filesystem for KmsFs {
         let Some(snapshot) = snapshot else {
             return reply.error(Errno::EBADF);
         };
-        for (i, (_, _, name)) in snapshot.entries.iter().enumerate().skip(offset as usize) {
-            let dots = name == "." || name == "..";
+        for (i, e) in snapshot.entries.iter().enumerate().skip(offset as usize) {
+            let dots = e.name == "." || e.name == "..";
             let node = if dots {
                 dir.as_node()
             } else {
-                dir.open_node(name)
+                dir.open_node(&e.stored)
             };
             // Gone since the snapshot: leave it out, as a fresh readdir would.
             let Ok(node) = node else {
                 continue;
             };
             let m = node.opened_metadata();
-            let attr = self.attr(m);
+            let attr = self.attr(m, Some(&node));
             if reply.add(
                 attr.ino,
                 (i + 1) as u64,
-                name,
+                &e.name,
                 &self.tuning.attr_ttl,
                 &attr,
                 generation(m),
@@ -1098,7 +1212,7 @@ impl fuser::Filesystem for KmsFs {
             // Each entry handed to the kernel counts as a lookup (except the
             // dot entries, which the kernel ignores).
             if !dots {
-                self.tree.remember(attr.ino.0, ino.0, name);
+                self.tree.remember(attr.ino.0, ino.0, &e.stored);
             }
         }
         reply.ok();
@@ -1179,19 +1293,22 @@ impl fuser::Filesystem for KmsFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if is_reserved_xattr(name) {
-            return reply.error(Errno::EPERM);
-        }
-        let result = self.xattr_target(ino).and_then(|target| {
-            match target {
-                XattrTarget::Opened(file) => name
+        let result = (|| {
+            let names = self.names()?;
+            if is_reserved_xattr(names, name) {
+                return Err(Errno::EPERM);
+            }
+            let stored = names.encode_xattr_name(name).map_err(|e| errno(&e))?;
+            let value = names.encode_xattr_value(&stored, value);
+            match self.xattr_target(ino)? {
+                XattrTarget::Opened(file) => stored
                     .to_str()
                     .ok_or(io::Error::from_raw_os_error(libc::EINVAL))
-                    .and_then(|name| kmsfs_sys::fsetxattr(file.as_fd(), name, value, flags)),
-                XattrTarget::Entry(dir, entry) => dir.set_xattr_of(&entry, name, value, flags),
+                    .and_then(|name| kmsfs_sys::fsetxattr(file.as_fd(), name, &value, flags)),
+                XattrTarget::Entry(dir, entry) => dir.set_xattr_of(&entry, &stored, &value, flags),
             }
             .map_err(|e| errno(&e))
-        });
+        })();
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -1199,11 +1316,20 @@ impl fuser::Filesystem for KmsFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if is_reserved_xattr(name) {
-            return reply.error(Errno::from_i32(libc::ENODATA));
+        let no_data = Errno::from_i32(libc::ENODATA);
+        let names = match self.names() {
+            Ok(names) => names,
+            Err(e) => return reply.error(e),
+        };
+        if is_reserved_xattr(names, name) {
+            return reply.error(no_data);
         }
-        let Some(name_str) = name.to_str() else {
-            return reply.error(Errno::from_i32(libc::ENODATA));
+        // A name that cannot be stored cannot be there.
+        let Ok(stored) = names.encode_xattr_name(name) else {
+            return reply.error(no_data);
+        };
+        let Some(name_str) = stored.to_str() else {
+            return reply.error(no_data);
         };
         // The kernel asks for security.capability before every write to an
         // open file: answer through its descriptor instead of a lookup.
@@ -1212,11 +1338,12 @@ impl fuser::Filesystem for KmsFs {
             None => self.xattr_target(ino).and_then(|target| {
                 match target {
                     XattrTarget::Opened(file) => kmsfs_sys::fgetxattr(file.as_fd(), name_str),
-                    XattrTarget::Entry(dir, entry) => dir.get_xattr_of(&entry, name),
+                    XattrTarget::Entry(dir, entry) => dir.get_xattr_of(&entry, &stored),
                 }
                 .map_err(|e| errno(&e))
             }),
-        };
+        }
+        .and_then(|v| names.decode_xattr_value(&stored, &v).map_err(|e| errno(&e)));
         match value {
             Ok(value) => xattr_reply(reply, &value, size),
             Err(e) => reply.error(e),
@@ -1231,16 +1358,22 @@ impl fuser::Filesystem for KmsFs {
             }
             .map_err(|e| errno(&e))
         });
+        let names = match self.names() {
+            Ok(names) => names,
+            Err(e) => return reply.error(e),
+        };
         match list {
             Ok(list) => {
-                let visible: Vec<u8> = list
-                    .split_inclusive(|b| *b == 0)
-                    .filter(|n| {
-                        !n.starts_with(HEADER_XATTR.as_bytes()) && !n.starts_with(b"user.kmsfs.")
-                    })
-                    .flatten()
-                    .copied()
-                    .collect();
+                let mut visible = Vec::with_capacity(list.len());
+                for stored in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+                    if stored.starts_with(HEADER_XATTR.as_bytes()) {
+                        continue;
+                    }
+                    if let Some(name) = names.decode_xattr_name(stored) {
+                        visible.extend_from_slice(&name);
+                        visible.push(0);
+                    }
+                }
                 xattr_reply(reply, &visible, size);
             }
             Err(e) => reply.error(e),
@@ -1248,16 +1381,20 @@ impl fuser::Filesystem for KmsFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        if is_reserved_xattr(name) {
-            return reply.error(Errno::EPERM);
-        }
-        let result = self.xattr_target(ino).and_then(|target| {
-            match target {
-                XattrTarget::Opened(file) => kmsfs_sys::fremovexattr(file.as_fd(), name),
-                XattrTarget::Entry(dir, entry) => dir.remove_xattr_of(&entry, name),
+        let result = (|| {
+            let names = self.names()?;
+            if is_reserved_xattr(names, name) {
+                return Err(Errno::EPERM);
+            }
+            let stored = names
+                .encode_xattr_name(name)
+                .map_err(|_| Errno::from_i32(libc::ENODATA))?;
+            match self.xattr_target(ino)? {
+                XattrTarget::Opened(file) => kmsfs_sys::fremovexattr(file.as_fd(), &stored),
+                XattrTarget::Entry(dir, entry) => dir.remove_xattr_of(&entry, &stored),
             }
             .map_err(|e| errno(&e))
-        });
+        })();
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -1284,14 +1421,19 @@ impl fuser::Filesystem for KmsFs {
         reply: ReplyCreate,
     ) {
         let result = (|| {
-            let dir = self.parent_dir(parent, name)?;
-            let (file, key) =
-                self.create_regular(req, "create", (parent, &dir), name, mode & !umask & 0o7777)?;
+            let (dir, entry) = self.parent_entry(parent, name)?;
+            let (file, key) = self.create_regular(
+                req,
+                "create",
+                (parent, &dir),
+                &entry,
+                mode & !umask & 0o7777,
+            )?;
             let (attr, generation) = file
                 .metadata()
-                .map(|m| (self.attr(&m), generation(&m)))
+                .map(|m| (self.attr(&m, None), generation(&m)))
                 .map_err(|e| errno(&e))?;
-            self.tree.remember(attr.ino.0, parent.0, name);
+            self.tree.remember(attr.ino.0, parent.0, entry.as_os_str());
             let mut key = Some(key);
             // The file was created read-write; a read-only mount has no
             // create, so this descriptor serves every handle.

@@ -18,8 +18,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::sync::OnceLock;
+
 use fuser::Errno;
+use kmsfs_format::names::DirId;
 use kmsfs_volume::backing::{Dir, Node};
+use kmsfs_volume::names::VolumeNames;
 
 use super::dir_cache::{CAPACITY, DirCache};
 use super::inodes::{InodeTable, ROOT};
@@ -28,36 +32,69 @@ pub(super) fn errno(e: &io::Error) -> Errno {
     Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
+/// A directory descriptor and, once read, the directory's id (format
+/// version 2 names its entries with it; see `kmsfs_volume::names`).
+pub(super) struct CachedDir {
+    dir: Dir,
+    id: OnceLock<Option<DirId>>,
+}
+
+impl CachedDir {
+    fn new(dir: Dir) -> CachedDir {
+        CachedDir {
+            dir,
+            id: OnceLock::new(),
+        }
+    }
+
+    /// The directory's id under `names` (read once, then remembered for as
+    /// long as the descriptor is cached).
+    pub(super) fn id(&self, names: &VolumeNames) -> Result<Option<DirId>, Errno> {
+        if let Some(id) = self.id.get() {
+            return Ok(*id);
+        }
+        let id = names.dir_id(&self.dir).map_err(|e| errno(&e))?;
+        Ok(*self.id.get_or_init(|| id))
+    }
+}
+
+impl std::ops::Deref for CachedDir {
+    type Target = Dir;
+    fn deref(&self) -> &Dir {
+        &self.dir
+    }
+}
+
 /// An inode found through one of its links: the parent directory and the
 /// name in it (None for the root), and the inode itself.
 pub(super) struct Located {
-    pub link: Option<(Arc<Dir>, OsString)>,
+    pub link: Option<(Arc<CachedDir>, OsString)>,
     pub node: Node,
 }
 
 pub(super) struct Tree {
     pub inodes: InodeTable,
-    root: Arc<Dir>,
+    root: Arc<CachedDir>,
     root_dev: u64,
-    dirs: DirCache,
+    dirs: DirCache<CachedDir>,
     /// The backing directory as the administrator named it: for log lines.
     root_path: std::path::PathBuf,
 }
 
 impl Tree {
-    pub(super) fn open(backing: &Path) -> io::Result<Tree> {
-        let root = Dir::open_root(backing)?;
+    /// The tree whose root is `root` (the directory `root_path` names).
+    pub(super) fn open(root: Dir, root_path: &Path) -> io::Result<Tree> {
         let meta = root.metadata()?;
         Ok(Tree {
             inodes: InodeTable::new(meta.ino()),
-            root: Arc::new(root),
+            root: Arc::new(CachedDir::new(root)),
             root_dev: meta.dev(),
             dirs: DirCache::new(CAPACITY),
-            root_path: backing.to_path_buf(),
+            root_path: root_path.to_path_buf(),
         })
     }
 
-    pub(super) fn root(&self) -> &Arc<Dir> {
+    pub(super) fn root(&self) -> &Arc<CachedDir> {
         &self.root
     }
 
@@ -67,7 +104,7 @@ impl Tree {
     }
 
     /// The directory descriptor of FUSE inode `ino`.
-    pub(super) fn dir(&self, ino: u64) -> Result<Arc<Dir>, Errno> {
+    pub(super) fn dir(&self, ino: u64) -> Result<Arc<CachedDir>, Errno> {
         if ino == ROOT {
             return Ok(self.root.clone());
         }
@@ -99,7 +136,7 @@ impl Tree {
             if !self.is(expected, &meta) {
                 return Err(Errno::ESTALE);
             }
-            let dir = Arc::new(dir);
+            let dir = Arc::new(CachedDir::new(dir));
             self.dirs.insert(expected, dir.clone());
             start = dir;
         }
