@@ -50,6 +50,8 @@ pub(crate) struct Spec {
     pub key_id: Option<String>,
     /// `-o` mount options.
     pub options: Vec<&'static str>,
+    /// `--plaintext-names`: a format version 1 volume.
+    pub plaintext_names: bool,
 }
 
 impl Spec {
@@ -67,6 +69,10 @@ impl Spec {
     }
     pub(crate) fn option(mut self, o: &'static str) -> Self {
         self.options.push(o);
+        self
+    }
+    pub(crate) fn plaintext_names(mut self) -> Self {
+        self.plaintext_names = true;
         self
     }
 }
@@ -187,6 +193,9 @@ impl Mount {
         if let Some(k) = spec.key_id.as_deref() {
             args.extend(["--key-id", k]);
         }
+        if spec.plaintext_names {
+            args.push("--plaintext-names");
+        }
         m.kmsfs_ok(&args);
         m.mount();
         m
@@ -290,9 +299,35 @@ impl Mount {
         self.mnt.join(rel)
     }
 
-    /// The backing file behind a path at the mount.
+    /// Whether the volume encrypts names (format version 2).
+    pub(crate) fn encrypted_names(&self) -> bool {
+        self.config()["format_version"] == 2
+    }
+
+    /// The directory of the backing tree that is the mount's root: the
+    /// backing root itself (version 1) or its `tree` (version 2).
+    pub(crate) fn backing_tree(&self) -> PathBuf {
+        if self.encrypted_names() {
+            self.backing.join("tree")
+        } else {
+            self.backing.clone()
+        }
+    }
+
+    /// The backing file behind a path at the mount. With encrypted names it
+    /// is found by inode number (the mount shows the backing inode numbers),
+    /// so the volume must be mounted and the path must exist.
     pub(crate) fn backing_path(&self, rel: &str) -> PathBuf {
-        self.backing.join(rel)
+        if !self.encrypted_names() {
+            return self.backing.join(rel);
+        }
+        use std::os::unix::fs::MetadataExt;
+        assert!(self.mounted, "backing_path({rel}) of a version 2 volume needs the mount");
+        let ino = fs::symlink_metadata(self.path(rel))
+            .unwrap_or_else(|e| panic!("{rel} at the mount: {e}"))
+            .ino();
+        find_by_inode(&self.backing_tree(), ino)
+            .unwrap_or_else(|| panic!("no backing entry has inode {ino} ({rel})"))
     }
 
     pub(crate) fn config(&self) -> serde_json::Value {
@@ -367,6 +402,26 @@ impl Drop for Mount {
 }
 
 /// The pids of the `kmsfs mount … MNT` daemons serving `mnt`.
+/// The first entry below `dir` (not following symlinks) with inode `ino`.
+pub(crate) fn find_by_inode(dir: &Path, ino: u64) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.ino() == ino {
+            return Some(path);
+        }
+        if meta.is_dir()
+            && let Some(found) = find_by_inode(&path, ino)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
 pub(crate) fn daemon_pids(mnt: &Path) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
