@@ -392,6 +392,11 @@ fn tamper(spec: Spec) {
     }
     let (ok, report) = m.fsck();
     assert!(ok, "fsck before tampering: {report}");
+    // Where each file is in the backing tree (version 2: found through
+    // the mount, so asked for before unmounting).
+    for name in names {
+        m.backing_path(name);
+    }
     m.umount();
 
     // A flipped byte inside block 1's ciphertext.
@@ -585,6 +590,7 @@ fn other_cmk_cannot_read() {
     let mut a = Mount::new();
     let secret = pseudo_random(6, 9000);
     fs::write(a.path("secret"), &secret).unwrap();
+    a.backing_path("secret");
     a.umount();
 
     let out = a.kmsfs_ok(&["kms", "create-key", "--description", "second CMK"]);
@@ -595,6 +601,10 @@ fn other_cmk_cannot_read() {
     assert_eq!(b.key_arn(), second);
     assert_ne!(b.config()["volume_id"], a.config()["volume_id"]);
     fs::write(b.path("own"), b"volume B's own file").unwrap();
+    // B's "secret" is a file of its own that the copy replaces (with
+    // encrypted names, where B stores "secret" is known only through B).
+    fs::write(b.path("secret"), b"to be replaced").unwrap();
+    b.backing_path("secret");
     b.umount();
 
     fs::copy(a.backing_path("secret"), b.backing_path("secret")).unwrap();
@@ -635,6 +645,14 @@ fn disabled_key_gives_eacces() {
     let m = Mount::new();
     let arn = m.key_arn();
     fs::write(m.path("file"), b"before").unwrap();
+    let backing_file = m.backing_path("file");
+    let listing = || -> BTreeSet<std::ffi::OsString> {
+        fs::read_dir(m.backing_tree())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    };
+    let before = listing();
     m.kmsfs_ok(&["kms", "disable-key", "--key-id", &arn]);
 
     assert_eq!(
@@ -656,10 +674,7 @@ fn disabled_key_gives_eacces() {
         fs::symlink_metadata(m.path("new")).is_err(),
         "create left a file at the mount"
     );
-    assert!(
-        fs::symlink_metadata(m.backing_path("new")).is_err(),
-        "create left a backing file"
-    );
+    assert_eq!(listing(), before, "create left a backing file");
     // Nor may it be emptied: not by O_TRUNC, not by truncate(2).
     let r = OpenOptions::new()
         .write(true)
@@ -669,16 +684,22 @@ fn disabled_key_gives_eacces() {
     let r = nix::unistd::truncate(&m.path("file"), 0);
     assert_eq!(r, Err(nix::errno::Errno::EACCES), "truncate(2)");
     // The refusals did not touch the existing file.
-    let backing_len = fs::metadata(m.backing_path("file")).unwrap().len();
+    let backing_len = fs::metadata(&backing_file).unwrap().len();
     assert_eq!(backing_len, expected_backing_len(m.header_len(), 6));
     let log = m.log_text();
-    for name in ["file", "new"] {
-        let p = m.backing_path(name).display().to_string();
-        assert!(
-            log.lines().any(|l| l.contains(&p) && l.contains("denied")),
-            "no log line for {name}:\n{log}"
-        );
-    }
+    let file = backing_file.display().to_string();
+    assert!(
+        log.lines().any(|l| l.contains(&file) && l.contains("denied")),
+        "no log line for file:\n{log}"
+    );
+    // The refused create names the backing entry it would have made (an
+    // encrypted name in the tree, with version 2).
+    let tree = m.backing_tree().display().to_string();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("create") && l.contains(&tree) && l.contains("denied")),
+        "no log line for new:\n{log}"
+    );
 
     m.kmsfs_ok(&["kms", "enable-key", "--key-id", &arn]);
     assert_eq!(fs::read(m.path("file")).unwrap(), b"before");
@@ -785,13 +806,14 @@ fn rename_over_existing_file() {
     let a = pseudo_random(9, 5000);
     fs::write(m.path("a"), &a).unwrap();
     fs::write(m.path("b"), b"bbb").unwrap();
+    let backing_a = m.backing_path("a");
     fs::rename(m.path("a"), m.path("b")).unwrap();
     assert_same("b", &fs::read(m.path("b")).unwrap(), &a);
     assert_eq!(
         errno_of("old name", fs::metadata(m.path("a"))),
         libc::ENOENT
     );
-    assert!(!m.backing_path("a").exists());
+    assert!(!backing_a.exists());
 
     // RENAME_NOREPLACE refuses, RENAME_EXCHANGE swaps.
     use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
@@ -884,12 +906,13 @@ fn mkdir_and_rmdir() {
     fs::remove_file(m.path("d/e/file")).unwrap();
     fs::remove_dir(m.path("d/e/f")).unwrap();
     fs::remove_dir(m.path("d/e")).unwrap();
+    let backing_d = m.backing_path("d");
     fs::remove_dir(m.path("d")).unwrap();
     assert_eq!(
         errno_of("removed dir", fs::metadata(m.path("d"))),
         libc::ENOENT
     );
-    assert!(!m.backing_path("d").exists());
+    assert!(!backing_d.exists());
 }
 
 #[test]
@@ -992,7 +1015,9 @@ fn o_excl_on_existing_fails() {
 #[test]
 fn readdir_lists_ten_thousand_entries() {
     const N: usize = 10_000;
-    let mut m = Mount::new();
+    // Files put straight into the backing tree under their own names: a
+    // version 1 volume (tests/names_v2.rs lists 10,000 encrypted names).
+    let mut m = Mount::with(Spec::default().plaintext_names());
     // Most entries go straight into the backing directory (as a restored
     // backup would); a few are made through the mount.
     m.umount();
@@ -1045,7 +1070,16 @@ fn readdir_lists_ten_thousand_entries() {
 
 #[test]
 fn user_xattrs() {
-    let m = Mount::with(Spec::default().header("xattr"));
+    user_xattrs_on(Spec::default().header("xattr"));
+}
+
+#[test]
+fn user_xattrs_plaintext_names() {
+    user_xattrs_on(Spec::default().header("xattr").plaintext_names());
+}
+
+fn user_xattrs_on(spec: Spec) {
+    let m = Mount::with(spec);
     let path = m.path("f");
     fs::write(&path, b"content").unwrap();
     setxattr(&path, "user.color", b"blue").unwrap();
@@ -1064,24 +1098,33 @@ fn user_xattrs() {
         "{list:?}"
     );
 
-    // kmsfs's own attributes: hidden and refused.
-    assert!(getxattr(&m.backing_path("f"), HEADER_XATTR).is_ok());
+    // kmsfs's own attributes: hidden, and never reached from the mount.
+    let header = getxattr(&m.backing_path("f"), HEADER_XATTR).unwrap();
     assert_eq!(
         errno_of("get header xattr", getxattr(&path, HEADER_XATTR)),
         libc::ENODATA
     );
-    assert!(
-        setxattr(&path, HEADER_XATTR, b"junk").is_err(),
-        "header xattr overwritten"
-    );
-    assert!(
-        setxattr(&path, "user.kmsfs.other", b"x").is_err(),
-        "user.kmsfs.* accepted"
-    );
-    assert!(
-        kmsfs_sys::lremovexattr(&path, HEADER_XATTR.as_ref()).is_err(),
-        "header xattr removed"
-    );
+    if m.encrypted_names() {
+        // The user's `user.kmsfs.header` is stored under an encrypted name:
+        // allowed, and it is not the header.
+        setxattr(&path, HEADER_XATTR, b"junk").unwrap();
+        assert_eq!(getxattr(&path, HEADER_XATTR).unwrap(), b"junk");
+        kmsfs_sys::lremovexattr(&path, HEADER_XATTR.as_ref()).unwrap();
+    } else {
+        assert!(
+            setxattr(&path, HEADER_XATTR, b"junk").is_err(),
+            "header xattr overwritten"
+        );
+        assert!(
+            setxattr(&path, "user.kmsfs.other", b"x").is_err(),
+            "user.kmsfs.* accepted"
+        );
+        assert!(
+            kmsfs_sys::lremovexattr(&path, HEADER_XATTR.as_ref()).is_err(),
+            "header xattr removed"
+        );
+    }
+    assert_eq!(getxattr(&m.backing_path("f"), HEADER_XATTR).unwrap(), header);
     assert_eq!(fs::read(&path).unwrap(), b"content");
 
     kmsfs_sys::lremovexattr(&path, "user.color".as_ref()).unwrap();

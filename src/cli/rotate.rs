@@ -280,7 +280,10 @@ pub(crate) fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
         report.bytes
     );
     for (rel, why) in &report.failures {
-        println!("SKIPPED {}: {why}", backing.join(rel).display());
+        println!(
+            "SKIPPED {}: {why}",
+            volume.config.tree_path(&backing).join(rel).display()
+        );
     }
     if report.failures.is_empty() {
         Ok(())

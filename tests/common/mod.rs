@@ -141,6 +141,9 @@ pub(crate) struct Mount {
     pub log: PathBuf,
     options: Vec<&'static str>,
     mounted: bool,
+    /// Backing paths of version 2 files, found while mounted (see
+    /// [`Mount::backing_path`]), for use after an unmount.
+    resolved: std::sync::Mutex<std::collections::HashMap<String, PathBuf>>,
 }
 
 impl Mount {
@@ -181,6 +184,7 @@ impl Mount {
             log,
             options: spec.options.clone(),
             mounted: false,
+            resolved: Default::default(),
         };
         let backing = m.backing.to_str().expect("utf-8 path").to_string();
         let mut args = vec!["init", backing.as_str()];
@@ -316,18 +320,26 @@ impl Mount {
 
     /// The backing file behind a path at the mount. With encrypted names it
     /// is found by inode number (the mount shows the backing inode numbers),
-    /// so the volume must be mounted and the path must exist.
+    /// so the path must exist at the mount the first time it is asked for
+    /// while mounted; later (unmounted) calls reuse that answer.
     pub(crate) fn backing_path(&self, rel: &str) -> PathBuf {
         if !self.encrypted_names() {
             return self.backing.join(rel);
         }
         use std::os::unix::fs::MetadataExt;
-        assert!(self.mounted, "backing_path({rel}) of a version 2 volume needs the mount");
+        let mut resolved = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.mounted {
+            return resolved.get(rel).cloned().unwrap_or_else(|| {
+                panic!("backing_path({rel}) of a version 2 volume: ask while mounted first")
+            });
+        }
         let ino = fs::symlink_metadata(self.path(rel))
             .unwrap_or_else(|e| panic!("{rel} at the mount: {e}"))
             .ino();
-        find_by_inode(&self.backing_tree(), ino)
-            .unwrap_or_else(|| panic!("no backing entry has inode {ino} ({rel})"))
+        let path = find_by_inode(&self.backing_tree(), ino)
+            .unwrap_or_else(|| panic!("no backing entry has inode {ino} ({rel})"));
+        resolved.insert(rel.to_string(), path.clone());
+        path
     }
 
     pub(crate) fn config(&self) -> serde_json::Value {

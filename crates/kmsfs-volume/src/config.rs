@@ -188,6 +188,15 @@ impl VolumeConfig {
         self.format_version >= 2
     }
 
+    /// Where the mount's root is in the backing directory (for messages).
+    pub fn tree_path(&self, backing: &Path) -> PathBuf {
+        if self.encrypted_names() {
+            backing.join(TREE_NAME)
+        } else {
+            backing.to_path_buf()
+        }
+    }
+
     /// The directory that is the mount's root: the backing root itself in
     /// version 1, its `tree` subdirectory in version 2.
     pub fn open_tree(&self, backing: &Path) -> std::io::Result<Dir> {

@@ -32,6 +32,7 @@ pub struct FsckReport {
 pub fn check_volume(backing: &Path, volume: &Volume) -> std::io::Result<FsckReport> {
     let caller = Caller::current();
     let root = volume.config.open_tree(backing)?;
+    let tree_path = volume.config.tree_path(backing);
     let files = list_relative(&root, volume.config.encrypted_names());
     let mut damaged: Vec<Damage> = files
         .iter()
@@ -39,7 +40,7 @@ pub fn check_volume(backing: &Path, volume: &Volume) -> std::io::Result<FsckRepo
             check_file(volume, &caller, &root, rel)
                 .err()
                 .map(|what| Damage {
-                    path: backing.join(rel),
+                    path: tree_path.join(rel),
                     what,
                 })
         })

@@ -89,7 +89,7 @@ pub fn reencrypt_volume(
             ReencryptError::File(f) => f,
             other => FileError::Io(std::io::Error::other(other.to_string())),
         });
-        observer.file_done(&backing.join(rel), &seen);
+        observer.file_done(&volume.config.tree_path(backing).join(rel), &seen);
     }
     Ok(report)
 }

@@ -375,7 +375,7 @@ pub fn rotate_volume(
     let mut last_save = Instant::now();
     for rel in &files {
         let outcome = rewrap_file(volume, caller, &root, rel, target);
-        let path = backing.join(rel);
+        let path = volume.config.tree_path(backing).join(rel);
         match &outcome {
             Ok(Outcome::Rewrapped) => {
                 state.rewrapped += 1;

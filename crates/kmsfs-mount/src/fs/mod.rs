@@ -256,11 +256,7 @@ impl KmsFs {
             .names()
             .map_err(|e| io::Error::other(format!("cannot read the volume's names: {e}")))?;
         let tree_root = volume.config.open_tree(&backing)?;
-        let tree_path = if volume.config.encrypted_names() {
-            backing.join(kmsfs_volume::config::TREE_NAME)
-        } else {
-            backing
-        };
+        let tree_path = volume.config.tree_path(&backing);
         Ok(KmsFs {
             tree: Tree::open(tree_root, &tree_path)?,
             volume,
