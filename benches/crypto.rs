@@ -19,6 +19,7 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use kmsfs_format::cipher::{BlockAead, CipherSuite, DataKey, NONCE_LEN, TAG_LEN, new_aead};
 use kmsfs_format::content::{BLOCK_SIZE, FileContent, Layout, MemIo};
+use kmsfs_format::header::FormatVersion;
 
 const FILE_ID: [u8; 16] = [0x42; 16];
 /// The header sits at the start of the backing file in the default layout.
@@ -97,6 +98,7 @@ fn bench_content(c: &mut Criterion) {
             file_id: FILE_ID,
             layout: Layout {
                 header_len: HEADER_LEN,
+                version: FormatVersion::V1,
             },
         };
         for len in [4usize << 10, 64 << 10, 1 << 20] {

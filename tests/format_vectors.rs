@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use kmsfs_format::cipher::CipherSuite;
 use kmsfs_format::content::{BLOCK_SIZE, Layout};
-use kmsfs_format::header::{FileHeader, HEADER_LEN};
+use kmsfs_format::header::{FileHeader, FormatVersion, HEADER_LEN};
 use kmsfs_kms::clock::SystemClock;
 use kmsfs_kms::local::LocalKms;
 use kmsfs_kms::store::RootSecret;
@@ -379,7 +379,11 @@ fn backing_sizes_follow_the_format() {
                 let (q, r) = (len as u64 / 4096, len as u64 % 4096);
                 let formula = h + 4124 * q + if r > 0 { r + 28 } else { 0 };
                 assert_eq!(backing, formula, "{dir}/{name}");
-                assert_eq!(Layout { header_len: h }.backing_len(len as u64), backing);
+                let layout = Layout {
+                    header_len: h,
+                    version: FormatVersion::V1,
+                };
+                assert_eq!(layout.backing_len(len as u64), backing);
             }
         }
     }

@@ -108,8 +108,12 @@ pub trait BlockAead: Send + Sync {
     /// a data-dependent failure.
     fn seal_detached(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN];
 
-    /// Verifies `tag` and decrypts `buf` in place. On failure the contents of
-    /// `buf` are unspecified and must not be used.
+    /// Verifies `tag` and decrypts `buf` in place. On failure `buf` is left
+    /// unchanged (the tag is checked before anything is decrypted), so a
+    /// caller may try the same ciphertext again under other associated data
+    /// (the content layer's v2 final-flag fallback relies on this; the
+    /// `failed_open_leaves_the_buffer_unchanged` test pins it for both
+    /// suites).
     fn open_detached(
         &self,
         nonce: &[u8; NONCE_LEN],
@@ -354,6 +358,26 @@ mod tests {
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn failed_open_leaves_the_buffer_unchanged() {
+        let key = DataKey::random();
+        for suite in CipherSuite::ALL {
+            let aead = new_aead(suite, key.as_bytes());
+            let nonce = random_nonce();
+            let mut buf = vec![0x5a; 100];
+            let tag = aead.seal_detached(&nonce, b"right", &mut buf);
+            let sealed = buf.clone();
+            assert_eq!(
+                aead.open_detached(&nonce, b"wrong", &mut buf, &tag),
+                Err(AuthError)
+            );
+            assert_eq!(buf, sealed, "{suite}");
+            aead.open_detached(&nonce, b"right", &mut buf, &tag)
+                .unwrap();
+            assert_eq!(buf, vec![0x5a; 100]);
+        }
     }
 
     #[test]

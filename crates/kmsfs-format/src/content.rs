@@ -6,15 +6,24 @@
 //!
 //! ```text
 //! [ header: header_len bytes ][ block 0 ][ block 1 ] ... [ block N-1 ]
-//! block = nonce (12) || ciphertext (n) || tag (16),  n = 4096 except the last (1..=4096)
-//! AAD(block i) = file_id (16) || i as u64 big-endian (8)
+//! block = nonce (12) || ciphertext (n) || tag (16),  n = 4096 except the last
+//! v1: AAD(block i) = file_id (16) || i as u64 big-endian (8)             n of the last: 1..=4096
+//! v2: AAD(block i) = file_id (16) || i as u64 big-endian (8) || final (1) n of the last: 0..=4096
 //! ```
 //!
 //! The AAD binds each block to its file and position, so blocks cannot be
 //! moved within a file or transplanted from another file (even one sharing a
-//! data key) without detection. It does *not* bind the file length: cutting
-//! whole blocks off the end (or, see [`is_hole`], zeroing blocks) is not
-//! detected, the same limitation as gocryptfs.
+//! data key) without detection. In format version 1 it does *not* bind the
+//! file length: cutting whole blocks off the end (or, see [`is_hole`],
+//! zeroing blocks) is not detected, the same limitation as gocryptfs.
+//!
+//! Format version 2 authenticates the length: the block that is last
+//! according to the backing size must open with final flag `01`, every
+//! other block is sealed with `00`, and every v2 file with a header has such
+//! a final block (an empty file has a 28-byte one holding no data). Cutting
+//! whole blocks off the end therefore leaves a last block sealed with `00`,
+//! which fails. Writers keep that invariant crash-safely: see
+//! [`FileContent::write`] and [`FileContent::truncate`].
 //!
 //! Callers must serialise mutating operations (`write`, `truncate`) on the
 //! same file; this module performs unlocked read-modify-write cycles.
@@ -24,6 +33,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::cipher::{BlockAead, NONCE_LEN, TAG_LEN, fill_random};
+use super::header::FormatVersion;
 
 /// Plaintext bytes per block (block shift 12).
 pub const BLOCK_SIZE: usize = 4096;
@@ -31,8 +41,11 @@ pub const BLOCK_SIZE: usize = 4096;
 pub const BLOCK_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 /// On-disk size of a full block.
 pub const STORED_BLOCK_LEN: usize = BLOCK_SIZE + BLOCK_OVERHEAD;
-/// Length of the per-block associated data.
+/// Length of the per-block associated data in format version 1.
 pub const AAD_LEN: usize = 16 + 8;
+/// Length of the per-block associated data in format version 2 (file id,
+/// block number, final flag).
+pub const AAD_LEN_V2: usize = AAD_LEN + 1;
 
 const BLOCK: u64 = BLOCK_SIZE as u64;
 const STORED: u64 = STORED_BLOCK_LEN as u64;
@@ -63,17 +76,44 @@ pub enum ContentError {
 }
 
 /// Geometry of one backing file. `header_len` is 1024 when the header is at
-/// the start of the file and 0 when it is stored in an xattr.
+/// the start of the file and 0 when it is stored in an xattr; `version` is
+/// the file's header version, which selects the AAD and the size rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     pub header_len: u64,
+    pub version: FormatVersion,
+}
+
+/// The associated data of block `block_no`: 24 bytes in v1, 25 in v2 (the
+/// last byte is `01` for a block sealed as the file's final block, `00`
+/// otherwise; `is_final` is ignored for v1). Returns the buffer and the
+/// length in use.
+pub fn block_aad(
+    version: FormatVersion,
+    file_id: &[u8; 16],
+    block_no: u64,
+    is_final: bool,
+) -> ([u8; AAD_LEN_V2], usize) {
+    let mut aad = [0u8; AAD_LEN_V2];
+    aad[..16].copy_from_slice(file_id);
+    aad[16..AAD_LEN].copy_from_slice(&block_no.to_be_bytes());
+    match version {
+        FormatVersion::V1 => (aad, AAD_LEN),
+        FormatVersion::V2 => {
+            aad[AAD_LEN] = u8::from(is_final);
+            (aad, AAD_LEN_V2)
+        }
+    }
 }
 
 impl Layout {
     /// Plaintext size implied by the backing file's size.
     ///
     /// `backing_len == 0` is a freshly created file without a header yet and
-    /// has size 0, as does a file consisting of only the header.
+    /// has size 0 (both versions). In v1 a file consisting of only the header
+    /// also has size 0; in v2 that file has lost its final block and is
+    /// `Corrupt { block: 0 }`, and the empty file is the header plus a
+    /// 28-byte final block.
     pub fn plain_size(&self, backing_len: u64) -> Result<u64, ContentError> {
         if backing_len == 0 {
             return Ok(0);
@@ -83,21 +123,36 @@ impl Layout {
             .ok_or(self.missing_header(backing_len))?;
         let full = body / STORED;
         let tail = body % STORED;
+        if self.version == FormatVersion::V2 {
+            if body == 0 {
+                // The final block was cut off.
+                return Err(ContentError::Corrupt { block: 0 });
+            }
+            if full == 0 && tail == OVERHEAD {
+                // The empty file's final block: nonce and tag, no data.
+                return Ok(0);
+            }
+        }
         if tail == 0 {
             return Ok(full * BLOCK);
         }
         if tail <= OVERHEAD {
-            // A block needs at least one plaintext byte plus nonce and tag;
-            // a shorter tail can only come from a torn write or tampering.
+            // A block needs at least one plaintext byte plus nonce and tag
+            // (only v2's empty final block has none); a shorter tail can
+            // only come from a torn write or tampering.
             return Err(ContentError::Corrupt { block: full });
         }
         Ok(full * BLOCK + (tail - OVERHEAD))
     }
 
     /// Backing size for a plaintext size. For size 0 this is `header_len`
-    /// (header present, no blocks); the header-less empty file (backing 0) is
+    /// in v1 (header present, no blocks) and `header_len + 28` in v2 (header
+    /// and the empty final block); the header-less empty file (backing 0) is
     /// a special state only [`Layout::plain_size`] needs to understand.
     pub fn backing_len(&self, plain_size: u64) -> u64 {
+        if plain_size == 0 && self.version == FormatVersion::V2 {
+            return self.header_len + OVERHEAD;
+        }
         let full = plain_size / BLOCK;
         let tail = plain_size % BLOCK;
         let tail_stored = if tail == 0 { 0 } else { tail + OVERHEAD };
@@ -115,6 +170,13 @@ impl Layout {
         let start = block_no * BLOCK;
         // Bounded by BLOCK_SIZE, so the cast cannot truncate.
         plain_size.saturating_sub(start).min(BLOCK) as usize
+    }
+
+    /// The block that is last for a file of `plain_size` bytes: the one a v2
+    /// writer seals with the final flag. Block 0 for an empty file (v2's
+    /// empty final block).
+    pub fn final_block(plain_size: u64) -> u64 {
+        plain_size.saturating_sub(1) / BLOCK
     }
 
     fn missing_header(&self, backing_len: u64) -> ContentError {
@@ -281,25 +343,41 @@ pub struct FileContent<'a> {
 }
 
 impl FileContent<'_> {
-    fn aad(&self, block_no: u64) -> [u8; AAD_LEN] {
-        let mut aad = [0u8; AAD_LEN];
-        aad[..16].copy_from_slice(&self.file_id);
-        aad[16..].copy_from_slice(&block_no.to_be_bytes());
-        aad
+    fn v2(&self) -> bool {
+        self.layout.version == FormatVersion::V2
     }
 
     /// Decrypts one stored block in place; returns the plaintext sub-slice.
+    /// `is_final`: the block is the last one according to the file size.
+    ///
+    /// v2: the final block opens with flag `01` only, and an all-zero final
+    /// block is not a hole. Any other block opens with flag `00`, falling
+    /// back to `01`: a block that was the final one when a crash interrupted
+    /// the extension of the file keeps its `01` seal until the last step of
+    /// that extension re-seals it (see [`FileContent::write`]).
     fn open_block<'b>(
         &self,
         block_no: u64,
+        is_final: bool,
         stored: &'b mut [u8],
     ) -> Result<&'b [u8], ContentError> {
         let corrupt = ContentError::Corrupt { block: block_no };
-        if stored.len() <= BLOCK_OVERHEAD || stored.len() > STORED_BLOCK_LEN {
+        let final_v2 = self.v2() && is_final;
+        // Only v2's empty final block may hold no plaintext byte.
+        let min_len = if final_v2 {
+            BLOCK_OVERHEAD
+        } else {
+            BLOCK_OVERHEAD + 1
+        };
+        if stored.len() < min_len || stored.len() > STORED_BLOCK_LEN {
             return Err(corrupt);
         }
         let plain_len = stored.len() - BLOCK_OVERHEAD;
         if is_hole(stored) {
+            if final_v2 {
+                // A zeroed final block would make truncation undetectable.
+                return Err(corrupt);
+            }
             // Already zeros: the plaintext of a hole is the zero bytes.
             return Ok(&stored[NONCE_LEN..NONCE_LEN + plain_len]);
         }
@@ -313,32 +391,53 @@ impl FileContent<'_> {
         let tag: &[u8; TAG_LEN] = (&*tag)
             .try_into()
             .map_err(|_| ContentError::Corrupt { block: block_no })?;
+        let (aad, aad_len) = block_aad(self.layout.version, &self.file_id, block_no, is_final);
+        if self
+            .aead
+            .open_detached(nonce, &aad[..aad_len], ct, tag)
+            .is_ok()
+        {
+            return Ok(ct);
+        }
+        if !self.v2() || is_final {
+            return Err(corrupt);
+        }
+        // A failed open leaves `ct` unchanged (BlockAead contract).
+        let (aad, aad_len) = block_aad(self.layout.version, &self.file_id, block_no, true);
         self.aead
-            .open_detached(nonce, &self.aad(block_no), ct, tag)
+            .open_detached(nonce, &aad[..aad_len], ct, tag)
             .map_err(|_| corrupt)?;
         Ok(ct)
     }
 
     /// Seals `stored[NONCE_LEN..len-TAG_LEN]` (already holding plaintext) in
-    /// place, filling in the nonce and tag.
-    fn seal_block(&self, block_no: u64, nonce: &[u8; NONCE_LEN], stored: &mut [u8]) {
+    /// place, filling in the nonce and tag. `is_final` selects the v2 final
+    /// flag (ignored for v1).
+    fn seal_block(
+        &self,
+        block_no: u64,
+        is_final: bool,
+        nonce: &[u8; NONCE_LEN],
+        stored: &mut [u8],
+    ) {
         let plain_end = stored.len() - TAG_LEN;
         stored[..NONCE_LEN].copy_from_slice(nonce);
-        let tag = self.aead.seal_detached(
-            nonce,
-            &self.aad(block_no),
-            &mut stored[NONCE_LEN..plain_end],
-        );
+        let (aad, aad_len) = block_aad(self.layout.version, &self.file_id, block_no, is_final);
+        let tag =
+            self.aead
+                .seal_detached(nonce, &aad[..aad_len], &mut stored[NONCE_LEN..plain_end]);
         stored[plain_end..].copy_from_slice(&tag);
     }
 
     /// Reads and decrypts block `block_no`, whose plaintext length is
-    /// `plain_len` (> 0) according to the current file size.
+    /// `plain_len` according to the current file size (> 0, or 0 for v2's
+    /// empty final block).
     fn read_block(
         &self,
         io: &(impl PositionalIo + ?Sized),
         block_no: u64,
         plain_len: usize,
+        is_final: bool,
     ) -> Result<Vec<u8>, ContentError> {
         let mut stored = vec![0u8; plain_len + BLOCK_OVERHEAD];
         let n = io.read_at(&mut stored, self.layout.block_offset(block_no))?;
@@ -347,30 +446,44 @@ impl FileContent<'_> {
             // block as damaged rather than decrypting a truncated buffer.
             return Err(ContentError::Corrupt { block: block_no });
         }
-        let plain = self.open_block(block_no, &mut stored)?;
+        let plain = self.open_block(block_no, is_final, &mut stored)?;
         Ok(plain.to_vec())
     }
 
-    /// Rewrites block `block_no` (currently `old_len` > 0 plaintext bytes) with
+    /// Seals `plain` (at most one block) under a fresh nonce as block
+    /// `block_no` and writes it with one `write_at`.
+    fn write_sealed(
+        &self,
+        io: &(impl PositionalIo + ?Sized),
+        block_no: u64,
+        is_final: bool,
+        plain: &[u8],
+    ) -> Result<(), ContentError> {
+        let mut stored = vec![0u8; plain.len() + BLOCK_OVERHEAD];
+        stored[NONCE_LEN..NONCE_LEN + plain.len()].copy_from_slice(plain);
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce);
+        self.seal_block(block_no, is_final, &nonce, &mut stored);
+        io.write_at(&stored, self.layout.block_offset(block_no))?;
+        Ok(())
+    }
+
+    /// Rewrites block `block_no` (currently `old_len` plaintext bytes) with
     /// plaintext length `new_len`, truncating or zero-extending. Used to turn
     /// an old partial last block into a full one before the file grows past
-    /// it (mid-file blocks must be full), and to shorten the last block.
-    fn reseal_block(
+    /// it (mid-file blocks must be full), and to resize the last block.
+    /// The block is read as final and written as final (v2).
+    fn reseal_final(
         &self,
         io: &(impl PositionalIo + ?Sized),
         block_no: u64,
         old_len: usize,
         new_len: usize,
-    ) -> Result<(), ContentError> {
-        let old = self.read_block(io, block_no, old_len)?;
-        let mut stored = vec![0u8; new_len + BLOCK_OVERHEAD];
-        let keep = old_len.min(new_len);
-        stored[NONCE_LEN..NONCE_LEN + keep].copy_from_slice(&old[..keep]);
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce);
-        self.seal_block(block_no, &nonce, &mut stored);
-        io.write_at(&stored, self.layout.block_offset(block_no))?;
-        Ok(())
+    ) -> Result<Vec<u8>, ContentError> {
+        let mut plain = self.read_block(io, block_no, old_len, true)?;
+        plain.resize(new_len, 0);
+        self.write_sealed(io, block_no, true, &plain)?;
+        Ok(plain)
     }
 
     /// Current plaintext size of the file behind `io`.
@@ -381,6 +494,8 @@ impl FileContent<'_> {
     /// Returns the plaintext in `[offset, min(offset + size, plain_size))`.
     /// All ciphertext needed is fetched with a single `read_at`, and every
     /// block touched is authenticated, even if only one byte of it is used.
+    /// v2: reading an empty file authenticates its empty final block (else
+    /// a file cut to `header + 28` bytes would read as empty unnoticed).
     pub fn read(
         &self,
         io: &(impl PositionalIo + ?Sized),
@@ -391,8 +506,12 @@ impl FileContent<'_> {
         let plain_size = self.layout.plain_size(backing_len)?;
         let end = offset.saturating_add(size as u64).min(plain_size);
         if offset >= end {
+            if self.v2() && plain_size == 0 && backing_len != 0 {
+                self.read_block(io, 0, 0, true)?;
+            }
             return Ok(Vec::new());
         }
+        let final_block = Layout::final_block(plain_size);
         let first = offset / BLOCK;
         let last = (end - 1) / BLOCK;
         let start_off = self.layout.block_offset(first);
@@ -413,7 +532,7 @@ impl FileContent<'_> {
         let mut out = Vec::with_capacity((end - offset) as usize);
         for (i, chunk) in stored.chunks_mut(STORED_BLOCK_LEN).enumerate() {
             let block_no = first + i as u64;
-            let plain = self.open_block(block_no, chunk)?;
+            let plain = self.open_block(block_no, block_no == final_block, chunk)?;
             let block_start = block_no * BLOCK;
             // Both bounded by BLOCK_SIZE.
             let from = (offset.max(block_start) - block_start) as usize;
@@ -435,6 +554,15 @@ impl FileContent<'_> {
     /// (a separate, earlier write, so a crash never leaves a short block in
     /// the middle of the file); whole blocks between old EOF and `offset` are
     /// left as holes.
+    ///
+    /// v2, a write that starts beyond the old final block `F`: (a) `F` is
+    /// read; if partial it is padded to 4096 bytes and re-sealed, still as
+    /// final; (b) the write's blocks go out in one `write_at`, its last block
+    /// sealed as final; (c) `F` is re-sealed as non-final from the plaintext
+    /// kept from (a). A crash after (a) leaves the old content zero-padded to
+    /// a block boundary; after (b), the new content (`F`, still sealed as
+    /// final, opens through the read fallback). A write that covers `F`
+    /// seals it as non-final in its one `write_at`.
     pub fn write(
         &self,
         io: &(impl PositionalIo + ?Sized),
@@ -455,12 +583,32 @@ impl FileContent<'_> {
 
         let first = offset / BLOCK;
         let last = (end - 1) / BLOCK;
+        // v2 (v1 ignores the flags): the final block before and after the
+        // write. A backing file of 0 bytes (xattr header) has no block yet.
+        let old_final = (backing_len != 0).then(|| Layout::final_block(plain_size));
+        let new_final = Layout::final_block(plain_size.max(end));
+        // v2: the old final block when it lies before the write, with its
+        // (padded) plaintext, to be re-sealed as non-final afterwards.
+        let mut demote: Option<(u64, Vec<u8>)> = None;
 
-        let old_last = plain_size / BLOCK;
-        let old_tail = Layout::block_plain_len(plain_size, old_last);
-        if old_tail > 0 && first > old_last {
-            self.reseal_block(io, old_last, old_tail, BLOCK_SIZE)?;
-            plain_size = (old_last + 1) * BLOCK;
+        if self.v2() {
+            if let Some(f) = old_final.filter(|&f| f < first) {
+                let len = Layout::block_plain_len(plain_size, f);
+                let plain = if len < BLOCK_SIZE {
+                    plain_size = (f + 1) * BLOCK;
+                    self.reseal_final(io, f, len, BLOCK_SIZE)?
+                } else {
+                    self.read_block(io, f, len, true)?
+                };
+                demote = Some((f, plain));
+            }
+        } else {
+            let old_last = plain_size / BLOCK;
+            let old_tail = Layout::block_plain_len(plain_size, old_last);
+            if old_tail > 0 && first > old_last {
+                self.reseal_final(io, old_last, old_tail, BLOCK_SIZE)?;
+                plain_size = (old_last + 1) * BLOCK;
+            }
         }
 
         // Fetch the old plaintext of the (at most two) partially covered
@@ -473,12 +621,13 @@ impl FileContent<'_> {
             let covers_old = end >= block_start + old_len as u64;
             (old_len > 0 && !(covers_start && covers_old)).then_some(old_len)
         };
+        let was_final = |block_no: u64| old_final == Some(block_no);
         let old_first = match partial(first) {
-            Some(len) => Some(self.read_block(io, first, len)?),
+            Some(len) => Some(self.read_block(io, first, len, was_final(first))?),
             None => None,
         };
         let old_last_block = match (last != first).then(|| partial(last)).flatten() {
-            Some(len) => Some(self.read_block(io, last, len)?),
+            Some(len) => Some(self.read_block(io, last, len, was_final(last))?),
             None => None,
         };
 
@@ -517,18 +666,21 @@ impl FileContent<'_> {
             plain[from..to].copy_from_slice(&data[src..src + (to - from)]);
             let mut block_nonce = [0u8; NONCE_LEN];
             block_nonce.copy_from_slice(nonce); // chunks_exact: always NONCE_LEN
-            self.seal_block(block_no, &block_nonce, stored);
+            self.seal_block(block_no, block_no == new_final, &block_nonce, stored);
         }
         io.write_at(&out, self.layout.block_offset(first))?;
+        if let Some((f, plain)) = demote {
+            self.write_sealed(io, f, false, &plain)?;
+        }
         Ok(())
     }
 
-    /// Sets the plaintext size to `new_size`.
-    ///
     /// Punches a hole: plaintext `[offset, offset + len)` reads as zeros
     /// afterwards and the size is unchanged. Blocks wholly inside the range
     /// become holes on disk (all-zero stored bytes); partly covered edge
-    /// blocks are re-sealed with zeros in the covered part.
+    /// blocks are re-sealed with zeros in the covered part. v2: the final
+    /// block never becomes a hole; when covered it is re-sealed with zeros
+    /// (as final).
     pub fn punch_hole(
         &self,
         io: &(impl PositionalIo + ?Sized),
@@ -544,11 +696,14 @@ impl FileContent<'_> {
         // Whole blocks: those starting at or after `offset` and ending at or
         // before `end` (the file's short last block counts when `end` is EOF).
         let first_whole = offset.div_ceil(BLOCK);
-        let end_whole = if end == size {
+        let mut end_whole = if end == size {
             end.div_ceil(BLOCK)
         } else {
             end / BLOCK
         };
+        if self.v2() {
+            end_whole = end_whole.min(Layout::final_block(size));
+        }
         if first_whole >= end_whole {
             // No whole block: zero the covered bytes inside one or two blocks.
             return self.write(io, offset, &vec![0u8; (end - offset) as usize]);
@@ -567,9 +722,14 @@ impl FileContent<'_> {
         Ok(())
     }
 
-    /// Shrinking re-seals the new last block if it becomes partial. Growing
-    /// pads the old partial last block with zeros (re-sealed) and extends the
-    /// backing file with `set_len`, so the new region is holes.
+    /// Sets the plaintext size to `new_size`.
+    ///
+    /// v1: shrinking re-seals the new last block if it becomes partial.
+    /// Growing pads the old partial last block with zeros (re-sealed) and
+    /// extends the backing file with `set_len`, so the new region is holes.
+    /// v2: every step keeps a sealed final block at the end; the order of
+    /// the calls and what a crash between them leaves are described on
+    /// `truncate_v2` and in docs/FORMAT.md.
     pub fn truncate(
         &self,
         io: &(impl PositionalIo + ?Sized),
@@ -577,6 +737,9 @@ impl FileContent<'_> {
     ) -> Result<(), ContentError> {
         if new_size > MAX_PLAIN_SIZE {
             return Err(ContentError::TooLarge);
+        }
+        if self.v2() {
+            return self.truncate_v2(io, new_size);
         }
         let backing_len = io.len()?;
         let plain_size = self.layout.plain_size(backing_len)?;
@@ -589,7 +752,7 @@ impl FileContent<'_> {
             let old_tail = Layout::block_plain_len(plain_size, old_last);
             if old_tail > 0 {
                 let new_tail = Layout::block_plain_len(new_size, old_last);
-                self.reseal_block(io, old_last, old_tail, new_tail)?;
+                self.reseal_final(io, old_last, old_tail, new_tail)?;
                 if new_tail < BLOCK_SIZE {
                     // The new size ends inside the old last block; the
                     // re-sealed block already has the right length.
@@ -610,14 +773,88 @@ impl FileContent<'_> {
             return Ok(());
         }
         let old_len = Layout::block_plain_len(plain_size, new_last);
-        let old = self.read_block(io, new_last, old_len)?;
+        let old = self.read_block(io, new_last, old_len, false)?;
         io.set_len(self.layout.block_offset(new_last))?;
-        let mut stored = vec![0u8; new_tail + BLOCK_OVERHEAD];
-        stored[NONCE_LEN..NONCE_LEN + new_tail].copy_from_slice(&old[..new_tail]);
-        let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce);
-        self.seal_block(new_last, &nonce, &mut stored);
-        io.write_at(&stored, self.layout.block_offset(new_last))?;
+        self.write_sealed(io, new_last, true, &old[..new_tail])?;
+        Ok(())
+    }
+
+    /// `truncate` for format version 2. Every step keeps a sealed final
+    /// block at the end of the file:
+    ///
+    /// - to 0: `set_len(H)`, then write the 28-byte empty final block. It
+    ///   needs no old content, so it also repairs a damaged file (which is
+    ///   how the crash state between the two steps, header only, is fixed);
+    /// - growing within the final block `F`: `F` re-sealed at its new length;
+    /// - growing past `F`: (a) `F` padded to 4096 bytes and re-sealed as
+    ///   final if partial, (b) a sealed final block of zeros written at the
+    ///   new end (blocks in between stay holes), (c) `F` re-sealed as
+    ///   non-final. O(1) in the size;
+    /// - shrinking to a multiple of 4096: the new final block re-sealed as
+    ///   final first, then the cut (a crash in between leaves the old
+    ///   content, read through the fallback);
+    /// - shrinking otherwise: the new final block's old plaintext is read,
+    ///   the file is cut to its new backing length, then that block is
+    ///   re-sealed as final; a crash in between leaves only that block
+    ///   failing authentication.
+    fn truncate_v2(
+        &self,
+        io: &(impl PositionalIo + ?Sized),
+        new_size: u64,
+    ) -> Result<(), ContentError> {
+        let backing_len = io.len()?;
+        let header_len = self.layout.header_len;
+        if new_size == 0 {
+            if backing_len == 0 || matches!(self.layout.plain_size(backing_len), Ok(0)) {
+                // Already empty (or header-less, which stays so).
+                return Ok(());
+            }
+            self.require_header(backing_len)?;
+            if backing_len != header_len {
+                io.set_len(header_len)?;
+            }
+            return self.write_sealed(io, 0, true, &[]);
+        }
+        let plain_size = self.layout.plain_size(backing_len)?;
+        if new_size == plain_size {
+            return Ok(());
+        }
+        let new_final = Layout::final_block(new_size);
+        let new_len = Layout::block_plain_len(new_size, new_final);
+        if new_size > plain_size {
+            self.require_header(backing_len)?;
+            if backing_len == 0 {
+                // Xattr header, no block yet: just the final block.
+                return self.write_sealed(io, new_final, true, &vec![0u8; new_len]);
+            }
+            let f = Layout::final_block(plain_size);
+            let len = Layout::block_plain_len(plain_size, f);
+            if new_final == f {
+                self.reseal_final(io, f, len, new_len)?;
+                return Ok(());
+            }
+            let plain = if len < BLOCK_SIZE {
+                self.reseal_final(io, f, len, BLOCK_SIZE)?
+            } else {
+                self.read_block(io, f, len, true)?
+            };
+            self.write_sealed(io, new_final, true, &vec![0u8; new_len])?;
+            return self.write_sealed(io, f, false, &plain);
+        }
+
+        // Shrinking (new_size > 0).
+        let old_final = Layout::final_block(plain_size);
+        let old_len = Layout::block_plain_len(plain_size, new_final);
+        let mut plain = self.read_block(io, new_final, old_len, new_final == old_final)?;
+        plain.truncate(new_len);
+        if new_len == BLOCK_SIZE {
+            // new_final < old_final: mark it final before cutting.
+            self.write_sealed(io, new_final, true, &plain)?;
+            io.set_len(self.layout.backing_len(new_size))?;
+        } else {
+            io.set_len(self.layout.backing_len(new_size))?;
+            self.write_sealed(io, new_final, true, &plain)?;
+        }
         Ok(())
     }
 
@@ -640,11 +877,17 @@ mod punch_tests {
     #[test]
     fn punch_hole_zeroes_ranges_and_keeps_the_size() {
         let aead = new_aead(CipherSuite::Aes256Gcm, &[9u8; 32]);
-        for header_len in [0u64, 1024] {
+        for (header_len, version) in [0u64, 1024]
+            .into_iter()
+            .flat_map(|h| [(h, FormatVersion::V1), (h, FormatVersion::V2)])
+        {
             let content = FileContent {
                 aead: aead.as_ref(),
                 file_id: [4; 16],
-                layout: Layout { header_len },
+                layout: Layout {
+                    header_len,
+                    version,
+                },
             };
             let size = 5 * 4096 + 100;
             let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8 + 1).collect();
@@ -661,6 +904,8 @@ mod punch_tests {
                 (7, 0),
             ] {
                 let io = MemIo::new(vec![0u8; header_len as usize]);
+                // v2: a header-only file gets its empty final block.
+                content.truncate(&io, 0).unwrap();
                 content.write(&io, 0, &data).unwrap();
                 content.punch_hole(&io, off, len).unwrap();
                 let mut want = data.clone();
@@ -713,12 +958,28 @@ mod tests {
             }
         }
         fn content(&self, header_len: u64) -> FileContent<'_> {
+            self.content_v(header_len, FormatVersion::V1)
+        }
+        fn content_v(&self, header_len: u64, version: FormatVersion) -> FileContent<'_> {
             FileContent {
                 aead: &*self.aead,
                 file_id: self.file_id,
-                layout: Layout { header_len },
+                layout: Layout {
+                    header_len,
+                    version,
+                },
             }
         }
+    }
+
+    /// A new file as the filesystem leaves it after `create`: its (fake)
+    /// header if in the file, and for v2 the empty final block.
+    fn fresh(c: &FileContent) -> MemIo {
+        let io = new_io(c.layout.header_len);
+        if c.layout.version == FormatVersion::V2 {
+            c.write_sealed(&io, 0, true, &[]).unwrap();
+        }
+        io
     }
 
     fn configs() -> impl Iterator<Item = (CipherSuite, u64)> {
@@ -727,10 +988,18 @@ mod tests {
             .flat_map(|s| [(s, 0u64), (s, 1024u64)])
     }
 
+    /// Every suite, header placement and format version.
+    fn configs_v() -> impl Iterator<Item = (CipherSuite, u64, FormatVersion)> {
+        configs().flat_map(|(s, h)| [(s, h, FormatVersion::V1), (s, h, FormatVersion::V2)])
+    }
+
     #[test]
     fn layout_arithmetic() {
         for header_len in [0u64, 1024] {
-            let l = Layout { header_len };
+            let l = Layout {
+                header_len,
+                version: FormatVersion::V1,
+            };
             assert_eq!(l.plain_size(0).unwrap(), 0);
             assert_eq!(l.backing_len(0), header_len);
             assert_eq!(l.backing_len(1), header_len + 29);
@@ -759,7 +1028,10 @@ mod tests {
                 assert!(matches!(err, ContentError::Corrupt { block: 2 }), "{err:?}");
             }
         }
-        let l = Layout { header_len: 1024 };
+        let l = Layout {
+            header_len: 1024,
+            version: FormatVersion::V1,
+        };
         assert_eq!(l.plain_size(1024).unwrap(), 0);
         for bad in [1u64, 500, 1023] {
             assert!(matches!(
@@ -768,16 +1040,16 @@ mod tests {
             ));
         }
         // The largest accepted file still has a representable backing size.
-        assert!(Layout { header_len: 1024 }.backing_len(MAX_PLAIN_SIZE) <= i64::MAX as u64);
+        assert!(l.backing_len(MAX_PLAIN_SIZE) <= i64::MAX as u64);
     }
 
     #[test]
     fn round_trip_sizes() {
-        for (suite, header_len) in configs() {
+        for (suite, header_len, version) in configs_v() {
             let fx = Fixture::new(suite);
-            let c = fx.content(header_len);
+            let c = fx.content_v(header_len, version);
             for size in [0usize, 1, 4095, 4096, 4097, (1 << 20) + 1] {
-                let io = new_io(header_len);
+                let io = fresh(&c);
                 let data = pattern(size, 7);
                 c.write(&io, 0, &data).unwrap();
                 assert_eq!(io.len().unwrap(), c.layout.backing_len(size as u64));
@@ -853,10 +1125,10 @@ mod tests {
 
     #[test]
     fn write_past_eof_leaves_holes() {
-        for (suite, header_len) in configs() {
+        for (suite, header_len, version) in configs_v() {
             let fx = Fixture::new(suite);
-            let c = fx.content(header_len);
-            let io = new_io(header_len);
+            let c = fx.content_v(header_len, version);
+            let io = fresh(&c);
             c.write(&io, 0, b"head").unwrap();
             let off = 10 * 4096 + 100;
             c.write(&io, off, b"tail").unwrap();
@@ -886,10 +1158,10 @@ mod tests {
 
     #[test]
     fn truncate_grow_and_shrink() {
-        for (suite, header_len) in configs() {
+        for (suite, header_len, version) in configs_v() {
             let fx = Fixture::new(suite);
-            let c = fx.content(header_len);
-            let io = new_io(header_len);
+            let c = fx.content_v(header_len, version);
+            let io = fresh(&c);
             let data = pattern(5000, 3);
             c.write(&io, 0, &data).unwrap();
             // Grow within the last block.
@@ -935,10 +1207,10 @@ mod tests {
 
     #[test]
     fn tamper_detection() {
-        for (suite, header_len) in configs() {
+        for (suite, header_len, version) in configs_v() {
             let fx = Fixture::new(suite);
-            let c = fx.content(header_len);
-            let io = new_io(header_len);
+            let c = fx.content_v(header_len, version);
+            let io = fresh(&c);
             let size = 3 * 4096 + 100;
             c.write(&io, 0, &pattern(size, 5)).unwrap();
             let clean = io.bytes();
@@ -1009,7 +1281,17 @@ mod tests {
 
     #[test]
     fn real_file_io() {
-        let path = std::env::temp_dir().join(format!("envelope-content-{}", std::process::id()));
+        for version in [FormatVersion::V1, FormatVersion::V2] {
+            real_file_io_with(version);
+        }
+    }
+
+    fn real_file_io_with(version: FormatVersion) {
+        let path = std::env::temp_dir().join(format!(
+            "envelope-content-{}-{}",
+            std::process::id(),
+            version.id()
+        ));
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -1018,7 +1300,7 @@ mod tests {
             .open(&path)
             .unwrap();
         let fx = Fixture::new(CipherSuite::Aes256Gcm);
-        let c = fx.content(0);
+        let c = fx.content_v(0, version);
         let data = pattern(70_000, 2);
         c.write(&file, 3, &data).unwrap();
         c.truncate(&file, 100_000).unwrap();
@@ -1057,12 +1339,14 @@ mod tests {
             ops in proptest::collection::vec(op(), 1..16),
             chacha in any::<bool>(),
             in_file_header in any::<bool>(),
+            v2 in any::<bool>(),
         ) {
             let suite = if chacha { CipherSuite::ChaCha20Poly1305 } else { CipherSuite::Aes256Gcm };
             let header_len = if in_file_header { 1024 } else { 0 };
             let fx = Fixture::new(suite);
-            let c = fx.content(header_len);
-            let io = new_io(header_len);
+            let version = if v2 { FormatVersion::V2 } else { FormatVersion::V1 };
+            let c = fx.content_v(header_len, version);
+            let io = fresh(&c);
             let mut model: Vec<u8> = Vec::new();
             for op in ops {
                 match op {
@@ -1092,6 +1376,607 @@ mod tests {
                 prop_assert_eq!(c.plain_size(&io).unwrap(), model.len() as u64);
                 prop_assert_eq!(io.len().unwrap(), c.layout.backing_len(model.len() as u64));
                 prop_assert_eq!(c.read(&io, 0, model.len() + 1).unwrap(), &model[..]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod v2_tests {
+    use super::super::cipher::{CipherSuite, DataKey, new_aead};
+    use super::*;
+
+    const V1: FormatVersion = FormatVersion::V1;
+    const V2: FormatVersion = FormatVersion::V2;
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed) | 1)
+            .collect()
+    }
+
+    fn layout(header_len: u64, version: FormatVersion) -> Layout {
+        Layout {
+            header_len,
+            version,
+        }
+    }
+
+    struct Fx {
+        aead: Box<dyn BlockAead>,
+    }
+
+    impl Fx {
+        fn new() -> Fx {
+            Fx {
+                aead: new_aead(CipherSuite::Aes256Gcm, DataKey::random().as_bytes()),
+            }
+        }
+        fn content(&self, header_len: u64, version: FormatVersion) -> FileContent<'_> {
+            FileContent {
+                aead: &*self.aead,
+                file_id: [0x11; 16],
+                layout: layout(header_len, version),
+            }
+        }
+    }
+
+    /// A v2 file of `size` bytes of `pattern(size, 1)`: header, blocks, and
+    /// for size 0 the empty final block.
+    fn v2_file(c: &FileContent, size: usize) -> MemIo {
+        let io = MemIo::new(vec![0xA5; c.layout.header_len as usize]);
+        c.write_sealed(&io, 0, true, &[]).unwrap();
+        c.write(&io, 0, &pattern(size, 1)).unwrap();
+        assert_eq!(io.len().unwrap(), c.layout.backing_len(size as u64));
+        io
+    }
+
+    /// The whole plaintext, or the first error.
+    fn contents(c: &FileContent, bytes: Vec<u8>) -> Result<Vec<u8>, ContentError> {
+        let io = MemIo::new(bytes);
+        let size = c.plain_size(&io)?;
+        c.read(&io, 0, size as usize + 1)
+    }
+
+    fn corrupt(r: Result<impl std::fmt::Debug, ContentError>) -> u64 {
+        match r {
+            Err(ContentError::Corrupt { block }) => block,
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn layout_arithmetic_v2() {
+        for h in [0u64, 1024] {
+            let l = layout(h, V2);
+            assert_eq!(l.plain_size(0).unwrap(), 0);
+            assert_eq!(l.backing_len(0), h + 28);
+            assert_eq!(l.plain_size(h + 28).unwrap(), 0);
+            assert_eq!(l.backing_len(1), h + 29);
+            assert_eq!(l.plain_size(h + 29).unwrap(), 1);
+            assert_eq!(l.plain_size(h + 4124).unwrap(), 4096);
+            assert_eq!(l.plain_size(h + 4124 + 29).unwrap(), 4097);
+            assert_eq!(l.plain_size(h + 4124 + 28 + 4096).unwrap(), 8192);
+            for r in 1..28 {
+                assert_eq!(corrupt(l.plain_size(h + r)), 0, "r {r}");
+            }
+            for r in 1..=28 {
+                assert_eq!(corrupt(l.plain_size(h + 2 * 4124 + r)), 2, "r {r}");
+            }
+            for size in [0u64, 1, 4095, 4096, 4097, 8192, 1 << 20, MAX_PLAIN_SIZE] {
+                assert_eq!(l.plain_size(l.backing_len(size)).unwrap(), size);
+            }
+            assert!(l.backing_len(MAX_PLAIN_SIZE) <= i64::MAX as u64);
+        }
+        // Header only: the final block was cut off.
+        assert_eq!(corrupt(layout(1024, V2).plain_size(1024)), 0);
+        assert!(matches!(
+            layout(1024, V2).plain_size(1023),
+            Err(ContentError::MissingHeader { .. })
+        ));
+        assert_eq!(Layout::final_block(0), 0);
+        assert_eq!(Layout::final_block(4096), 0);
+        assert_eq!(Layout::final_block(4097), 1);
+    }
+
+    #[test]
+    fn aad_bytes_are_as_specified() {
+        let id: [u8; 16] = std::array::from_fn(|i| 0xa0 + i as u8);
+        let (a, n) = block_aad(V2, &id, 0x0102_0304_0506_0708, true);
+        let mut want = id.to_vec();
+        want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8, 0x01]);
+        assert_eq!(&a[..n], &want[..]);
+        assert_eq!(n, 25);
+        let (a, n) = block_aad(V2, &id, 5, false);
+        assert_eq!(&a[16..n], &[0, 0, 0, 0, 0, 0, 0, 5, 0x00]);
+        // v1: 24 bytes, the flag is ignored.
+        for is_final in [false, true] {
+            let (a, n) = block_aad(V1, &id, 5, is_final);
+            assert_eq!(n, 24);
+            assert_eq!(&a[16..n], &[0, 0, 0, 0, 0, 0, 0, 5]);
+        }
+    }
+
+    fn unhex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn golden_v2_bodies_match_the_python_reference() {
+        let fixture = include_str!("../../../tests/fixtures/content_v2.hex");
+        let line = |name: &str| {
+            fixture
+                .lines()
+                .find_map(|l| l.strip_prefix(name).map(|rest| unhex(rest.trim())))
+                .unwrap()
+        };
+        let aead = new_aead(CipherSuite::Aes256Gcm, &[7; 32]);
+        let c = FileContent {
+            aead: &*aead,
+            file_id: [0x11; 16],
+            layout: layout(0, V2),
+        };
+        // Seal the same blocks here with the same fixed nonces.
+        let mut empty = vec![0u8; 28];
+        c.seal_block(0, true, &[0x30; 12], &mut empty);
+        assert_eq!(empty, line("empty "));
+        let plain: Vec<u8> = (0..4106).map(|i| (i * 7 % 251) as u8).collect();
+        let mut body = vec![0u8; 4124 + 38];
+        body[12..4108].copy_from_slice(&plain[..4096]);
+        body[4124 + 12..4124 + 22].copy_from_slice(&plain[4096..]);
+        c.seal_block(0, false, &[0x20; 12], &mut body[..4124]);
+        c.seal_block(1, true, &[0x21; 12], &mut body[4124..]);
+        assert_eq!(body, line("file "));
+        // And the library reads the reference bytes.
+        assert_eq!(contents(&c, line("empty ")).unwrap(), b"");
+        assert_eq!(contents(&c, line("file ")).unwrap(), plain);
+        // Cut to one block: block 0 carries flag 00, so it fails as final.
+        assert_eq!(corrupt(contents(&c, line("file ")[..4124].to_vec())), 0);
+        // Read as v1 (version bytes flipped 2 -> 1): every block fails.
+        let v1 = FileContent {
+            layout: layout(0, V1),
+            ..c
+        };
+        let io = MemIo::new(line("file "));
+        assert_eq!(corrupt(v1.read(&io, 0, 1)), 0);
+        assert_eq!(corrupt(v1.read(&io, 4096, 1)), 1);
+    }
+
+    #[test]
+    fn cutting_whole_blocks_is_detected() {
+        let fx = Fx::new();
+        for h in [0u64, 1024] {
+            let c = fx.content(h, V2);
+            for size in [4096usize, 5 * 4096, 5 * 4096 + 100] {
+                let io = v2_file(&c, size);
+                let clean = io.bytes();
+                let blocks = Layout::final_block(size as u64) + 1;
+                // Keep j whole blocks (remove blocks - j of them).
+                for j in 1..blocks {
+                    let bytes = clean[..c.layout.block_offset(j) as usize].to_vec();
+                    let io = MemIo::new(bytes.clone());
+                    assert_eq!(c.plain_size(&io).unwrap(), j * 4096);
+                    // The new last block was sealed as non-final.
+                    assert_eq!(corrupt(c.read(&io, (j - 1) * 4096, 1)), j - 1);
+                    assert_eq!(corrupt(contents(&c, bytes)), j - 1);
+                    // Earlier blocks still read.
+                    if j > 1 {
+                        assert_eq!(c.read(&io, 0, 10).unwrap(), &pattern(size, 1)[..10]);
+                    }
+                    // Writes touching the false final block fail too.
+                    assert!(c.write(&io, (j - 1) * 4096 + 5, b"x").is_err());
+                    assert!(c.write(&io, j * 4096 + 5, b"x").is_err());
+                }
+                // Cut to exactly the header.
+                let bytes = clean[..h as usize].to_vec();
+                if h == 0 {
+                    // Documented gap: 0 bytes is the header-less empty file.
+                    assert_eq!(contents(&c, bytes).unwrap(), b"");
+                } else {
+                    assert_eq!(corrupt(c.plain_size(&MemIo::new(bytes))), 0);
+                }
+                // Cut to look like an empty file (header + 28 bytes).
+                let bytes = clean[..h as usize + 28].to_vec();
+                assert_eq!(c.plain_size(&MemIo::new(bytes.clone())).unwrap(), 0);
+                assert_eq!(corrupt(c.read(&MemIo::new(bytes), 0, 10)), 0);
+            }
+            // The empty file cut to its header.
+            if h > 0 {
+                let io = v2_file(&c, 0);
+                assert_eq!(contents(&c, io.bytes()).unwrap(), b"");
+                let bytes = io.bytes()[..h as usize].to_vec();
+                assert_eq!(corrupt(c.plain_size(&MemIo::new(bytes))), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn zeroed_final_block_is_detected_but_inner_holes_read_as_zeros() {
+        let fx = Fx::new();
+        for h in [0u64, 1024] {
+            let c = fx.content(h, V2);
+            for size in [0usize, 100, 4096, 3 * 4096, 3 * 4096 + 7] {
+                let io = v2_file(&c, size);
+                let mut bytes = io.bytes();
+                let f = Layout::final_block(size as u64);
+                let start = c.layout.block_offset(f) as usize;
+                bytes[start..].fill(0);
+                assert_eq!(corrupt(contents(&c, bytes)), f, "size {size}");
+                if f > 0 {
+                    // Zeroing block 0 instead: a hole, allowed.
+                    let mut bytes = io.bytes();
+                    bytes[h as usize..h as usize + 4124].fill(0);
+                    let mut want = pattern(size, 1);
+                    want[..4096].fill(0);
+                    assert_eq!(contents(&c, bytes).unwrap(), want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blocks_from_other_positions_or_files_fail() {
+        let fx = Fx::new();
+        let c = fx.content(1024, V2);
+        let size = 4 * 4096 + 50;
+        let clean = v2_file(&c, size).bytes();
+        let at = |i: u64| c.layout.block_offset(i) as usize;
+        // Inner block 1 copied over inner block 2.
+        let mut bytes = clean.clone();
+        bytes.copy_within(at(1)..at(2), at(2));
+        assert_eq!(corrupt(contents(&c, bytes)), 2);
+        // Final block (4) moved to position 3 and the file cut there: the
+        // block number differs.
+        let mut bytes = clean.clone();
+        let last = clean[at(4)..].to_vec();
+        bytes.truncate(at(3));
+        bytes.extend_from_slice(&last);
+        assert_eq!(corrupt(contents(&c, bytes)), 3);
+        // A full inner block put at the final position of a file of that
+        // length (4 blocks: block 3 is inner, sealed 00).
+        let mut bytes = clean.clone();
+        bytes.truncate(at(4));
+        assert_eq!(corrupt(contents(&c, bytes)), 3);
+        // Same key, other file id: a final block transplanted from it.
+        let other = FileContent {
+            file_id: [0x22; 16],
+            ..fx.content(1024, V2)
+        };
+        let foreign = v2_file(&other, size).bytes();
+        let mut bytes = clean.clone();
+        bytes[at(4)..].copy_from_slice(&foreign[at(4)..]);
+        assert_eq!(corrupt(contents(&c, bytes)), 4);
+        assert_eq!(corrupt(contents(&other, clean.clone())), 0);
+    }
+
+    #[test]
+    fn version_flipped_from_2_to_1_fails_every_block() {
+        let fx = Fx::new();
+        for h in [0u64, 1024] {
+            let c2 = fx.content(h, V2);
+            let c1 = fx.content(h, V1);
+            let size = 3 * 4096 + 10;
+            let io = v2_file(&c2, size);
+            for block in 0..4u64 {
+                assert_eq!(corrupt(c1.read(&io, block * 4096, 1)), block);
+            }
+            // And the other way: v1 blocks do not open as v2.
+            let v1 = MemIo::new(vec![0; h as usize]);
+            c1.write(&v1, 0, &pattern(size, 2)).unwrap();
+            for block in 0..4u64 {
+                assert_eq!(corrupt(c2.read(&v1, block * 4096, 1)), block);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_file_states_v2() {
+        let fx = Fx::new();
+        let c = fx.content(1024, V2);
+        // Header-less: size 0, refuses to grow, truncate(0) keeps it so.
+        let io = MemIo::new(Vec::new());
+        assert_eq!(c.plain_size(&io).unwrap(), 0);
+        assert!(c.read(&io, 0, 10).unwrap().is_empty());
+        c.truncate(&io, 0).unwrap();
+        assert_eq!(io.len().unwrap(), 0);
+        assert!(matches!(
+            c.write(&io, 0, b"x"),
+            Err(ContentError::MissingHeader { .. })
+        ));
+        // Header only (a crash before the empty block was written): damaged,
+        // repaired by truncate(0).
+        let io = MemIo::new(vec![0xA5; 1024]);
+        assert_eq!(corrupt(c.plain_size(&io)), 0);
+        assert!(c.write(&io, 0, b"x").is_err());
+        c.truncate(&io, 0).unwrap();
+        assert_eq!(io.len().unwrap(), 1024 + 28);
+        assert!(c.read(&io, 0, 10).unwrap().is_empty());
+        // Data, then truncate(0): header + the empty final block.
+        c.write(&io, 0, &pattern(9000, 3)).unwrap();
+        c.truncate(&io, 0).unwrap();
+        assert_eq!(io.len().unwrap(), 1024 + 28);
+        assert!(c.read(&io, 0, 10).unwrap().is_empty());
+        // truncate(0) also repairs a torn tail.
+        c.write(&io, 0, &pattern(9000, 3)).unwrap();
+        io.set_len(1024 + 4124 + 5).unwrap();
+        assert!(c.plain_size(&io).is_err());
+        c.truncate(&io, 0).unwrap();
+        assert_eq!(contents(&c, io.bytes()).unwrap(), b"");
+        // Xattr layout, backing 0 (no block yet): a write past 0 and a
+        // truncate up both end in a sealed final block.
+        let c0 = fx.content(0, V2);
+        let io = MemIo::new(Vec::new());
+        c0.write(&io, 5000, b"abc").unwrap();
+        let mut want = vec![0u8; 5003];
+        want[5000..].copy_from_slice(b"abc");
+        assert_eq!(contents(&c0, io.bytes()).unwrap(), want);
+        assert!(is_hole(&io.bytes()[..4124]));
+        let io = MemIo::new(Vec::new());
+        c0.truncate(&io, 9000).unwrap();
+        assert_eq!(io.len().unwrap(), c0.layout.backing_len(9000));
+        assert_eq!(contents(&c0, io.bytes()).unwrap(), vec![0u8; 9000]);
+        assert!(!is_hole(&io.bytes()[2 * 4124..]));
+    }
+
+    #[test]
+    fn truncate_up_is_o1_and_ends_in_a_sealed_final_block() {
+        let fx = Fx::new();
+        let c = fx.content(1024, V2);
+        let io = v2_file(&c, 100);
+        let (r, w) = (
+            io.reads.load(Ordering::Relaxed),
+            io.writes.load(Ordering::Relaxed),
+        );
+        let far = 1u64 << 24;
+        c.truncate(&io, far + 10).unwrap();
+        // Read F; pad F, write the new final block, re-seal F.
+        assert_eq!(io.reads.load(Ordering::Relaxed), r + 1);
+        assert_eq!(io.writes.load(Ordering::Relaxed), w + 3);
+        let bytes = io.bytes();
+        let f = Layout::final_block(far + 10);
+        assert!(is_hole(
+            &bytes[c.layout.block_offset(1) as usize..c.layout.block_offset(f) as usize]
+        ));
+        assert!(!is_hole(&bytes[c.layout.block_offset(f) as usize..]));
+        assert_eq!(c.read(&io, far, 100).unwrap(), vec![0u8; 10]);
+        assert_eq!(c.read(&io, 0, 100).unwrap(), pattern(100, 1));
+    }
+
+    #[test]
+    fn io_pattern_v2() {
+        let fx = Fx::new();
+        let c = fx.content(1024, V2);
+        let io = v2_file(&c, 3 * 4096);
+        let count = || {
+            (
+                io.reads.load(Ordering::Relaxed),
+                io.writes.load(Ordering::Relaxed),
+            )
+        };
+        let (r, w) = count();
+        // Full blocks inside the file, and the final block fully covered:
+        // no read, one write each.
+        c.write(&io, 4096, &pattern(4096, 2)).unwrap();
+        c.write(&io, 0, &pattern(3 * 4096, 3)).unwrap();
+        // A write covering the old final block and extending: one write.
+        c.write(&io, 2 * 4096, &pattern(2 * 4096, 4)).unwrap();
+        assert_eq!(count(), (r, w + 3));
+        // Appending past a full final block: read it, write the new blocks,
+        // re-seal it as inner.
+        c.write(&io, 4 * 4096, &pattern(4096, 5)).unwrap();
+        assert_eq!(count(), (r + 1, w + 5));
+        // Appending past the (full) final block again: read, write, re-seal;
+        // then past the now partial one: read, pad, write, re-seal.
+        c.write(&io, 5 * 4096, b"ab").unwrap();
+        assert_eq!(count(), (r + 2, w + 7));
+        c.write(&io, 6 * 4096, b"cd").unwrap();
+        assert_eq!(count(), (r + 3, w + 10));
+        let mut want = pattern(3 * 4096, 3)[..2 * 4096].to_vec();
+        want.extend_from_slice(&pattern(2 * 4096, 4));
+        want.extend_from_slice(&pattern(4096, 5));
+        want.extend_from_slice(b"ab");
+        want.resize(6 * 4096, 0);
+        want.extend_from_slice(b"cd");
+        assert_eq!(contents(&c, io.bytes()).unwrap(), want);
+    }
+
+    #[test]
+    fn punch_hole_keeps_the_final_block_sealed() {
+        let fx = Fx::new();
+        for size in [4096u64, 3 * 4096, 3 * 4096 + 100] {
+            let c = fx.content(1024, V2);
+            let io = v2_file(&c, size as usize);
+            c.punch_hole(&io, 0, size).unwrap();
+            let bytes = io.bytes();
+            let f = Layout::final_block(size);
+            assert!(!is_hole(&bytes[c.layout.block_offset(f) as usize..]));
+            if f > 0 {
+                assert!(is_hole(&bytes[1024..c.layout.block_offset(f) as usize]));
+            }
+            assert_eq!(contents(&c, bytes).unwrap(), vec![0u8; size as usize]);
+        }
+    }
+
+    /// A `MemIo` that "crashes" after `budget` mutating calls: later
+    /// `write_at`/`set_len`/`zero_range` calls fail and change nothing.
+    struct CrashIo {
+        inner: MemIo,
+        budget: usize,
+        calls: AtomicUsize,
+    }
+
+    impl CrashIo {
+        fn new(bytes: Vec<u8>, budget: usize) -> CrashIo {
+            CrashIo {
+                inner: MemIo::new(bytes),
+                budget,
+                calls: AtomicUsize::new(0),
+            }
+        }
+        fn allow(&self) -> io::Result<()> {
+            if self.calls.fetch_add(1, Ordering::Relaxed) < self.budget {
+                Ok(())
+            } else {
+                Err(io::Error::other("simulated crash"))
+            }
+        }
+    }
+
+    impl PositionalIo for CrashIo {
+        fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<usize> {
+            self.inner.read_at(buf, off)
+        }
+        fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
+            self.allow()?;
+            self.inner.write_at(buf, off)
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.allow()?;
+            self.inner.set_len(len)
+        }
+        fn len(&self) -> io::Result<u64> {
+            self.inner.len()
+        }
+        fn zero_range(&self, off: u64, len: u64) -> io::Result<()> {
+            self.allow()?;
+            self.inner.zero_range(off, len)
+        }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Op {
+        Write(u64, usize),
+        Truncate(u64),
+    }
+
+    impl Op {
+        fn run(self, c: &FileContent, io: &dyn PositionalIo) -> Result<(), ContentError> {
+            match self {
+                Op::Write(off, len) => c.write(io, off, &pattern(len, 9)),
+                Op::Truncate(size) => c.truncate(io, size),
+            }
+        }
+        fn model(self, old: &[u8]) -> Vec<u8> {
+            let mut m = old.to_vec();
+            match self {
+                Op::Write(off, len) => {
+                    let (off, end) = (off as usize, off as usize + len);
+                    if m.len() < end {
+                        m.resize(end, 0);
+                    }
+                    m[off..end].copy_from_slice(&pattern(len, 9));
+                }
+                Op::Truncate(size) => m.resize(size as usize, 0),
+            }
+            m
+        }
+    }
+
+    /// Runs `op` on a v2 file of `size` bytes, crashing after each of its
+    /// mutating calls in turn, and checks what the file then reads as:
+    ///
+    /// - a write, or a truncate that grows: the old content, the new
+    ///   content, or the old content zero-padded to the end of its final
+    ///   block (after step (a)); and re-running the op gives the new content;
+    /// - a shrink to a multiple of 4096: the old or the new content, and
+    ///   re-running gives the new content;
+    /// - a shrink to another size `S`: the old or the new content, or (the
+    ///   crash between cut and re-seal) size `S` with every block before the
+    ///   new final block `S / 4096` reading as the new content and that one
+    ///   block failing with `Corrupt` naming it;
+    /// - a truncate to 0: the old or the new (empty) content, or (between
+    ///   cut and the empty block's write) the header alone, which
+    ///   `plain_size` reports as `Corrupt { block: 0 }`; re-running the
+    ///   truncate repairs every state to the empty file.
+    fn check_crashes(c: &FileContent, size: usize, op: Op) {
+        let before = v2_file(c, size).bytes();
+        let old = pattern(size, 1);
+        let new = op.model(&old);
+        let full = CrashIo::new(before.clone(), usize::MAX);
+        op.run(c, &full).unwrap();
+        assert_eq!(contents(c, full.inner.bytes()).unwrap(), new, "{op:?}");
+        let calls = full.calls.load(Ordering::Relaxed);
+        let padded = {
+            let mut p = old.clone();
+            p.resize(((Layout::final_block(size as u64) + 1) * BLOCK) as usize, 0);
+            p
+        };
+        for budget in 0..calls {
+            let io = CrashIo::new(before.clone(), budget);
+            assert!(op.run(c, &io).is_err());
+            let after = io.inner.bytes();
+            let got = contents(c, after.clone());
+            let what = format!("size {size}, {op:?}, crash after {budget} of {calls} calls");
+            let is_old_or_new = matches!(&got, Ok(g) if *g == old || *g == new);
+            match op {
+                Op::Truncate(s) if (s as usize) < size && s % BLOCK != 0 && s > 0 => {
+                    if !is_old_or_new {
+                        let f = s / BLOCK;
+                        let m = MemIo::new(after);
+                        assert_eq!(c.plain_size(&m).unwrap(), s, "{what}");
+                        assert_eq!(
+                            c.read(&m, 0, (f * BLOCK) as usize).unwrap(),
+                            new[..(f * BLOCK) as usize],
+                            "{what}"
+                        );
+                        assert_eq!(corrupt(c.read(&m, f * BLOCK, 1)), f, "{what}");
+                    }
+                    continue; // re-running is a no-op on the size
+                }
+                Op::Truncate(0) => {
+                    if !is_old_or_new {
+                        assert_eq!(c.layout.header_len, 1024, "{what}");
+                        assert_eq!(after.len(), 1024, "{what}");
+                        assert_eq!(corrupt(got), 0, "{what}");
+                    }
+                }
+                Op::Truncate(s) if (s as usize) < size => {
+                    assert!(is_old_or_new, "{what}: {got:?}");
+                }
+                _ => {
+                    assert!(
+                        is_old_or_new || matches!(&got, Ok(g) if *g == padded),
+                        "{what}: {:?}",
+                        got.map(|g| g.len())
+                    );
+                }
+            }
+            let redo = MemIo::new(io.inner.bytes());
+            op.run(c, &redo).unwrap();
+            assert_eq!(contents(c, redo.bytes()).unwrap(), new, "{what}, re-run");
+        }
+    }
+
+    #[test]
+    fn crash_after_each_write_call_leaves_old_new_or_padded() {
+        let fx = Fx::new();
+        for h in [0u64, 1024] {
+            let c = fx.content(h, V2);
+            for size in [0usize, 1, 100, 4095, 4096, 4097, 8192, 9000] {
+                let s = size as u64;
+                let mut ops = vec![
+                    Op::Write(0, 10),
+                    Op::Write(s, 10),
+                    Op::Write(s + 5000, 3),
+                    Op::Write(s + 20_000, 5000),
+                    Op::Write(100, 9000),
+                    Op::Write(s.saturating_sub(10), 8200),
+                    Op::Truncate(s + 1),
+                    Op::Truncate(s + 4096),
+                    Op::Truncate(s + 50_000),
+                    Op::Truncate(s / 2),
+                    Op::Truncate(s.saturating_sub(1)),
+                    Op::Truncate(s / BLOCK * BLOCK),
+                    Op::Truncate(4096),
+                    Op::Truncate(0),
+                ];
+                ops.dedup_by_key(|op| format!("{op:?}"));
+                for op in ops {
+                    check_crashes(&c, size, op);
+                }
             }
         }
     }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! 0    4   magic "KMSF"
-//! 4    2   format version (1)
+//! 4    2   format version (1 or 2, see [`FormatVersion`])
 //! 6    1   cipher suite id
 //! 7    1   block shift (12 = 4096-byte blocks)
 //! 8    16  file id
@@ -31,7 +31,32 @@ use super::cipher::{CipherSuite, fill_random};
 
 pub const HEADER_LEN: usize = 1024;
 pub const MAGIC: [u8; 4] = *b"KMSF";
-pub const FORMAT_VERSION: u16 = 1;
+/// Format version of a file (header bytes 4..6). It selects the content
+/// layout: v1 = blocks bound to file and position; v2 additionally
+/// authenticates the file length through a final-block flag in the block
+/// AAD (see `content`). The discriminant is the on-disk value.
+#[repr(u16)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FormatVersion {
+    V1 = 1,
+    V2 = 2,
+}
+
+impl FormatVersion {
+    /// On-disk value.
+    pub fn id(self) -> u16 {
+        self as u16
+    }
+
+    /// Inverse of [`FormatVersion::id`]; `None` for unknown versions.
+    pub fn from_id(id: u16) -> Option<Self> {
+        match id {
+            1 => Some(FormatVersion::V1),
+            2 => Some(FormatVersion::V2),
+            _ => None,
+        }
+    }
+}
 pub const BLOCK_SHIFT: u8 = 12;
 pub const PREAMBLE_LEN: usize = 32;
 pub const SLOT_LEN: usize = 496;
@@ -175,6 +200,8 @@ fn be<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
 /// The decoded per-file header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileHeader {
+    /// Header bytes 4..6; selects the content layout.
+    pub version: FormatVersion,
     pub suite: CipherSuite,
     pub file_id: [u8; 16],
     /// Slot A and slot B. `None` = empty or (after decode) damaged.
@@ -193,6 +220,7 @@ impl FileHeader {
     /// A header for a new file. The first wrapped key goes to slot A and is
     /// always generation 1 (the `generation` field of `first` is ignored).
     pub fn new(
+        version: FormatVersion,
         suite: CipherSuite,
         file_id: [u8; 16],
         first: WrappedKey,
@@ -203,6 +231,7 @@ impl FileHeader {
         };
         first.check()?;
         Ok(FileHeader {
+            version,
             suite,
             file_id,
             slots: [Some(first), None],
@@ -220,7 +249,7 @@ impl FileHeader {
     pub fn encode(&self) -> Result<[u8; HEADER_LEN], HeaderError> {
         let mut out = [0u8; HEADER_LEN];
         out[0..4].copy_from_slice(&MAGIC);
-        out[4..6].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
+        out[4..6].copy_from_slice(&self.version.id().to_be_bytes());
         out[6] = self.suite.id();
         out[7] = BLOCK_SHIFT;
         out[8..24].copy_from_slice(&self.file_id);
@@ -247,9 +276,8 @@ impl FileHeader {
             return Err(HeaderError::BadMagic);
         }
         let version = u16::from_be_bytes(be(buf, 4));
-        if version != FORMAT_VERSION {
-            return Err(HeaderError::UnsupportedVersion(version));
-        }
+        let version =
+            FormatVersion::from_id(version).ok_or(HeaderError::UnsupportedVersion(version))?;
         let suite = CipherSuite::from_id(buf[6]).ok_or(HeaderError::UnknownSuite(buf[6]))?;
         if buf[7] != BLOCK_SHIFT {
             return Err(HeaderError::UnsupportedBlockShift(buf[7]));
@@ -270,6 +298,7 @@ impl FileHeader {
             return Err(HeaderError::NoValidSlot);
         }
         Ok(FileHeader {
+            version,
             suite,
             file_id,
             slots,
@@ -353,6 +382,7 @@ mod tests {
     fn sample() -> FileHeader {
         let file_id: [u8; 16] = std::array::from_fn(|i| i as u8);
         FileHeader::new(
+            FormatVersion::V1,
             CipherSuite::Aes256Gcm,
             file_id,
             WrappedKey {
@@ -401,6 +431,28 @@ mod tests {
         assert_eq!(hex(&b[492..]), EMPTY_SLOT_CRC);
         assert_eq!(FileHeader::slot_range(0), 32..528);
         assert_eq!(FileHeader::slot_range(1), 528..1024);
+    }
+
+    #[test]
+    fn version_2_round_trips_and_only_changes_bytes_4_to_6() {
+        let v1 = sample();
+        let v2 = FileHeader {
+            version: FormatVersion::V2,
+            ..v1.clone()
+        };
+        let (b1, b2) = (v1.encode().unwrap(), v2.encode().unwrap());
+        assert_eq!(hex(&b2[4..6]), "0002");
+        assert_eq!(b1[..4], b2[..4]);
+        assert_eq!(b1[6..], b2[6..]);
+        assert_eq!(FileHeader::decode(&b2).unwrap(), v2);
+        assert_eq!(FileHeader::decode(&b1).unwrap().version, FormatVersion::V1);
+        for v in [FormatVersion::V1, FormatVersion::V2] {
+            assert_eq!(FormatVersion::from_id(v.id()), Some(v));
+        }
+        assert_eq!(FormatVersion::V1.id(), 1);
+        assert_eq!(FormatVersion::V2.id(), 2);
+        assert_eq!(FormatVersion::from_id(0), None);
+        assert_eq!(FormatVersion::from_id(3), None);
     }
 
     const SLOT_A_CRC: &str = "48d08eac";
@@ -505,7 +557,10 @@ mod tests {
             Err(HeaderError::BadLength(1023))
         );
         assert_eq!(with(0, b'X'), Err(HeaderError::BadMagic));
-        assert_eq!(with(5, 2), Err(HeaderError::UnsupportedVersion(2)));
+        assert_eq!(with(5, 0), Err(HeaderError::UnsupportedVersion(0)));
+        assert_eq!(with(5, 3), Err(HeaderError::UnsupportedVersion(3)));
+        assert_eq!(with(4, 1), Err(HeaderError::UnsupportedVersion(0x0101)));
+        assert_eq!(with(5, 2).unwrap().version, FormatVersion::V2);
         assert_eq!(with(6, 9), Err(HeaderError::UnknownSuite(9)));
         assert_eq!(with(7, 13), Err(HeaderError::UnsupportedBlockShift(13)));
         assert_eq!(with(26, 8), Err(HeaderError::BadHeaderLen(2048)));

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use base64::Engine;
 use kmsfs_format::cipher::{BlockAead, CipherSuite, DataKey, new_aead};
 use kmsfs_format::content::{ContentError, FileContent, Layout};
-use kmsfs_format::header::{FileHeader, HEADER_LEN, HeaderError, WrappedKey, random_file_id};
+use kmsfs_format::header::{
+    FileHeader, FormatVersion, HEADER_LEN, HeaderError, WrappedKey, random_file_id,
+};
 use kmsfs_kms::{Caller, EncryptionContext, KeyService, KmsError};
 
 use super::config::{HEADER_XATTR, HeaderPlacement, NAME_KEY_PURPOSE, VolumeConfig};
@@ -102,8 +104,11 @@ pub(crate) fn name_key_context(volume_id: &str) -> EncryptionContext {
 impl Volume {
     pub fn new(config: VolumeConfig, kms: Arc<dyn KeyService>) -> Result<Volume, String> {
         let suite = config.suite()?;
+        // The volume's layout is v1 (new files are written as v1); a file's
+        // own version comes from its header, see `content`.
         let layout = Layout {
             header_len: config.header_len(),
+            version: FormatVersion::V1,
         };
         Ok(Volume {
             key_id: std::sync::RwLock::new(config.key_id.clone()),
@@ -174,11 +179,16 @@ impl Volume {
         ctx
     }
 
+    /// The content layer of one file: the volume's header placement with
+    /// the format version of the file's own header.
     pub fn content<'a>(&self, key: &'a FileKey) -> FileContent<'a> {
         FileContent {
             aead: key.aead.as_ref(),
             file_id: key.file_id,
-            layout: self.layout,
+            layout: Layout {
+                version: key.header.version,
+                ..self.layout
+            },
         }
     }
 
@@ -267,6 +277,7 @@ impl Volume {
             .generate_data_key(caller, &self.key_id(), &ctx)
             .map_err(FileError::from_kms)?;
         let header = FileHeader::new(
+            FormatVersion::V1,
             self.suite,
             file_id,
             WrappedKey {
@@ -321,4 +332,83 @@ impl Volume {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::KeyServiceConfig;
+    use kmsfs_kms::{DataKeyPair, Decrypted, KeyDescription, Wrapped};
+
+    /// A key service that refuses everything: `content` never calls it.
+    struct NoKms;
+
+    impl KeyService for NoKms {
+        fn generate_data_key(
+            &self,
+            _: &Caller,
+            _: &str,
+            _: &EncryptionContext,
+        ) -> Result<DataKeyPair, KmsError> {
+            Err(KmsError::AccessDenied("test".into()))
+        }
+        fn decrypt(
+            &self,
+            _: &Caller,
+            _: &[u8],
+            _: &EncryptionContext,
+        ) -> Result<Decrypted, KmsError> {
+            Err(KmsError::AccessDenied("test".into()))
+        }
+        fn re_encrypt(
+            &self,
+            _: &Caller,
+            _: &[u8],
+            _: &EncryptionContext,
+            _: &str,
+        ) -> Result<Wrapped, KmsError> {
+            Err(KmsError::AccessDenied("test".into()))
+        }
+        fn describe_key(&self, _: &Caller, _: &str) -> Result<KeyDescription, KmsError> {
+            Err(KmsError::AccessDenied("test".into()))
+        }
+    }
+
+    #[test]
+    fn content_layout_takes_the_version_from_the_file_header() {
+        for placement in [HeaderPlacement::File, HeaderPlacement::Xattr] {
+            let config = VolumeConfig::new(
+                CipherSuite::Aes256Gcm,
+                placement,
+                KeyServiceConfig::Embedded {
+                    keystore: "/nonexistent".into(),
+                },
+                "arn:aws:kms:local:000000000000:key/x".into(),
+            );
+            let volume = Volume::new(config, Arc::new(NoKms)).unwrap();
+            assert_eq!(volume.layout.version, FormatVersion::V1);
+            for version in [FormatVersion::V1, FormatVersion::V2] {
+                let header = FileHeader::new(
+                    version,
+                    CipherSuite::Aes256Gcm,
+                    [3; 16],
+                    WrappedKey {
+                        generation: 1,
+                        key_id: "k".into(),
+                        key_version: 1,
+                        blob: vec![1],
+                    },
+                )
+                .unwrap();
+                let key = FileKey {
+                    aead: new_aead(CipherSuite::Aes256Gcm, &[5; 32]),
+                    file_id: header.file_id,
+                    header,
+                };
+                let layout = volume.content(&key).layout;
+                assert_eq!(layout.version, version);
+                assert_eq!(layout.header_len, volume.layout.header_len);
+            }
+        }
+    }
 }

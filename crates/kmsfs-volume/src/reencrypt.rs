@@ -114,7 +114,7 @@ pub fn reencrypt_below(
         return Ok(0); // no header, no content: nothing to re-encrypt
     };
     let old_content = volume.content(&old_key);
-    let size = volume
+    let size = old_content
         .layout
         .plain_size(meta.len())
         .map_err(FileError::Content)?;
