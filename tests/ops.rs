@@ -77,6 +77,22 @@ struct Scratch {
     dir: tempfile::TempDir,
 }
 
+/// The first file below `dir` with inode `ino`.
+fn find_by_inode(dir: &Path, ino: u64) -> Option<PathBuf> {
+    for entry in fs::read_dir(dir).ok()?.flatten() {
+        let meta = fs::symlink_metadata(entry.path()).ok()?;
+        if std::os::unix::fs::MetadataExt::ino(&meta) == ino {
+            return Some(entry.path());
+        }
+        if meta.is_dir()
+            && let Some(found) = find_by_inode(&entry.path(), ino)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
 impl Scratch {
     fn new() -> Scratch {
         let dir = tempfile::tempdir().unwrap();
@@ -122,7 +138,11 @@ fn write_and_read(s: &Scratch, name: &str) {
     let text = format!("kmsfs ops test {name}: attack at dawn\n");
     fs::write(s.mnt().join(name), &text).unwrap();
     assert_eq!(fs::read_to_string(s.mnt().join(name)).unwrap(), text);
-    let stored = fs::read(s.backing().join(name)).unwrap();
+    // The backing file is the one with the same inode (its name is
+    // encrypted in a version 2 volume).
+    let ino = std::os::unix::fs::MetadataExt::ino(&fs::metadata(s.mnt().join(name)).unwrap());
+    let stored = find_by_inode(&s.backing(), ino).expect("the backing file");
+    let stored = fs::read(stored).unwrap();
     assert!(
         !stored.windows(13).any(|w| w == b"attack at daw"),
         "plaintext reached the backing file"

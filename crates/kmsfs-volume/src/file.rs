@@ -104,11 +104,16 @@ pub(crate) fn name_key_context(volume_id: &str) -> EncryptionContext {
 impl Volume {
     pub fn new(config: VolumeConfig, kms: Arc<dyn KeyService>) -> Result<Volume, String> {
         let suite = config.suite()?;
-        // The volume's layout is v1 (new files are written as v1); a file's
-        // own version comes from its header, see `content`.
+        // New files get the volume's format version; every file of a
+        // volume has it (a header of the other version is refused on read).
+        let version = if config.encrypted_names() {
+            FormatVersion::V2
+        } else {
+            FormatVersion::V1
+        };
         let layout = Layout {
             header_len: config.header_len(),
-            version: FormatVersion::V1,
+            version,
         };
         Ok(Volume {
             key_id: std::sync::RwLock::new(config.key_id.clone()),
@@ -208,10 +213,10 @@ impl Volume {
                         FileError::Io(e)
                     }
                 })?;
-                Ok(Some(FileHeader::decode(&buf)?))
+                Ok(Some(self.check_version(FileHeader::decode(&buf)?)?))
             }
             HeaderPlacement::Xattr => match kmsfs_sys::fgetxattr(file.as_fd(), HEADER_XATTR) {
-                Ok(buf) => Ok(Some(FileHeader::decode(&buf)?)),
+                Ok(buf) => Ok(Some(self.check_version(FileHeader::decode(&buf)?)?)),
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => {
                     if file.metadata()?.len() == 0 {
                         Ok(None)
@@ -277,7 +282,7 @@ impl Volume {
             .generate_data_key(caller, &self.key_id(), &ctx)
             .map_err(FileError::from_kms)?;
         let header = FileHeader::new(
-            FormatVersion::V1,
+            self.layout.version,
             self.suite,
             file_id,
             WrappedKey {
@@ -288,7 +293,25 @@ impl Volume {
             },
         )?;
         self.write_header(file, &header)?;
-        self.file_key(&pair.plaintext, header)
+        let key = self.file_key(&pair.plaintext, header)?;
+        if key.header.version == FormatVersion::V2 {
+            // Version 2 files always end in a sealed final block; an
+            // empty one has a block of no bytes.
+            self.content(&key).truncate(file, 0)?;
+        }
+        Ok(key)
+    }
+
+    /// A decoded header must be of the volume's own format version: a
+    /// version byte changed from 2 to 1 would otherwise read the file
+    /// without its authenticated length.
+    fn check_version(&self, header: FileHeader) -> Result<FileHeader> {
+        if header.version != self.layout.version {
+            return Err(FileError::Header(HeaderError::UnsupportedVersion(
+                header.version.id(),
+            )));
+        }
+        Ok(header)
     }
 
     /// Unwraps a file's data key as `caller`. Tries the active slot first and

@@ -554,14 +554,9 @@ impl KmsFs {
             Errno::from_i32(e.errno())
         };
         let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
-        if size == 0 {
-            // No key needed to empty a file: keep only its header.
-            let keep = if key.is_some() {
-                self.volume.layout.header_len
-            } else {
-                0
-            };
-            return of.file.set_len(keep).map_err(|e| errno(&e));
+        if size == 0 && key.is_none() {
+            // A file without a header is emptied without a key.
+            return of.file.set_len(0).map_err(|e| errno(&e));
         }
         if key.is_none() {
             *key = Some(self.volume.create_key(caller, &of.file).map_err(fail)?);
