@@ -117,7 +117,7 @@ fn round_trip(spec: Spec, cipher: &str, header: &str) {
             );
             assert_eq!(
                 fs::metadata(m.backing_path(name)).unwrap().len(),
-                expected_backing_len(header_len, size),
+                m.expected_backing_len(size),
                 "{name}: backing size"
             );
             assert_same(name, &fs::read(m.path(name)).unwrap(), data);
@@ -685,7 +685,7 @@ fn disabled_key_gives_eacces() {
     assert_eq!(r, Err(nix::errno::Errno::EACCES), "truncate(2)");
     // The refusals did not touch the existing file.
     let backing_len = fs::metadata(&backing_file).unwrap().len();
-    assert_eq!(backing_len, expected_backing_len(m.header_len(), 6));
+    assert_eq!(backing_len, m.expected_backing_len(6));
     let log = m.log_text();
     let file = backing_file.display().to_string();
     assert!(
@@ -935,7 +935,7 @@ fn truncate_up_and_down() {
     assert_same("after truncate up", &fs::read(&path).unwrap(), &want);
     assert_eq!(
         fs::metadata(m.backing_path("t")).unwrap().len(),
-        expected_backing_len(hl, 10_000)
+        m.expected_backing_len(10_000)
     );
     // A far hole, then data after it.
     f.write_all_at(b"end", 1 << 20).unwrap();
@@ -949,7 +949,7 @@ fn truncate_up_and_down() {
     assert_same("after truncate to 5000", &fs::read(&path).unwrap(), &want);
     assert_eq!(
         fs::metadata(m.backing_path("t")).unwrap().len(),
-        expected_backing_len(hl, 5000)
+        m.expected_backing_len(5000)
     );
     f.set_len(3).unwrap();
     assert_eq!(fs::read(&path).unwrap(), b"012");
@@ -957,7 +957,7 @@ fn truncate_up_and_down() {
     assert_eq!(fs::read(&path).unwrap(), b"");
     assert_eq!(
         fs::metadata(m.backing_path("t")).unwrap().len(),
-        expected_backing_len(hl, 0)
+        m.expected_backing_len(0)
     );
     f.write_all_at(b"again", 2).unwrap();
     drop(f);

@@ -10,7 +10,7 @@ use kmsfs_mount::daemon::{self, Launch, Mount, MountOptions};
 use kmsfs_volume::config::{DEFAULT_KEY_ALIAS, HeaderPlacement, KeyServiceConfig};
 use kmsfs_volume::create::{NewVolume, VolumeSpec, create_volume, create_volume_if_empty};
 use kmsfs_volume::fsck::check_volume;
-use kmsfs_volume::{Sealing, VolumeConfig, check_sealed, open_volume};
+use kmsfs_volume::{Sealing, VolumeError, VolumeConfig, check_sealed, open_volume};
 
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
@@ -146,6 +146,9 @@ pub(crate) fn mount(args: &MountArgs, keystore: Option<PathBuf>) -> Result<(), C
             backing.display()
         );
     }
+    // Version 2: the name key unwraps now, so that a refusal (a disabled
+    // CMK, a policy) is reported here rather than by the daemon's log.
+    volume.names().map_err(VolumeError::from)?;
     let launch = if args.foreground {
         Launch::Foreground
     } else {

@@ -32,7 +32,18 @@ pub(crate) const SLOT_OFFSETS: [u64; 2] = [32, 32 + 496];
 pub(crate) const HEADER_XATTR: &str = "user.kmsfs.header";
 pub(crate) const CONFIG_NAME: &str = ".kmsfs.volume.json";
 
-/// Backing file size of a plaintext of `size` bytes, by the format.
+/// Backing file size of a plaintext of `size` bytes in a format version 2
+/// volume: as in version 1, except that an empty file keeps a 28-byte
+/// final block (nonce and tag of no bytes).
+pub(crate) fn expected_backing_len_v2(header_len: u64, size: u64) -> u64 {
+    if size == 0 {
+        header_len + 28
+    } else {
+        expected_backing_len(header_len, size)
+    }
+}
+
+/// Backing file size of a plaintext of `size` bytes, format version 1.
 pub(crate) fn expected_backing_len(header_len: u64, size: u64) -> u64 {
     let full = size / BLOCK;
     let tail = size % BLOCK;
@@ -310,6 +321,15 @@ impl Mount {
 
     /// The directory of the backing tree that is the mount's root: the
     /// backing root itself (version 1) or its `tree` (version 2).
+    /// Backing size of a plaintext of `size` bytes in this volume.
+    pub(crate) fn expected_backing_len(&self, size: u64) -> u64 {
+        if self.encrypted_names() {
+            expected_backing_len_v2(self.header_len(), size)
+        } else {
+            expected_backing_len(self.header_len(), size)
+        }
+    }
+
     pub(crate) fn backing_tree(&self) -> PathBuf {
         if self.encrypted_names() {
             self.backing.join("tree")
