@@ -322,7 +322,10 @@ impl Mount {
             return self.backing.join(rel);
         }
         use std::os::unix::fs::MetadataExt;
-        assert!(self.mounted, "backing_path({rel}) of a version 2 volume needs the mount");
+        assert!(
+            self.mounted,
+            "backing_path({rel}) of a version 2 volume needs the mount"
+        );
         let ino = fs::symlink_metadata(self.path(rel))
             .unwrap_or_else(|e| panic!("{rel} at the mount: {e}"))
             .ino();
@@ -401,7 +404,6 @@ impl Drop for Mount {
     }
 }
 
-/// The pids of the `kmsfs mount … MNT` daemons serving `mnt`.
 /// The first entry below `dir` (not following symlinks) with inode `ino`.
 pub(crate) fn find_by_inode(dir: &Path, ino: u64) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
@@ -422,6 +424,7 @@ pub(crate) fn find_by_inode(dir: &Path, ino: u64) -> Option<PathBuf> {
     None
 }
 
+/// The pids of the `kmsfs mount … MNT` daemons serving `mnt`.
 pub(crate) fn daemon_pids(mnt: &Path) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
