@@ -1064,3 +1064,29 @@ fn names_reserved_in_the_backing_tree_are_ordinary_at_the_mount() {
     m.umount();
     assert_fsck_clean(&m);
 }
+
+// A create the key service refuses leaves nothing behind, not even the
+// side file of a long name.
+#[test]
+fn a_refused_create_of_a_long_name_leaves_no_side_file() {
+    let m = Mount::new();
+    fs::create_dir(m.path("d")).expect("mkdir");
+    let bd = m.backing_path("d");
+    let arn = m.key_arn();
+    m.kmsfs_ok(&["kms", "disable-key", "--key-id", &arn]);
+    let long = "k".repeat(230);
+    assert_eq!(
+        errno_at("create", fs::File::create(m.path(&format!("d/{long}")))),
+        libc::EACCES
+    );
+    assert_eq!(
+        errno_at("create short", fs::File::create(m.path("d/short"))),
+        libc::EACCES
+    );
+    assert!(names_of(&m.path("d")).is_empty());
+    assert_eq!(
+        names_of(&bd),
+        set([DIR_ID_FILE]),
+        "a refused create left debris in the backing directory"
+    );
+}
