@@ -5,7 +5,13 @@
 //! relative to the pinned descriptor. The daemon runs as root; it must
 //! either fail or act inside the backing tree, and nothing outside may
 //! change: modes, owners, times, entries, contents and xattrs of the
-//! outside tree are compared before and after every operation.
+//! outside tree are compared before and after every operation. It runs on
+//! a version 2 volume (encrypted names: the twin is found by inode while
+//! mounted, and the outside tree also holds the stored names, dir ids and
+//! valid kmsfs files the daemon would look for; in the sealed backing root
+//! only root can play the attacker, as the test does) and on a version 1
+//! one (`--plaintext-names`). A control moves the outside trees in for
+//! real and checks that the mount would then serve them.
 //!
 //! Also: a tree deeper than PATH_MAX works through the mount (the daemon
 //! never hands the kernel a path longer than one name).
@@ -18,6 +24,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -96,6 +103,85 @@ fn plant_outside(dir: &Path) {
     fs::write(dir.join("keep/secret"), b"root only").expect("write");
     fs::set_permissions(dir.join("keep"), fs::Permissions::from_mode(0o700)).expect("chmod");
     kmsfs_sys::lsetxattr(&dir.join("f"), OsStr::new("user.outside"), b"marker", 0).expect("xattr");
+}
+
+/// The stored (backing) name of a path at the mount: the name itself with
+/// plaintext names, its encryption with encrypted ones.
+fn stored_name(m: &Mount, rel: &str) -> std::ffi::OsString {
+    m.backing_path(rel)
+        .file_name()
+        .expect("a backing name")
+        .to_os_string()
+}
+
+const DIR_ID_FILE: &str = ".kmsfs.dirid";
+
+/// With encrypted names a daemon that followed the symlink would not look
+/// for `f` but for its stored name, in a directory whose `.kmsfs.dirid` it
+/// may read again. So the outside directory `outside_d` also gets what the
+/// pinned directory `{case}/d` stores: its dir id, and the stored names of
+/// `f`, `sub/`, `keep/secret` and `only-outside`, holding valid kmsfs files
+/// whose contents are the outside markers (copies of the backing files of
+/// decoys created at the mount for this), so that an escaped read would
+/// decrypt and reveal them. Must run while mounted, before pinning (it
+/// creates and removes `{case}/d/only-outside`).
+fn plant_outside_stored(m: &Mount, case: &str, outside_d: &Path) {
+    let decoys = format!("{case}-decoy");
+    fs::create_dir_all(m.path(&decoys)).expect("mkdir at the mount");
+    let contents: [(&str, &[u8]); 3] = [
+        ("f", b"outside binary"),
+        ("secret", b"root only"),
+        ("only-outside", b"only-outside"),
+    ];
+    for (name, content) in contents {
+        fs::write(m.path(&format!("{decoys}/{name}")), content).expect("write decoy");
+    }
+    kmsfs_sys::lsetxattr(
+        &m.path(&format!("{decoys}/f")),
+        OsStr::new("user.outside"),
+        b"marker",
+        0,
+    )
+    .expect("xattr at the mount");
+    let decoy = |name: &str| m.backing_path(&format!("{decoys}/{name}"));
+    let d = format!("{case}/d");
+    fs::write(m.path(&format!("{d}/only-outside")), b"").expect("write at the mount");
+    let only = stored_name(m, &format!("{d}/only-outside"));
+    fs::remove_file(m.path(&format!("{d}/only-outside"))).expect("unlink at the mount");
+    let twin = m.backing_path(&d);
+    let (f, sub, keep) = (
+        outside_d.join(stored_name(m, &format!("{d}/f"))),
+        outside_d.join(stored_name(m, &format!("{d}/sub"))),
+        outside_d.join(stored_name(m, &format!("{d}/keep"))),
+    );
+    let secret = keep.join(stored_name(m, &format!("{d}/keep/secret")));
+    fs::create_dir_all(&sub).expect("mkdir");
+    fs::create_dir_all(&keep).expect("mkdir");
+    for (from, to) in [
+        (twin.join(DIR_ID_FILE), outside_d.join(DIR_ID_FILE)),
+        (
+            m.backing_path(&format!("{d}/sub")).join(DIR_ID_FILE),
+            sub.join(DIR_ID_FILE),
+        ),
+        (
+            m.backing_path(&format!("{d}/keep")).join(DIR_ID_FILE),
+            keep.join(DIR_ID_FILE),
+        ),
+        (decoy("f"), f.clone()),
+        (decoy("secret"), secret),
+        (decoy("only-outside"), outside_d.join(only)),
+    ] {
+        fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+    }
+    fs::set_permissions(&f, fs::Permissions::from_mode(0o755)).expect("chmod");
+    fs::set_permissions(&keep, fs::Permissions::from_mode(0o700)).expect("chmod");
+    // The decoy's attributes as stored (the encrypted `user.outside`).
+    let list = kmsfs_sys::llistxattr(&decoy("f")).expect("list the decoy's xattrs");
+    for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = OsStr::from_bytes(name);
+        let value = kmsfs_sys::lgetxattr(&decoy("f"), name).expect("the decoy's xattr");
+        kmsfs_sys::lsetxattr(&f, name, &value, 0).expect("xattr outside");
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -275,6 +361,39 @@ fn attack(m: &Mount, op: Op, swap: Swap) -> Option<String> {
     fs::create_dir_all(d.join("keep")).expect("mkdir at the mount");
     fs::write(d.join("f"), b"inside").expect("write at the mount");
     fs::write(d.join("keep/secret"), b"inside secret").expect("write at the mount");
+
+    // Outside the backing tree: the same names, root-owned (and with
+    // encrypted names the same stored names too). The twin is where the
+    // backing tree stores the directory, found while mounted.
+    let outside = m.root().join(format!("outside-{case}"));
+    let (twin, target) = match swap {
+        Swap::PinnedDir | Swap::PinnedDirUncached => {
+            plant_outside(&outside);
+            (m.backing_path(&format!("{case}/d")), outside.clone())
+        }
+        Swap::Parent | Swap::ParentUncached => {
+            plant_outside(&outside.join("d"));
+            if m.encrypted_names() {
+                let stored_d = outside.join(stored_name(m, &format!("{case}/d")));
+                fs::create_dir_all(&stored_d).expect("mkdir outside");
+                fs::copy(
+                    m.backing_path(&case).join(DIR_ID_FILE),
+                    outside.join(DIR_ID_FILE),
+                )
+                .expect("copy the parent's dir id");
+            }
+            (m.backing_path(&case), outside.clone())
+        }
+    };
+    if m.encrypted_names() {
+        let outside_d = match swap {
+            Swap::PinnedDir | Swap::PinnedDirUncached => outside.clone(),
+            Swap::Parent | Swap::ParentUncached => {
+                outside.join(stored_name(m, &format!("{case}/d")))
+            }
+        };
+        plant_outside_stored(m, &case, &outside_d);
+    }
     let pinned: OwnedFd = openat(
         nix::fcntl::AT_FDCWD,
         &d,
@@ -286,24 +405,13 @@ fn attack(m: &Mount, op: Op, swap: Swap) -> Option<String> {
     for name in ["f", "sub", "keep", "keep/secret"] {
         let _ = nix::sys::stat::fstatat(&pinned, name, AtFlags::AT_SYMLINK_NOFOLLOW);
     }
-
-    // Outside the backing tree: the same names, root-owned.
-    let outside = m.root().join(format!("outside-{case}"));
-    let (twin, target) = match swap {
-        Swap::PinnedDir | Swap::PinnedDirUncached => {
-            plant_outside(&outside);
-            (m.backing_path(&format!("{case}/d")), outside.clone())
-        }
-        Swap::Parent | Swap::ParentUncached => {
-            plant_outside(&outside.join("d"));
-            (m.backing_path(&case), outside.clone())
-        }
-    };
     if matches!(swap, Swap::PinnedDirUncached | Swap::ParentUncached) {
         flood_dir_cache(m);
     }
     let before = snapshot(&outside);
-    let moved = twin.with_extension("moved");
+    let mut moved_name = twin.file_name().expect("twin name").to_os_string();
+    moved_name.push(".moved");
+    let moved = twin.with_file_name(moved_name);
     fs::rename(&twin, &moved).expect("move the backing twin away");
     std::os::unix::fs::symlink(&target, &twin).expect("plant the symlink");
 
@@ -340,8 +448,76 @@ fn attack(m: &Mount, op: Op, swap: Swap) -> Option<String> {
 }
 
 #[test]
-fn a_swapped_backing_directory_is_never_followed() {
-    let m = Mount::new();
+fn a_swapped_backing_directory_is_never_followed_with_encrypted_names() {
+    let mut m = Mount::new();
+    assert!(m.encrypted_names(), "the default volume is version 2");
+    swapped_backing_directories(&m);
+    outside_trees_are_what_the_daemon_would_serve(&mut m);
+}
+
+#[test]
+fn a_swapped_backing_directory_is_never_followed_with_plaintext_names() {
+    let mut m = Mount::with(Spec::default().plaintext_names());
+    assert!(!m.encrypted_names());
+    swapped_backing_directories(&m);
+    outside_trees_are_what_the_daemon_would_serve(&mut m);
+}
+
+/// The control for the attacks: the outside trees are bait the daemon
+/// would take. Moved into the backing tree for real (directories, not
+/// symlinks) while unmounted, they are served at the mount: the listing
+/// shows `only-outside`, and with encrypted names (where the bait holds
+/// valid stored names and kmsfs files) `f`, `keep/secret` and the
+/// `user.outside` attribute read back as the outside markers. So an
+/// attack that had been followed would have been seen.
+fn outside_trees_are_what_the_daemon_would_serve(m: &mut Mount) {
+    let cases = [
+        ("readdir-pinneddir", "readdir-pinneddir/d"),
+        ("open-parent", "open-parent"),
+    ];
+    let twins: Vec<PathBuf> = cases.iter().map(|(_, twin)| m.backing_path(twin)).collect();
+    m.umount();
+    for ((case, _), twin) in cases.iter().zip(&twins) {
+        let mut moved_name = twin.file_name().expect("twin name").to_os_string();
+        moved_name.push(".moved");
+        fs::rename(twin, twin.with_file_name(moved_name)).expect("move the twin away");
+        fs::rename(m.root().join(format!("outside-{case}")), twin).expect("move the bait in");
+    }
+    m.mount();
+    for (case, _) in cases {
+        let d = m.path(&format!("{case}/d"));
+        let listing: Vec<String> = fs::read_dir(&d)
+            .unwrap_or_else(|e| panic!("{case}: list the bait: {e}"))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            listing.iter().any(|n| n == "only-outside"),
+            "{case}: the bait's listing {listing:?}"
+        );
+        if m.encrypted_names() {
+            assert_eq!(
+                fs::read(d.join("f")).expect("read the bait"),
+                b"outside binary",
+                "{case}"
+            );
+            assert_eq!(
+                fs::read(d.join("keep/secret")).expect("read the bait"),
+                b"root only",
+                "{case}"
+            );
+            assert_eq!(
+                kmsfs_sys::lgetxattr(&d.join("f"), OsStr::new("user.outside"))
+                    .expect("the bait's xattr"),
+                b"marker",
+                "{case}"
+            );
+        }
+    }
+}
+
+/// Every operation against every swap, on one volume.
+fn swapped_backing_directories(m: &Mount) {
     for i in 0..FLOOD {
         fs::create_dir_all(m.path(&format!("flood/{i}"))).expect("mkdir at the mount");
     }
@@ -354,7 +530,7 @@ fn a_swapped_backing_directory_is_never_followed() {
     let mut escapes = Vec::new();
     for swap in swaps {
         for op in OPS {
-            escapes.extend(attack(&m, op, swap));
+            escapes.extend(attack(m, op, swap));
         }
     }
     assert!(

@@ -433,7 +433,6 @@ impl Drop for Mount {
     }
 }
 
-/// The pids of the `kmsfs mount … MNT` daemons serving `mnt`.
 /// The first entry below `dir` (not following symlinks) with inode `ino`.
 pub(crate) fn find_by_inode(dir: &Path, ino: u64) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt;
@@ -454,6 +453,7 @@ pub(crate) fn find_by_inode(dir: &Path, ino: u64) -> Option<PathBuf> {
     None
 }
 
+/// The pids of the `kmsfs mount … MNT` daemons serving `mnt`.
 pub(crate) fn daemon_pids(mnt: &Path) -> Vec<u32> {
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();

@@ -452,6 +452,25 @@ impl KmsFs {
         self.names()?.prepare(dir, entry).map_err(|e| errno(&e))
     }
 
+    /// Undoes [`Self::prepare`] when the entry could not be linked in (or
+    /// was removed again): a long name's side file must not outlive its
+    /// entry. An entry that does exist (the operation failed with EEXIST,
+    /// say) keeps its side file. The kernel holds `dir` locked for every
+    /// operation that links or unlinks a name in it, so no other request
+    /// can have prepared the same name meanwhile.
+    fn unprepare(&self, dir: &Dir, entry: &EntryName) {
+        if !entry.is_long() {
+            return;
+        }
+        let gone = matches!(
+            dir.open_node(entry.as_os_str()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound
+        );
+        if gone && let Ok(names) = self.names() {
+            names.forget(dir, entry);
+        }
+    }
+
     /// Creates a new regular file with its header: a data key from the key
     /// service as the caller, owned by the caller. If the policy, the key's
     /// state or anything else refuses, nothing stays behind.
@@ -465,9 +484,13 @@ impl KmsFs {
     ) -> Result<(File, FileKey), Errno> {
         let name = entry.as_os_str();
         self.prepare(dir, entry)?;
-        let file = dir.create_file(name, mode).map_err(|e| errno(&e))?;
+        let file = dir.create_file(name, mode).map_err(|e| {
+            self.unprepare(dir, entry);
+            errno(&e)
+        })?;
         let fail = |e: Errno| {
             let _ = dir.unlink(name);
+            self.unprepare(dir, entry);
             e
         };
         let key = match self.volume.create_key(&self.callers.of(req), &file) {
@@ -807,10 +830,14 @@ impl fuser::Filesystem for KmsFs {
             } else {
                 self.prepare(&dir, &entry)?;
                 dir.mknod(stored, kind, perm, u64::from(rdev))
-                    .map_err(|e| errno(&e))?;
+                    .map_err(|e| {
+                        self.unprepare(&dir, &entry);
+                        errno(&e)
+                    })?;
                 let made = kind_of_mode(kind);
                 if let Err(e) = self.give_to_caller(req, &dir, stored, made) {
                     let _ = dir.unlink(stored);
+                    self.unprepare(&dir, &entry);
                     return Err(e);
                 }
             }
@@ -836,8 +863,10 @@ impl fuser::Filesystem for KmsFs {
             let stored = entry.as_os_str();
             let names = self.names()?;
             self.prepare(&dir, &entry)?;
-            dir.mkdir(stored, mode & !umask & 0o7777)
-                .map_err(|e| errno(&e))?;
+            dir.mkdir(stored, mode & !umask & 0o7777).map_err(|e| {
+                self.unprepare(&dir, &entry);
+                errno(&e)
+            })?;
             let made = dir
                 .open_dir(stored)
                 .and_then(|new| names.init_dir(&new))
@@ -892,9 +921,13 @@ impl fuser::Filesystem for KmsFs {
                 .encode_link(target.as_os_str())
                 .map_err(|e| errno(&e))?;
             self.prepare(&dir, &entry)?;
-            dir.symlink(&target, stored).map_err(|e| errno(&e))?;
+            dir.symlink(&target, stored).map_err(|e| {
+                self.unprepare(&dir, &entry);
+                errno(&e)
+            })?;
             if let Err(e) = self.give_to_caller(req, &dir, stored, FileType::Symlink) {
                 let _ = dir.unlink(stored);
+                self.unprepare(&dir, &entry);
                 return Err(e);
             }
             Ok((dir, entry))
@@ -936,7 +969,10 @@ impl fuser::Filesystem for KmsFs {
                 return Err(Errno::EINVAL);
             }
             self.prepare(&to, &to_entry)?;
-            from.rename(name, &to, newname, f).map_err(|e| errno(&e))?;
+            from.rename(name, &to, newname, f).map_err(|e| {
+                self.unprepare(&to, &to_entry);
+                errno(&e)
+            })?;
             let same_entry = parent == newparent && name == newname;
             if !flags.contains(RenameFlags::RENAME_EXCHANGE) && !same_entry {
                 self.names()?.forget(&from, &from_entry);
@@ -976,7 +1012,10 @@ impl fuser::Filesystem for KmsFs {
             let (to, to_entry) = self.parent_entry(newparent, newname)?;
             let newname = to_entry.as_os_str();
             self.prepare(&to, &to_entry)?;
-            from.link(&name, &to, newname).map_err(|e| errno(&e))?;
+            from.link(&name, &to, newname).map_err(|e| {
+                self.unprepare(&to, &to_entry);
+                errno(&e)
+            })?;
             // The name may have been swapped between locate and linkat: the
             // new link must be the inode the kernel asked for.
             let linked = to.open_node(newname).map_err(|e| errno(&e))?;
@@ -985,6 +1024,7 @@ impl fuser::Filesystem for KmsFs {
                 located.node.opened_metadata(),
             ) {
                 let _ = to.unlink(newname);
+                self.unprepare(&to, &to_entry);
                 return Err(Errno::ESTALE);
             }
             Ok((to, to_entry))
