@@ -950,7 +950,6 @@ fn fsck_reports_a_busy_version_2_volume_clean() {
 
 // 10b. fsck on a damaged version 2 volume names the damaged backing file.
 #[test]
-#[ignore = "bug in crates/kmsfs-volume/src/fsck.rs: check_volume reports backing.join(rel) with rel relative to tree/, so a v2 DAMAGED path lacks the tree/ component and names no existing file"]
 fn fsck_names_the_damaged_backing_file_of_a_version_2_volume() {
     let mut m = Mount::new();
     fs::create_dir(m.path("dir")).expect("mkdir");

@@ -779,6 +779,22 @@ impl FileContent<'_> {
         Ok(())
     }
 
+    /// Format version 2, a file just given its header: writes its empty
+    /// final block (nonce and tag of no bytes) right after the header, so
+    /// that the new file already ends in an authenticated final block. Does
+    /// nothing for version 1.
+    pub fn seal_empty(&self, io: &(impl PositionalIo + ?Sized)) -> Result<(), ContentError> {
+        if !self.v2() {
+            return Ok(());
+        }
+        let backing_len = io.len()?;
+        if backing_len != self.layout.header_len {
+            // Not a file that holds only its header: `truncate` is the tool.
+            return Err(ContentError::Corrupt { block: 0 });
+        }
+        self.write_sealed(io, 0, true, &[])
+    }
+
     /// `truncate` for format version 2. Every step keeps a sealed final
     /// block at the end of the file:
     ///

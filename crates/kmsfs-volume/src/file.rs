@@ -297,7 +297,7 @@ impl Volume {
         if key.header.version == FormatVersion::V2 {
             // Version 2 files always end in a sealed final block; an
             // empty one has a block of no bytes.
-            self.content(&key).truncate(file, 0)?;
+            self.content(&key).seal_empty(file)?;
         }
         Ok(key)
     }

@@ -164,9 +164,12 @@ fn fsck_reports_a_file_without_a_valid_header() {
     let volume = open_volume(&d.backing, &KeyFileOnly).unwrap();
     assert_eq!(check_volume(&d.backing, &volume).unwrap().checked, 0);
 
-    fs::write(d.backing.join("garbage"), vec![0x5a; 4096]).unwrap();
+    // A file in the tree (the mount's root of a version 2 volume) whose
+    // name is not even an encrypted one: fsck still checks its content.
+    let tree = d.backing.join(kmsfs_volume::config::TREE_NAME);
+    fs::write(tree.join("garbage"), vec![0x5a; 4096]).unwrap();
     let report = check_volume(&d.backing, &volume).unwrap();
     assert_eq!(report.checked, 1);
     assert_eq!(report.damaged.len(), 1);
-    assert_eq!(report.damaged[0].path, d.backing.join("garbage"));
+    assert_eq!(report.damaged[0].path, tree.join("garbage"));
 }
