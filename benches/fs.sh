@@ -17,8 +17,9 @@
 #   bindfs        plaintext passthrough FUSE (libfuse2, -o big_writes)
 #   gocryptfs     gocryptfs defaults (AES-256-GCM)
 #   securefs      securefs defaults (full format)
-#   kmsfs-aes     kmsfs init --cipher aes-256-gcm
-#   kmsfs-chacha  kmsfs init --cipher chacha20-poly1305
+#   kmsfs-aes     kmsfs init --cipher aes-256-gcm (format version 2: encrypted names)
+#   kmsfs-chacha  kmsfs init --cipher chacha20-poly1305 (format version 2)
+#   kmsfs-aes-v1  kmsfs init --cipher aes-256-gcm --plaintext-names (format version 1)
 #
 # Environment knobs:
 #   ROUNDS=3            rounds (medians are taken over rounds)
@@ -102,10 +103,10 @@ kmsfs_pid() {
     return 1
 }
 
-kmsfs_mount() {  # kmsfs_mount CIPHER BACKING MOUNTPOINT [init]
+kmsfs_mount() {  # kmsfs_mount CIPHER BACKING MOUNTPOINT [init [INIT_ARGS...]]
     local cipher=$1 b=$2 m=$3
     if [[ ${4:-} == init ]]; then
-        KMSFS_KEYSTORE=$ROOT/ks "$KMSFS" init "$b" --cipher "$cipher" >>"$LOG" 2>&1
+        KMSFS_KEYSTORE=$ROOT/ks "$KMSFS" init "$b" --cipher "$cipher" "${@:5}" >>"$LOG" 2>&1
     fi
     # shellcheck disable=SC2086
     KMSFS_KEYSTORE=$ROOT/ks "$KMSFS" mount "$b" "$m" --log-file "$m.log" $KMSFS_MOUNT_ARGS >>"$LOG" 2>&1
@@ -134,6 +135,7 @@ do_mount() {  # do_mount FS -> prints mountpoint
         wait_mounted "$m" ;;
     kmsfs-aes) mkdir -p "$m.back"; kmsfs_mount aes-256-gcm "$m.back" "$m" init ;;
     kmsfs-chacha) mkdir -p "$m.back"; kmsfs_mount chacha20-poly1305 "$m.back" "$m" init ;;
+    kmsfs-aes-v1) mkdir -p "$m.back"; kmsfs_mount aes-256-gcm "$m.back" "$m" init --plaintext-names ;;
     esac
     echo "$m"
 }
