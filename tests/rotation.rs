@@ -180,6 +180,8 @@ fn sigkill_at_random_moments_never_loses_a_file() {
     let out = m.kmsfs_ok(&["rotate", &backing]);
     assert!(out.contains("0 could not be re-wrapped"), "{out}");
     assert_eq!(census(&m), (N as u64, 0));
+    // The name key is under the newest version too (1 + 20 rotations).
+    assert_eq!(m.config()["name_key"]["key_version"], 21);
     assert_eq!(
         blocks_of(&m.backing_tree()),
         before,
@@ -216,6 +218,8 @@ fn rekey_to_a_second_cmk_and_refuse_a_disabled_one() {
     assert_eq!(m.config()["key_id"], second.as_str());
     let out = m.kmsfs_ok(&["rotate", &backing]);
     assert!(out.contains("re-wrapped 50 of 50"), "{out}");
+    // The name key moved with the files.
+    assert_eq!(m.config()["name_key"]["key_id"], second.as_str());
     let s = status(&m);
     let rows = s["FilesByKeyVersion"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{s}");
