@@ -43,7 +43,7 @@ pub enum VolumeNames {
     /// Version 1: names, symlink targets and xattrs as the user gave them.
     Plain,
     /// Version 2: encrypted under keys derived from the volume's name key.
-    Encrypted(NameKeys),
+    Encrypted(Box<NameKeys>),
 }
 
 impl std::fmt::Debug for VolumeNames {
@@ -75,7 +75,7 @@ impl EntryName {
 
 impl VolumeNames {
     pub fn encrypted(name_key: &DataKey) -> VolumeNames {
-        VolumeNames::Encrypted(NameKeys::derive(name_key))
+        VolumeNames::Encrypted(Box::new(NameKeys::derive(name_key)))
     }
 
     pub fn is_encrypted(&self) -> bool {
