@@ -689,7 +689,8 @@ fn disabled_key_gives_eacces() {
     let log = m.log_text();
     let file = backing_file.display().to_string();
     assert!(
-        log.lines().any(|l| l.contains(&file) && l.contains("denied")),
+        log.lines()
+            .any(|l| l.contains(&file) && l.contains("denied")),
         "no log line for file:\n{log}"
     );
     // The refused create names the backing entry it would have made (an
@@ -1124,7 +1125,10 @@ fn user_xattrs_on(spec: Spec) {
             "header xattr removed"
         );
     }
-    assert_eq!(getxattr(&m.backing_path("f"), HEADER_XATTR).unwrap(), header);
+    assert_eq!(
+        getxattr(&m.backing_path("f"), HEADER_XATTR).unwrap(),
+        header
+    );
     assert_eq!(fs::read(&path).unwrap(), b"content");
 
     kmsfs_sys::lremovexattr(&path, "user.color".as_ref()).unwrap();

@@ -940,7 +940,11 @@ fn volume_on_the_kmsfs_server() {
     s.aws_ok(&root, &["kms", "disable-key", "--key-id", &key_id]);
     let out = client(&["mount", b, m, "--log-file", l]);
     assert!(!out.status.success(), "mounted with a disabled key");
-    assert!(stderr(&out).contains("DisabledException"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("DisabledException"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!common::is_mounted(&mnt));
 
     // The server did the key work, as the access key's user (uid 0).

@@ -821,8 +821,11 @@ impl FileContent<'_> {
         let backing_len = io.len()?;
         let header_len = self.layout.header_len;
         if new_size == 0 {
-            if backing_len == 0 || matches!(self.layout.plain_size(backing_len), Ok(0)) {
-                // Already empty (or header-less, which stays so).
+            // Already empty, or header-less (an in-file header not written
+            // yet), which stays so. With an xattr header a 0-byte file has
+            // its header (this is called with its key), so it gets its empty
+            // final block: a new file made by `truncate(0)` is 28 bytes.
+            if backing_len == self.layout.backing_len(0) || (backing_len == 0 && header_len > 0) {
                 return Ok(());
             }
             self.require_header(backing_len)?;
@@ -1721,9 +1724,17 @@ mod v2_tests {
         assert!(c.plain_size(&io).is_err());
         c.truncate(&io, 0).unwrap();
         assert_eq!(contents(&c, io.bytes()).unwrap(), b"");
-        // Xattr layout, backing 0 (no block yet): a write past 0 and a
-        // truncate up both end in a sealed final block.
+        // Xattr layout, backing 0 (no block yet): truncate(0) writes the
+        // empty final block (what a new file gets), once.
         let c0 = fx.content(0, V2);
+        let io = MemIo::new(Vec::new());
+        c0.truncate(&io, 0).unwrap();
+        assert_eq!(io.len().unwrap(), 28);
+        assert_eq!(contents(&c0, io.bytes()).unwrap(), b"");
+        let first = io.bytes();
+        c0.truncate(&io, 0).unwrap();
+        assert_eq!(io.bytes(), first);
+        // A write past 0 and a truncate up both end in a sealed final block.
         let io = MemIo::new(Vec::new());
         c0.write(&io, 5000, b"abc").unwrap();
         let mut want = vec![0u8; 5003];
