@@ -87,8 +87,6 @@ fn round_trip(spec: Spec, cipher: &str, header: &str) {
     let config = m.config();
     assert_eq!(config["cipher"], cipher, "{config}");
     assert_eq!(config["header"], header, "{config}");
-    let header_len = m.header_len();
-
     let mut sizes = vec![0u64, 1, 4095, 4096, 4097, (1 << 20) + 1];
     let r = pseudo_random(seed, 24);
     for chunk in r.chunks(8) {
@@ -919,7 +917,6 @@ fn mkdir_and_rmdir() {
 #[test]
 fn truncate_up_and_down() {
     let mut m = Mount::new();
-    let hl = m.header_len();
     let path = m.path("t");
     fs::write(&path, b"0123456789").unwrap();
     let f = OpenOptions::new()

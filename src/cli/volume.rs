@@ -10,7 +10,7 @@ use kmsfs_mount::daemon::{self, Launch, Mount, MountOptions};
 use kmsfs_volume::config::{DEFAULT_KEY_ALIAS, HeaderPlacement, KeyServiceConfig};
 use kmsfs_volume::create::{NewVolume, VolumeSpec, create_volume, create_volume_if_empty};
 use kmsfs_volume::fsck::check_volume;
-use kmsfs_volume::{Sealing, VolumeError, VolumeConfig, check_sealed, open_volume};
+use kmsfs_volume::{Sealing, VolumeConfig, VolumeError, check_sealed, open_volume};
 
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
