@@ -918,6 +918,28 @@ fn a_tampered_backing_tree_hides_entries_and_gives_eio() {
     assert_eq!(fs::read(m.path("t/new")).expect("read"), b"new");
     assert_eq!(names_of(&m.path("")), set(["t", "p", "q"]));
     m.umount();
+
+    // fsck names each tampered entry (the damaged link target is not a
+    // name: readlink reports it), and nothing else.
+    let (ok, report) = m.fsck();
+    assert!(!ok, "fsck must fail on a tampered tree:\n{report}");
+    let bad: Vec<&str> = report
+        .lines()
+        .filter(|l| l.starts_with("BAD NAME "))
+        .collect();
+    let renamed = renamed.display().to_string();
+    assert!(
+        bad.iter().any(|l| l.contains(&format!("{renamed}:"))),
+        "fsck does not report the renamed entry:\n{report}"
+    );
+    for d in [&bp, &bq] {
+        let d = d.display().to_string();
+        assert!(
+            bad.iter().any(|l| l.contains(&format!("{d}/"))),
+            "fsck does not report the children of {d}:\n{report}"
+        );
+    }
+    assert_eq!(bad.len(), 3, "{report}");
 }
 
 // 10. fsck after a bit of everything, on one volume.

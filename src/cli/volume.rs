@@ -176,17 +176,28 @@ pub(crate) fn fsck(args: &FsckArgs) -> Result<(), CliError> {
     for d in &report.damaged {
         println!("DAMAGED {}: {}", d.path.display(), d.what);
     }
+    for d in &report.bad_names {
+        println!("BAD NAME {}: {}", d.path.display(), d.what);
+    }
     println!(
         "checked {} files: {} damaged",
         report.checked,
         report.damaged.len()
     );
-    if report.damaged.is_empty() {
+    if volume.config.encrypted_names() {
+        println!(
+            "checked the names of {} directories: {} bad entries",
+            report.directories,
+            report.bad_names.len()
+        );
+    }
+    if report.is_clean() {
         Ok(())
     } else {
         Err(CliError::Failed(format!(
-            "{} damaged files",
-            report.damaged.len()
+            "{} damaged files, {} bad entries",
+            report.damaged.len(),
+            report.bad_names.len()
         )))
     }
 }

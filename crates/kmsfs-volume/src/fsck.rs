@@ -26,6 +26,46 @@ pub struct FsckReport {
     pub checked: usize,
     /// The damaged ones, sorted by path.
     pub damaged: Vec<Damage>,
+    /// Directories whose names were checked (format version 2).
+    pub directories: usize,
+    /// Entries of the tree that are not what kmsfs writes there: names that
+    /// do not decrypt, a missing directory id, long names without their
+    /// side file and side files without their entry (version 2), sorted.
+    pub bad_names: Vec<Damage>,
+}
+
+impl FsckReport {
+    pub fn is_clean(&self) -> bool {
+        self.damaged.is_empty() && self.bad_names.is_empty()
+    }
+}
+
+/// Every directory of the tree (its stored relative path), walked through
+/// descriptors without following symlinks.
+fn directories(root: &Dir) -> Vec<(PathBuf, Dir)> {
+    let mut out = Vec::new();
+    let Ok(top) = root.duplicate() else {
+        return out;
+    };
+    let mut stack = vec![(PathBuf::new(), top)];
+    while let Some((rel, dir)) = stack.pop() {
+        if let Ok(entries) = dir.entries() {
+            for entry in entries {
+                let is_dir = match entry.kind {
+                    crate::backing::EntryKind::Dir => true,
+                    crate::backing::EntryKind::Unknown => dir
+                        .open_node(&entry.name)
+                        .is_ok_and(|n| n.opened_metadata().is_dir()),
+                    _ => false,
+                };
+                if is_dir && let Ok(sub) = dir.open_dir(&entry.name) {
+                    stack.push((rel.join(&entry.name), sub));
+                }
+            }
+        }
+        out.push((rel, dir));
+    }
+    out
 }
 
 /// Checks every header and every block of every regular file in `backing`.
@@ -46,10 +86,27 @@ pub fn check_volume(backing: &Path, volume: &Volume) -> std::io::Result<FsckRepo
         })
         .collect();
     damaged.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(FsckReport {
+    let mut report = FsckReport {
         checked: files.len(),
         damaged,
-    })
+        ..FsckReport::default()
+    };
+    if volume.config.encrypted_names() {
+        let names = volume
+            .names()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        for (rel, dir) in directories(&root) {
+            report.directories += 1;
+            for (entry, what) in names.check_dir(&dir) {
+                report.bad_names.push(Damage {
+                    path: tree_path.join(&rel).join(entry),
+                    what,
+                });
+            }
+        }
+        report.bad_names.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    Ok(report)
 }
 
 /// Reads one file through; the error says what is wrong with it.

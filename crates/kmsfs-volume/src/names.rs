@@ -269,6 +269,66 @@ impl VolumeNames {
         Ok(stored)
     }
 
+    /// fsck of one directory's stored names (read-only): each entry that is
+    /// wrong, and why. Nothing for plaintext names. The directory id is not
+    /// recreated here, unlike [`VolumeNames::dir_id`].
+    pub fn check_dir(&self, dir: &Dir) -> Vec<(OsString, String)> {
+        let VolumeNames::Encrypted(keys) = self else {
+            return Vec::new();
+        };
+        let mut problems = Vec::new();
+        let id = match read_dir_id(dir) {
+            Ok(id) => id,
+            Err(e) => {
+                problems.push((
+                    OsString::from(DIR_ID_FILE),
+                    format!("the directory id is missing or damaged ({e}): no entry of this directory can be named"),
+                ));
+                return problems;
+            }
+        };
+        let entries = match dir.entries() {
+            Ok(entries) => entries,
+            Err(e) => {
+                problems.push((OsString::new(), format!("cannot list: {e}")));
+                return problems;
+            }
+        };
+        for entry in entries {
+            let name = &entry.name;
+            let why = match classify(name.as_bytes()) {
+                EntryClass::DirId => None,
+                EntryClass::Short => keys
+                    .decrypt_name(&id, &name.to_string_lossy())
+                    .err()
+                    .map(|_| {
+                        "the name does not decrypt in this directory (renamed or moved in the backing tree, or damaged); it is hidden at the mount".to_string()
+                    }),
+                EntryClass::Long => {
+                    let entry_str = name.to_string_lossy();
+                    match read_side_file(dir, &entry_str) {
+                        Err(e) => Some(format!("long name without its side file ({e}); it is hidden at the mount")),
+                        Ok(encoded) if !long_entry_matches(&entry_str, &encoded) => {
+                            Some("the long-name side file belongs to another entry; it is hidden at the mount".into())
+                        }
+                        Ok(encoded) => keys.decrypt_name(&id, &encoded).err().map(|_| {
+                            "the long name does not decrypt in this directory; it is hidden at the mount".to_string()
+                        }),
+                    }
+                }
+                EntryClass::LongSide => (!entry_of_side_exists(dir, name))
+                    .then(|| "a long-name side file whose entry is gone (debris of an interrupted operation)".into()),
+                EntryClass::Foreign => Some(
+                    "not an entry kmsfs makes (left by an interrupted reencrypt, or put there by hand); it is hidden at the mount".into(),
+                ),
+            };
+            if let Some(why) = why {
+                problems.push((name.clone(), why));
+            }
+        }
+        problems
+    }
+
     /// What a symlink to `target` stores.
     pub fn encode_link(&self, target: &OsStr) -> io::Result<OsString> {
         match self {
