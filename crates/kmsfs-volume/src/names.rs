@@ -152,26 +152,13 @@ impl VolumeNames {
             (VolumeNames::Encrypted(keys), Some(id)) => (keys, id),
             (VolumeNames::Encrypted(_), None) => return None,
         };
-        let encoded = match classify(entry.as_bytes()) {
-            EntryClass::Short => entry.to_str()?.to_string(),
-            EntryClass::Long => {
-                let entry_str = entry.to_str()?;
-                match read_side_file(dir, entry_str) {
-                    Ok(encoded) if long_entry_matches(entry_str, &encoded) => encoded,
-                    Ok(_) => {
-                        tracing::warn!(
-                            entry = entry_str,
-                            "long-name side file does not match its entry; entry hidden"
-                        );
-                        return None;
-                    }
-                    Err(e) => {
-                        tracing::warn!(entry = entry_str, error = %e, "long-name side file unreadable; entry hidden");
-                        return None;
-                    }
-                }
+        let encoded = match stored_encoding(dir, entry) {
+            Ok(Some(encoded)) => encoded,
+            Ok(None) => return None,
+            Err(why) => {
+                tracing::warn!(entry = %entry.to_string_lossy(), why, "entry hidden");
+                return None;
             }
-            EntryClass::LongSide | EntryClass::DirId | EntryClass::Foreign => return None,
         };
         match keys.decrypt_name(id, &encoded) {
             Ok(name) => Some(OsString::from_vec(name)),
@@ -298,24 +285,14 @@ impl VolumeNames {
             let name = &entry.name;
             let why = match classify(name.as_bytes()) {
                 EntryClass::DirId => None,
-                EntryClass::Short => keys
-                    .decrypt_name(&id, &name.to_string_lossy())
-                    .err()
-                    .map(|_| {
-                        "the name does not decrypt in this directory (renamed or moved in the backing tree, or damaged); it is hidden at the mount".to_string()
-                    }),
-                EntryClass::Long => {
-                    let entry_str = name.to_string_lossy();
-                    match read_side_file(dir, &entry_str) {
-                        Err(e) => Some(format!("long name without its side file ({e}); it is hidden at the mount")),
-                        Ok(encoded) if !long_entry_matches(&entry_str, &encoded) => {
-                            Some("the long-name side file belongs to another entry; it is hidden at the mount".into())
-                        }
-                        Ok(encoded) => keys.decrypt_name(&id, &encoded).err().map(|_| {
-                            "the long name does not decrypt in this directory; it is hidden at the mount".to_string()
+                EntryClass::Short | EntryClass::Long => match stored_encoding(dir, name) {
+                    Err(why) => Some(format!("{why}; it is hidden at the mount")),
+                    Ok(encoded) => encoded
+                        .filter(|encoded| keys.decrypt_name(&id, encoded).is_err())
+                        .map(|_| {
+                            "the name does not decrypt in this directory (renamed or moved in the backing tree, or damaged); it is hidden at the mount".to_string()
                         }),
-                    }
-                }
+                },
                 EntryClass::LongSide => (!entry_of_side_exists(dir, name))
                     .then(|| "a long-name side file whose entry is gone (debris of an interrupted operation)".into()),
                 EntryClass::Foreign => Some(
@@ -404,6 +381,24 @@ impl VolumeNames {
 
 fn is_user_attr(name: &OsStr) -> bool {
     name.as_bytes().starts_with(b"user.")
+}
+
+/// The encrypted name an entry stands for: the entry itself (short), or its
+/// side file's content checked against the entry's hash (long); `None` for
+/// entries that are not names. `Err` says why a long name is unusable.
+fn stored_encoding(dir: &Dir, entry: &OsStr) -> Result<Option<String>, String> {
+    let Some(entry_str) = entry.to_str() else {
+        return Ok(None);
+    };
+    match classify(entry.as_bytes()) {
+        EntryClass::Short => Ok(Some(entry_str.to_string())),
+        EntryClass::Long => match read_side_file(dir, entry_str) {
+            Ok(encoded) if long_entry_matches(entry_str, &encoded) => Ok(Some(encoded)),
+            Ok(_) => Err("the long-name side file belongs to another entry".into()),
+            Err(e) => Err(format!("long name without a readable side file ({e})")),
+        },
+        EntryClass::LongSide | EntryClass::DirId | EntryClass::Foreign => Ok(None),
+    }
 }
 
 fn read_dir_id(dir: &Dir) -> io::Result<DirId> {

@@ -323,23 +323,10 @@ pub fn rotate_volume(
     rate: Option<f64>,
     observer: &mut dyn Observer,
 ) -> RotationState {
-    let control = Dir::open_root(backing);
-    let root = match volume.config.open_tree(backing) {
-        Ok(root) => root,
-        Err(e) => {
-            return RotationState {
-                target: Some(target.clone()),
-                status: "complete".into(),
-                failures: vec![Failure {
-                    path: PathBuf::new(),
-                    reason: format!("cannot open the backing directory: {e}"),
-                }],
-                ..RotationState::default()
-            };
-        }
-    };
-    let control = match control {
-        Ok(control) => control,
+    let opened = Dir::open_root(backing)
+        .and_then(|control| Ok((volume.config.open_tree(backing)?, control)));
+    let (root, control) = match opened {
+        Ok(dirs) => dirs,
         Err(e) => {
             return RotationState {
                 target: Some(target.clone()),
