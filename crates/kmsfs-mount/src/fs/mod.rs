@@ -316,7 +316,8 @@ impl KmsFs {
         let kind = kind_of(m.file_type());
         let size = match kind {
             FileType::RegularFile => self.volume.display_size(m.size()),
-            FileType::Symlink => node
+            // Version 1 stores the target as it is: its length is the size.
+            FileType::Symlink if self.names().is_ok_and(VolumeNames::is_encrypted) => node
                 .and_then(|n| self.link_target(n).ok())
                 .map_or(m.size(), |t| t.len() as u64),
             _ => m.size(),
