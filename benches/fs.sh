@@ -66,7 +66,7 @@ for fs in $FSES; do
     case $fs in
     ext4) ;;
     bindfs | gocryptfs | securefs) command -v "$fs" >/dev/null || die "$fs not installed (apt-get install $fs)" ;;
-    kmsfs-aes | kmsfs-chacha) [[ -x $KMSFS ]] || die "$KMSFS missing (cargo build --release)" ;;
+    kmsfs-aes | kmsfs-chacha | kmsfs-aes-v1) [[ -x $KMSFS ]] || die "$KMSFS missing (cargo build --release)" ;;
     *) die "unknown filesystem '$fs'" ;;
     esac
 done
