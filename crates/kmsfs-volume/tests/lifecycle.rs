@@ -173,3 +173,43 @@ fn fsck_reports_a_file_without_a_valid_header() {
     assert_eq!(report.damaged.len(), 1);
     assert_eq!(report.damaged[0].path, tree.join("garbage"));
 }
+
+#[test]
+fn a_version_2_backing_root_is_sealed_and_an_open_one_refused() {
+    use kmsfs_volume::{Sealing, check_sealed};
+    use std::os::unix::fs::PermissionsExt;
+    let d = dirs();
+    let new = create_volume(&d.backing, &spec(&d.keystore, None), &KeyFileOnly).unwrap();
+    let mode = |m: u32| fs::set_permissions(&d.backing, fs::Permissions::from_mode(m)).unwrap();
+    let meta = fs::metadata(&d.backing).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
+    assert_eq!(
+        check_sealed(&d.backing, &new.config).unwrap(),
+        Sealing::Sealed
+    );
+    mode(0o755);
+    assert_eq!(
+        check_sealed(&d.backing, &new.config).unwrap(),
+        Sealing::Readable(0o755)
+    );
+    for open in [0o775, 0o777, 0o730, 0o702] {
+        mode(open);
+        match check_sealed(&d.backing, &new.config) {
+            Err(VolumeError::Unsealed { why, .. }) => assert!(why.contains("write"), "{why}"),
+            other => panic!("mode {open:o}: {other:?}"),
+        }
+    }
+    mode(0o700);
+    // The tree is the mount's root: 0755 whatever the umask was, with its id.
+    let tree = d.backing.join(kmsfs_volume::config::TREE_NAME);
+    assert_eq!(
+        fs::metadata(&tree).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+    assert_eq!(
+        fs::read(tree.join(kmsfs_format::names::DIR_ID_FILE))
+            .unwrap()
+            .len(),
+        16
+    );
+}
