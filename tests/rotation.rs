@@ -353,3 +353,32 @@ fn reencrypt_replaces_data_keys_and_keeps_contents() {
     assert_eq!(&s[3 * 4096..3 * 4096 + 4], b"tail");
     assert_eq!(fs::read(m.path("linked2")).unwrap(), b"two names");
 }
+
+#[test]
+fn reencrypt_takes_paths_as_the_mount_shows_them() {
+    let mut m = Mount::new();
+    fs::create_dir(m.path("d")).unwrap();
+    fs::write(m.path("d/chosen"), content(3)).unwrap();
+    fs::write(m.path("other"), content(4)).unwrap();
+    let (chosen, other) = (m.backing_path("d/chosen"), m.backing_path("other"));
+    m.umount();
+    let file_id = |p: &Path| fs::read(p).unwrap()[8..24].to_vec();
+    let (chosen_id, other_id) = (file_id(&chosen), file_id(&other));
+    let backing = m.backing.to_str().unwrap().to_string();
+    // With encrypted names the stored path differs from "d/chosen": the
+    // command translates it.
+    assert!(!m.backing_tree().join("d").exists());
+    let out = m.kmsfs_ok(&["reencrypt", &backing, "d/chosen"]);
+    assert!(out.contains("re-encrypted 1 of 1 files"), "{out}");
+    assert_ne!(file_id(&chosen), chosen_id, "d/chosen kept its data key");
+    assert_eq!(
+        file_id(&other),
+        other_id,
+        "a file not named was re-encrypted"
+    );
+    let out = m.kmsfs(&["reencrypt", &backing, "d/missing"]);
+    assert!(!out.status.success(), "a missing path was accepted");
+    m.mount();
+    assert_eq!(fs::read(m.path("d/chosen")).unwrap(), content(3));
+    assert_eq!(fs::read(m.path("other")).unwrap(), content(4));
+}
