@@ -95,6 +95,15 @@ impl VolumeNames {
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::EIO) =>
             {
+                // One repair at a time, re-checked under the lock: two
+                // threads repairing the same directory would each cache the
+                // id they wrote, and one of them would name entries under an
+                // id that is no longer on disk.
+                static REPAIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+                let _repair = REPAIR.lock().unwrap_or_else(|p| p.into_inner());
+                if let Ok(id) = read_dir_id(dir) {
+                    return Ok(Some(id));
+                }
                 let others = dir.entries()?.iter().any(|entry| entry.name != DIR_ID_FILE);
                 if others {
                     return Err(eio("the directory's .kmsfs.dirid is missing or damaged"));
