@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::{CliError, PassphrasePrompt};
 use kmsfs_kms::Caller;
-use kmsfs_mount::daemon::{RunningDaemon, backing_of};
+use kmsfs_mount::daemon::{RunningDaemon, backing_of, mountpoint_of};
 use kmsfs_volume::reencrypt::reencrypt_volume;
 use kmsfs_volume::rekey::set_volume_key;
 use kmsfs_volume::rotate::{
@@ -166,18 +166,22 @@ pub(crate) fn rotate(args: &RotateArgs) -> Result<(), CliError> {
         target.key_id,
         target.version,
         secs,
-        state.failures.len()
+        state.failed()
     );
     println!("{:.0} files/s", state.total as f64 / secs.max(1e-9));
     for f in &state.failures {
-        println!("SKIPPED {}: {}", f.path.display(), f.reason);
+        println!(
+            "SKIPPED {}: {}",
+            printable(&f.path.to_string_lossy()),
+            printable(&f.reason)
+        );
     }
-    if state.failures.is_empty() {
+    if state.failed() == 0 {
         Ok(())
     } else {
         Err(CliError::Failed(format!(
             "{} files could not be re-wrapped (left as they were)",
-            state.failures.len()
+            state.failed()
         )))
     }
 }
@@ -229,21 +233,33 @@ pub(crate) fn status(args: &StatusArgs) -> Result<(), CliError> {
         );
     }
     for f in &unreadable {
-        println!("  UNREADABLE {}: {}", f.path.display(), f.reason);
+        println!(
+            "  UNREADABLE {}: {}",
+            printable(&f.path.to_string_lossy()),
+            printable(&f.reason)
+        );
     }
+    // The state file is the record of the last run, shown as it says (with
+    // anything that is not text escaped); the counts above come from the
+    // headers themselves.
     match state.status.as_str() {
         "" => println!("rotation: never run"),
         s => println!(
-            "rotation: {s}, {}/{} files, {} re-wrapped, last completed {}, {} failed",
+            "rotation (last recorded): {}, {}/{} files, {} re-wrapped, last completed {}, {} failed",
+            printable(s),
             state.done,
             state.total,
             state.rewrapped,
-            state.completed_at.as_deref().unwrap_or("never"),
-            state.failures.len()
+            printable(state.completed_at.as_deref().unwrap_or("never")),
+            state.failed()
         ),
     }
     for f in &state.failures {
-        println!("  FAILED {}: {}", f.path.display(), f.reason);
+        println!(
+            "  FAILED {}: {}",
+            printable(&f.path.to_string_lossy()),
+            printable(&f.reason)
+        );
     }
     Ok(())
 }
@@ -263,6 +279,14 @@ pub(crate) fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
         return Err(CliError::Failed(format!(
             "{} is mounted (daemon pid {pid}): unmount it before re-encrypting, the daemon holds the old data keys",
             backing.display()
+        )));
+    }
+    // Also by the kernel's mount table, in case the daemon cannot be reached.
+    if let Some(at) = mountpoint_of(&backing) {
+        return Err(CliError::Failed(format!(
+            "{} is mounted at {}: unmount it before re-encrypting, the daemon holds the old data keys",
+            backing.display(),
+            at.display()
         )));
     }
     let volume = open_volume(&backing, &PassphrasePrompt)?;
@@ -292,5 +316,31 @@ pub(crate) fn reencrypt(args: &ReencryptArgs) -> Result<(), CliError> {
             "{} files were not re-encrypted",
             report.failures.len()
         )))
+    }
+}
+
+/// `text` with control characters (terminal escapes among them) shown as
+/// escapes: what is printed comes from files a volume's users can influence.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain näme"), "plain näme");
+        assert_eq!(printable("a\u{1b}[2Jb\nc\u{7}"), "a\\u{1b}[2Jb\\nc\\u{7}");
     }
 }

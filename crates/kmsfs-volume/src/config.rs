@@ -6,7 +6,6 @@
 //! ciphertext's own headers do not. Layout in docs/FORMAT.md ("Volume config").
 
 use std::ffi::OsStr;
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use kmsfs_format::cipher::CipherSuite;
 use kmsfs_format::header::HEADER_LEN;
 
+/// A config is a few hundred bytes; anything this large is not one.
+const MAX_CONFIG_LEN: u64 = 1 << 20;
 /// File name of the config inside the backing directory (hidden at the mount).
 pub const CONFIG_NAME: &str = ".kmsfs.volume.json";
 /// The newest format: encrypted names, the tree in [`TREE_NAME`], an
@@ -142,6 +143,17 @@ pub enum ConfigError {
     },
     #[error("{path}: the volume config is not valid: {why}")]
     Invalid { path: PathBuf, why: String },
+    /// Someone other than its owner (or root) could have written it: it is
+    /// not believed (the daemon would act on it as root).
+    #[error(
+        "{path}: refusing the volume config: {source} (kmsfs acts only on a config \
+         that nobody but its owner can change: chown it to the mounting user or root \
+         and chmod 644)"
+    )]
+    Untrusted {
+        path: PathBuf,
+        source: crate::trusted::UntrustedFile,
+    },
     #[error("{path}: cannot write the volume config: {source}")]
     Write {
         path: PathBuf,
@@ -216,11 +228,26 @@ impl VolumeConfig {
         Self::path_in(backing).exists()
     }
 
+    /// Reads and checks the config of the volume in `backing`. It is read
+    /// without following a symlink and only if nobody but its owner (this
+    /// process's user, or root) can write it; see `trusted`.
     pub fn load(backing: &Path) -> Result<VolumeConfig, ConfigError> {
         let path = Self::path_in(backing);
-        let text = fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+        let read = Dir::open_root(backing)
+            .map_err(crate::trusted::UntrustedFile::from)
+            .and_then(|root| {
+                crate::trusted::read_trusted(&root, OsStr::new(CONFIG_NAME), MAX_CONFIG_LEN)
+            });
+        let bytes = match read {
+            Ok(bytes) => bytes,
+            Err(crate::trusted::UntrustedFile::Io(source)) => {
+                return Err(ConfigError::Read { path, source });
+            }
+            Err(source) => return Err(ConfigError::Untrusted { path, source }),
+        };
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Invalid {
             path: path.clone(),
-            source,
+            why: "it is not UTF-8".into(),
         })?;
         let invalid = |why: String| ConfigError::Invalid {
             path: path.clone(),
@@ -306,6 +333,8 @@ impl VolumeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn round_trip_and_refusals() {
@@ -325,6 +354,21 @@ mod tests {
         let text = fs::read_to_string(VolumeConfig::path_in(dir.path())).unwrap();
         assert!(text.contains("\"cipher\": \"chacha20-poly1305\""), "{text}");
         assert!(text.contains("Not secret"));
+
+        // Anyone could have written a group- or world-writable config, and
+        // a symlink is not followed: neither is believed.
+        let path = VolumeConfig::path_in(dir.path());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(matches!(
+            VolumeConfig::load(dir.path()),
+            Err(ConfigError::Untrusted { .. })
+        ));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::rename(&path, dir.path().join("real.json")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real.json"), &path).unwrap();
+        assert!(VolumeConfig::load(dir.path()).is_err());
+        fs::remove_file(&path).unwrap();
+        fs::rename(dir.path().join("real.json"), &path).unwrap();
 
         let bad = text.replace("\"format_version\": 1", "\"format_version\": 9");
         fs::write(VolumeConfig::path_in(dir.path()), bad).unwrap();

@@ -15,6 +15,7 @@ mod open;
 pub mod reencrypt;
 pub mod rekey;
 pub mod rotate;
+pub mod trusted;
 
 pub use config::VolumeConfig;
 pub use error::VolumeError;

@@ -16,7 +16,7 @@
 //! state file is never written through one.
 
 use std::ffi::OsStr;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -68,20 +68,56 @@ pub struct RotationState {
     pub done: u64,
     pub rewrapped: u64,
     pub failures: Vec<Failure>,
+    /// Failures beyond the first [`MAX_LISTED_FAILURES`], counted only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures_not_listed: u64,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A rotation state is a few hundred bytes per failure listed; a file larger
+/// than this was not written by kmsfs and is not read.
+const MAX_STATE_LEN: u64 = 4 << 20;
+/// At most this many failures are listed in the state file (the count of
+/// the others is kept): a volume of damaged files must not make it huge.
+pub const MAX_LISTED_FAILURES: usize = 1000;
+
 impl RotationState {
+    /// The last recorded state, or the default (never run) if there is none
+    /// or it cannot be believed. The state is a record for `kmsfs status`,
+    /// never an instruction: what is done is decided by reading headers.
     pub fn load(backing: &Path) -> RotationState {
         Dir::open_root(backing)
+            .map_err(crate::trusted::UntrustedFile::from)
             .and_then(|root| Self::load_from(&root))
-            .unwrap_or_default()
+            .unwrap_or_else(|e| {
+                if !e.is_not_found() {
+                    tracing::warn!(error = %e, "ignoring the rotation state file");
+                }
+                RotationState::default()
+            })
     }
 
-    fn load_from(root: &Dir) -> std::io::Result<RotationState> {
-        let mut text = String::new();
-        root.open_file(OsStr::new(STATE_NAME), false)?
-            .read_to_string(&mut text)?;
-        serde_json::from_str(&text).map_err(std::io::Error::other)
+    fn load_from(root: &Dir) -> Result<RotationState, crate::trusted::UntrustedFile> {
+        let bytes = crate::trusted::read_trusted(root, OsStr::new(STATE_NAME), MAX_STATE_LEN)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| crate::trusted::UntrustedFile::Io(std::io::Error::other(e)))
+    }
+
+    /// Records a failure; past [`MAX_LISTED_FAILURES`] only the count grows.
+    pub fn record_failure(&mut self, failure: Failure) {
+        if self.failures.len() < MAX_LISTED_FAILURES {
+            self.failures.push(failure);
+        } else {
+            self.failures_not_listed += 1;
+        }
+    }
+
+    /// How many files failed, listed or not.
+    pub fn failed(&self) -> u64 {
+        self.failures.len() as u64 + self.failures_not_listed
     }
 
     /// Written atomically (temporary file + rename); losing an update costs
@@ -96,9 +132,14 @@ impl RotationState {
         let text = serde_json::to_string_pretty(self).unwrap_or_default() + "\n";
         // A stale temporary file of an earlier process with our pid.
         let _ = root.unlink(tmp);
-        let written = root
-            .create_file(tmp, 0o644)
-            .and_then(|mut f| f.write_all(text.as_bytes()));
+        let written = root.create_file(tmp, 0o644).and_then(|mut f| {
+            // Not a file others may change: explicit mode, whatever the
+            // umask (`trusted` refuses group/other-writable state).
+            f.set_permissions(
+                <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o644),
+            )?;
+            f.write_all(text.as_bytes())
+        });
         if let Err(e) = written {
             let _ = root.unlink(tmp);
             return Err(e);
@@ -371,7 +412,7 @@ pub fn rotate_volume(
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot re-wrap; file left as it was");
-                state.failures.push(Failure {
+                state.record_failure(Failure {
                     path: rel.clone(),
                     reason: e.to_string(),
                 });

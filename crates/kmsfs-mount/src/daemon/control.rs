@@ -2,147 +2,414 @@
 //! how `kmsfs rotate`, `set-key`, `status` and `reencrypt` find the daemon
 //! and ask it to re-wrap now.
 //!
-//! Today that is a pid file in the backing root plus SIGUSR1 (received in
-//! `signals`). A later change replaces it with an authenticated socket, so
-//! both sides are small types: the daemon holds a [`ControlEndpoint`] while
-//! it serves, commands use [`RunningDaemon`]; nothing else knows the pid
-//! file.
+//! It is a Unix socket in a runtime directory only the daemon's user can
+//! write (`/run/kmsfs` for root), named after the backing root's device and
+//! inode. Nothing in it comes from a file another user could write: the
+//! directory is checked to be ours and private before it is used, the daemon
+//! answers only peers whose uid (SO_PEERCRED, vouched for by the kernel) is
+//! its own or root, and a command believes only a peer of its own uid or
+//! root that names the backing directory the command opened. The pid it
+//! shows is the kernel's, from SO_PEERCRED — never one read from a file.
+//!
+//! The protocol is one request line (`status` or `rotate`) and one JSON
+//! reply line per connection.
 
-use std::ffi::OsStr;
-use std::fs;
-use std::io;
-use std::path::Path;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
 
 use kmsfs_volume::backing::Dir;
 
 use super::error::DaemonError;
 
-/// The mount daemon's pid file in the backing root (a reserved name: the
-/// filesystem hides it).
-const PID_FILE_NAME: &str = ".kmsfs.daemon.pid";
+/// Set to use another runtime directory (tests, systems without /run).
+pub const RUNTIME_DIR_ENV: &str = "KMSFS_RUNTIME_DIR";
+/// A request or reply longer than this is not one of ours.
+const MAX_LINE: u64 = 4096;
+/// A peer that neither asks nor reads within this is dropped.
+const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The daemon's side: announced while it lives, withdrawn when dropped.
+/// Where control sockets live: `$KMSFS_RUNTIME_DIR`, else `/run/kmsfs` for
+/// root, else `$XDG_RUNTIME_DIR/kmsfs` (or `/run/user/UID/kmsfs`).
+pub fn runtime_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(RUNTIME_DIR_ENV) {
+        return PathBuf::from(dir);
+    }
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from("/run/kmsfs");
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("/run/user/{uid}")))
+        .join("kmsfs")
+}
+
+/// Refuses a runtime directory that is not a real directory (a symlink is
+/// not followed), or that belongs to someone else, or that group or others
+/// can reach: a socket in it could then be another user's.
+fn check_private_dir(dir: &Path) -> io::Result<()> {
+    let meta = std::fs::symlink_metadata(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    let refuse = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("refusing the runtime directory {}: {why}", dir.display()),
+        ))
+    };
+    if !meta.file_type().is_dir() {
+        return refuse("it is not a directory".into());
+    }
+    if meta.uid() != me {
+        return refuse(format!("it belongs to uid {}, not {me}", meta.uid()));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return refuse(format!(
+            "its mode {:04o} lets others in (it must be 0700)",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// The socket of the daemon serving the backing root `backing` (identified
+/// by device and inode, so any path to it finds the same socket).
+fn socket_in(dir: &Path, backing: &Dir) -> io::Result<(PathBuf, (u64, u64))> {
+    let meta = backing.metadata()?;
+    let id = (meta.dev(), meta.ino());
+    Ok((dir.join(format!("{:x}-{}.sock", id.0, id.1)), id))
+}
+
+/// What the daemon says about itself.
+#[derive(Debug, Clone)]
+pub(crate) struct DaemonInfo {
+    pub(crate) volume_id: String,
+    pub(crate) backing: PathBuf,
+    pub(crate) mountpoint: PathBuf,
+}
+
+/// The daemon's side: a listening socket while it serves, removed when
+/// dropped.
 #[derive(Debug)]
 pub(crate) struct ControlEndpoint {
-    root: Dir,
+    path: PathBuf,
+    listener: UnixListener,
 }
 
 impl ControlEndpoint {
-    /// Announces this process as the daemon serving `backing`.
-    /// Through the backing layer, as root: the stale file is unlinked and
-    /// the new one created O_EXCL|O_NOFOLLOW, so a symlink planted at the
-    /// name is removed, never written through.
-    pub(crate) fn publish(backing: &Path) -> io::Result<ControlEndpoint> {
-        use std::io::Write;
-        let root = Dir::open_root(backing)?;
-        let name = OsStr::new(PID_FILE_NAME);
-        match root.unlink(name) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+    /// Listens for commands about `backing` in the runtime directory.
+    pub(crate) fn publish(
+        backing: &Path,
+        info: DaemonInfo,
+        wake: Sender<()>,
+    ) -> io::Result<ControlEndpoint> {
+        let dir = runtime_dir();
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
             _ => {}
         }
-        root.create_file(name, 0o644)?
-            .write_all(format!("{}\n", std::process::id()).as_bytes())?;
-        Ok(ControlEndpoint { root })
+        Self::publish_in(&dir, backing, info, wake)
+    }
+
+    fn publish_in(
+        dir: &Path,
+        backing: &Path,
+        info: DaemonInfo,
+        wake: Sender<()>,
+    ) -> io::Result<ControlEndpoint> {
+        check_private_dir(dir)?;
+        let (path, id) = socket_in(dir, &Dir::open_root(backing)?)?;
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) => {
+                if meta.file_type().is_socket() && UnixStream::connect(&path).is_ok() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!("another daemon serves {} already", backing.display()),
+                    ));
+                }
+                // Left by a daemon that died (the directory is ours alone).
+                std::fs::remove_file(&path)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let listener = UnixListener::bind(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let serving = listener.try_clone()?;
+        std::thread::Builder::new()
+            .name("kmsfs-control".into())
+            .spawn(move || {
+                for stream in serving.incoming() {
+                    match stream {
+                        Ok(stream) => answer(stream, &info, id, &wake),
+                        // Shut down by Drop (or the descriptor is gone).
+                        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
+                        Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
+                    }
+                }
+            })?;
+        Ok(ControlEndpoint { path, listener })
     }
 }
 
 impl Drop for ControlEndpoint {
     fn drop(&mut self) {
-        let _ = self.root.unlink(OsStr::new(PID_FILE_NAME));
+        let _ = std::fs::remove_file(&self.path);
+        // Ends the accept loop (accept then fails with EINVAL).
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
     }
+}
+
+/// The uid and pid of a socket's peer, as the kernel recorded them.
+fn peer_of(stream: &UnixStream) -> io::Result<(u32, i32)> {
+    let cred = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_err(io::Error::from)?;
+    Ok((cred.uid(), cred.pid()))
+}
+
+/// Whether a peer of `uid` may talk to us (and we to it): ourselves or root.
+fn trusted_uid(uid: u32) -> bool {
+    uid == 0 || uid == nix::unistd::geteuid().as_raw()
+}
+
+fn read_line(stream: &UnixStream) -> io::Result<String> {
+    let mut line = String::new();
+    BufReader::new(stream.take(MAX_LINE)).read_line(&mut line)?;
+    Ok(line.trim_end().to_string())
+}
+
+/// Serves one connection: one request, one reply.
+fn answer(mut stream: UnixStream, info: &DaemonInfo, id: (u64, u64), wake: &Sender<()>) {
+    let _ = stream.set_read_timeout(Some(PEER_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(PEER_TIMEOUT));
+    let reply = match peer_of(&stream) {
+        Ok((uid, _)) if trusted_uid(uid) => match read_line(&stream).as_deref() {
+            Ok("status") => describe(info, id),
+            Ok("rotate") => {
+                tracing::info!("rotation requested");
+                let _ = wake.send(());
+                describe(info, id)
+            }
+            Ok(other) => serde_json::json!({
+                "error": format!("unknown request {:?}", other.chars().take(64).collect::<String>())
+            }),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        },
+        Ok((uid, pid)) => {
+            tracing::warn!(uid, pid, "control request from another user refused");
+            serde_json::json!({ "error": "permission denied" })
+        }
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    let _ = writeln!(stream, "{reply}");
+}
+
+fn describe(info: &DaemonInfo, id: (u64, u64)) -> serde_json::Value {
+    serde_json::json!({
+        "ok": true,
+        "volume_id": info.volume_id,
+        "backing": info.backing,
+        "mountpoint": info.mountpoint,
+        "device": id.0,
+        "inode": id.1,
+    })
 }
 
 /// A command's handle on the daemon serving a backing directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningDaemon {
     pid: i32,
+    socket: PathBuf,
+    mountpoint: PathBuf,
 }
 
 impl RunningDaemon {
-    /// The daemon serving `backing`, if one is running: its pid file names a
-    /// live process that is a kmsfs.
+    /// The daemon serving `backing`, if one is running and answers as
+    /// described in the module docs.
     pub fn find(backing: &Path) -> Option<RunningDaemon> {
-        let pid = parse_pid_file(&fs::read_to_string(backing.join(PID_FILE_NAME)).ok()?)?;
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        is_kmsfs_cmdline(&cmdline).then_some(RunningDaemon { pid })
+        Self::find_in(&runtime_dir(), backing)
     }
 
-    /// The daemon's process id (shown to the user).
+    fn find_in(dir: &Path, backing: &Path) -> Option<RunningDaemon> {
+        check_private_dir(dir).ok()?;
+        let (socket, id) = socket_in(dir, &Dir::open_root(backing).ok()?).ok()?;
+        let (pid, reply) = ask(&socket, "status").ok()?;
+        let answers_for =
+            |key: &str, want: u64| reply.get(key).and_then(|v| v.as_u64()) == Some(want);
+        if !(answers_for("device", id.0) && answers_for("inode", id.1)) {
+            return None;
+        }
+        let mountpoint = reply
+            .get("mountpoint")
+            .and_then(|v| v.as_str())
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        Some(RunningDaemon {
+            pid,
+            socket,
+            mountpoint,
+        })
+    }
+
+    /// The daemon's process id (the kernel's word for it; shown to the user).
     pub fn pid(&self) -> i32 {
         self.pid
     }
 
-    /// Asks the daemon to look for work for its rotation task now.
+    /// Where the daemon has the volume mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Asks the daemon to re-read the volume's config and look for work for
+    /// its rotation task now.
     pub fn request_rotation(&self) -> Result<(), DaemonError> {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGUSR1,
-        )
-        .map_err(|source| DaemonError::Wake {
-            pid: self.pid,
-            source,
-        })
+        let control = |why: String| DaemonError::Control { pid: self.pid, why };
+        let (pid, reply) = ask(&self.socket, "rotate").map_err(|e| control(e.to_string()))?;
+        if pid != self.pid {
+            return Err(control(format!("the socket is now served by pid {pid}")));
+        }
+        match reply.get("ok").and_then(|v| v.as_bool()) {
+            Some(true) => Ok(()),
+            _ => Err(control(
+                reply
+                    .get("error")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("no answer")
+                    .to_string(),
+            )),
+        }
     }
 }
 
-/// The pid in a pid file's text (one number, surrounding blanks allowed).
-fn parse_pid_file(text: &str) -> Option<i32> {
-    text.trim().parse().ok()
-}
-
-/// Whether /proc/PID/cmdline is that of a kmsfs (a pid file outliving its
-/// daemon may name a reused pid).
-fn is_kmsfs_cmdline(cmdline: &[u8]) -> bool {
-    String::from_utf8_lossy(cmdline).contains("kmsfs")
+/// Sends one request; returns the peer's pid and its reply. A peer that is
+/// not of our uid or root is not talked to.
+fn ask(socket: &Path, request: &str) -> io::Result<(i32, serde_json::Value)> {
+    let mut stream = UnixStream::connect(socket)?;
+    let (uid, pid) = peer_of(&stream)?;
+    if !trusted_uid(uid) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("the control socket is served by uid {uid}"),
+        ));
+    }
+    stream.set_read_timeout(Some(PEER_TIMEOUT))?;
+    stream.set_write_timeout(Some(PEER_TIMEOUT))?;
+    writeln!(stream, "{request}")?;
+    let line = read_line(&stream)?;
+    let reply = serde_json::from_str(&line).map_err(io::Error::other)?;
+    Ok((pid, reply))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn pid_file_text() {
-        assert_eq!(parse_pid_file("4242\n"), Some(4242));
-        assert_eq!(parse_pid_file("  17 "), Some(17));
-        assert_eq!(parse_pid_file(""), None);
-        assert_eq!(parse_pid_file("12 13"), None);
-        assert_eq!(parse_pid_file("pid"), None);
+    /// A runtime directory as the daemon makes it: 0700.
+    fn private_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
     }
 
-    #[test]
-    fn only_a_kmsfs_process_counts() {
-        assert!(is_kmsfs_cmdline(b"/usr/bin/kmsfs\0mount\0/b\0/m\0"));
-        assert!(is_kmsfs_cmdline(b"/sbin/mount.fuse.kmsfs\0/b\0/m\0"));
-        assert!(!is_kmsfs_cmdline(b"/usr/bin/sleep\0sixty\0"));
-        assert!(!is_kmsfs_cmdline(b""));
+    fn info(backing: &Path) -> DaemonInfo {
+        DaemonInfo {
+            volume_id: "vol-test".into(),
+            backing: backing.to_path_buf(),
+            mountpoint: PathBuf::from("/mnt/test"),
+        }
     }
 
     #[test]
     fn endpoint_is_found_while_published_and_gone_after() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(RunningDaemon::find(dir.path()), None);
-        let endpoint = ControlEndpoint::publish(dir.path()).unwrap();
-        let text = fs::read_to_string(dir.path().join(PID_FILE_NAME)).unwrap();
-        assert_eq!(parse_pid_file(&text), Some(std::process::id() as i32));
-        // The test binary's name (kmsfs_mount-…) contains "kmsfs".
-        assert_eq!(
-            RunningDaemon::find(dir.path()).map(|d| d.pid()),
-            Some(std::process::id() as i32)
-        );
+        let run = private_dir();
+        let backing = tempfile::tempdir().unwrap();
+        assert_eq!(RunningDaemon::find_in(run.path(), backing.path()), None);
+        let (wake, woken) = std::sync::mpsc::channel();
+        let endpoint =
+            ControlEndpoint::publish_in(run.path(), backing.path(), info(backing.path()), wake)
+                .unwrap();
+        let mode = std::fs::metadata(&endpoint.path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let daemon = RunningDaemon::find_in(run.path(), backing.path()).unwrap();
+        // The pid is the kernel's: this process serves the socket.
+        assert_eq!(daemon.pid(), std::process::id() as i32);
+        assert_eq!(daemon.mountpoint(), Path::new("/mnt/test"));
+        daemon.request_rotation().unwrap();
+        assert!(woken.recv_timeout(Duration::from_secs(5)).is_ok());
+
+        // A second daemon for the same backing directory is refused.
+        let (wake2, _woken2) = std::sync::mpsc::channel();
+        let again =
+            ControlEndpoint::publish_in(run.path(), backing.path(), info(backing.path()), wake2);
+        assert_eq!(again.unwrap_err().kind(), io::ErrorKind::AddrInUse);
+
+        // Another backing directory has no daemon.
+        let other = tempfile::tempdir().unwrap();
+        assert_eq!(RunningDaemon::find_in(run.path(), other.path()), None);
+
         drop(endpoint);
-        assert!(!dir.path().join(PID_FILE_NAME).exists());
-        assert_eq!(RunningDaemon::find(dir.path()), None);
+        assert_eq!(RunningDaemon::find_in(run.path(), backing.path()), None);
+        assert!(daemon.request_rotation().is_err());
     }
 
     #[test]
-    fn a_pid_file_naming_another_program_is_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        // pid 1 is init/systemd (or a container's first process), never kmsfs
-        // in a test run.
-        fs::write(dir.path().join(PID_FILE_NAME), "1\n").unwrap();
-        let init = fs::read("/proc/1/cmdline").unwrap_or_default();
-        if !is_kmsfs_cmdline(&init) {
-            assert_eq!(RunningDaemon::find(dir.path()), None);
-        }
+    fn a_stale_socket_is_replaced() {
+        let run = private_dir();
+        let backing = tempfile::tempdir().unwrap();
+        let (path, _) = socket_in(run.path(), &Dir::open_root(backing.path()).unwrap()).unwrap();
+        // A socket nobody listens on any more (its daemon was killed).
+        drop(UnixListener::bind(&path).unwrap());
+        assert_eq!(RunningDaemon::find_in(run.path(), backing.path()), None);
+        let (wake, _woken) = std::sync::mpsc::channel();
+        let _endpoint =
+            ControlEndpoint::publish_in(run.path(), backing.path(), info(backing.path()), wake)
+                .unwrap();
+        assert!(RunningDaemon::find_in(run.path(), backing.path()).is_some());
+    }
+
+    #[test]
+    fn a_runtime_dir_others_can_reach_is_refused() {
+        let run = private_dir();
+        let backing = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(run.path(), std::fs::Permissions::from_mode(0o733)).unwrap();
+        let (wake, _woken) = std::sync::mpsc::channel();
+        let refused =
+            ControlEndpoint::publish_in(run.path(), backing.path(), info(backing.path()), wake);
+        assert_eq!(refused.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+
+        // Nor is a socket in such a directory believed by a command.
+        std::fs::set_permissions(run.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let (wake, _woken) = std::sync::mpsc::channel();
+        let _endpoint =
+            ControlEndpoint::publish_in(run.path(), backing.path(), info(backing.path()), wake)
+                .unwrap();
+        std::fs::set_permissions(run.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(RunningDaemon::find_in(run.path(), backing.path()), None);
+
+        // A symlink to a private directory is not one.
+        std::fs::set_permissions(run.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let links = tempfile::tempdir().unwrap();
+        let link = links.path().join("run");
+        std::os::unix::fs::symlink(run.path(), &link).unwrap();
+        assert_eq!(RunningDaemon::find_in(&link, backing.path()), None);
+    }
+
+    #[test]
+    fn an_unknown_request_gets_an_error_and_changes_nothing() {
+        let run = private_dir();
+        let backing = tempfile::tempdir().unwrap();
+        let (wake, woken) = std::sync::mpsc::channel();
+        let endpoint =
+            ControlEndpoint::publish_in(run.path(), backing.path(), info(backing.path()), wake)
+                .unwrap();
+        let (_, reply) = ask(&endpoint.path, "kill 1").unwrap();
+        assert!(reply.get("error").is_some(), "{reply}");
+        assert!(woken.try_recv().is_err());
     }
 }

@@ -77,6 +77,6 @@ pub enum DaemonError {
     FusermountFailed(PathBuf),
 
     // The control channel.
-    #[error("cannot signal the mount daemon (pid {pid}): {source}")]
-    Wake { pid: i32, source: nix::Error },
+    #[error("the mount daemon (pid {pid}) did not take the request: {why}")]
+    Control { pid: i32, why: String },
 }

@@ -25,10 +25,10 @@ use std::sync::Arc;
 use kmsfs_kms::{Caller, KmsError};
 use kmsfs_volume::Volume;
 
-pub use control::RunningDaemon;
+pub use control::{RUNTIME_DIR_ENV, RunningDaemon, runtime_dir};
 pub use error::DaemonError;
 pub use fuse_mount::unmount;
-pub use mounts::backing_of;
+pub use mounts::{backing_of, mountpoint_of};
 pub use notify::sd_notify;
 pub use options::MountOptions;
 
@@ -95,9 +95,14 @@ fn serve(mount: Mount, volume: Arc<Volume>) -> Result<(), DaemonError> {
         options,
         threads,
     } = mount;
-    // Modes of new backing files are exactly what the caller asked for (the
-    // request carries the caller's umask).
-    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    // A known umask for everything the daemon creates for itself (the
+    // rotation state, the control socket's directory; each also gets an
+    // explicit mode). Files created for callers get exactly the mode the
+    // request asked for (it carries the caller's umask): the adapter adds
+    // back what this umask took (see `fs::DAEMON_UMASK`).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        crate::fs::DAEMON_UMASK,
+    ));
     fuse_mount::raise_open_file_limit();
     let fs = KmsFs::new(
         backing.clone(),
@@ -125,14 +130,19 @@ fn serve(mount: Mount, volume: Arc<Volume>) -> Result<(), DaemonError> {
     };
     tracing::info!(backing = %backing.display(), mountpoint = %mountpoint.display(), "mounted");
     let (wake, woken) = std::sync::mpsc::channel();
-    signals::spawn_signal_handler(mountpoint.clone(), wake)?;
+    signals::spawn_signal_handler(mountpoint.clone(), wake.clone())?;
     let mut control = None;
     if !options.read_only {
-        match ControlEndpoint::publish(&backing) {
+        let info = control::DaemonInfo {
+            volume_id: volume.config.volume_id.clone(),
+            backing: backing.clone(),
+            mountpoint: mountpoint.clone(),
+        };
+        match ControlEndpoint::publish(&backing, info, wake) {
             Ok(endpoint) => control = Some(endpoint),
             Err(e) => tracing::warn!(
                 error = %e,
-                "cannot write the pid file; `kmsfs rotate` will not find this daemon"
+                "cannot open the control socket; `kmsfs rotate` will not find this daemon"
             ),
         }
         let schedule = RotationSchedule {

@@ -20,6 +20,22 @@ pub fn backing_of(path: &Path) -> Result<PathBuf, DaemonError> {
     kmsfs_mount_source(&mounts, &path).ok_or(DaemonError::NotAVolumeOrMount(path))
 }
 
+/// Where the volume in `backing` is mounted, if it is (by the mount table:
+/// a check that needs nothing from the daemon or the backing directory).
+pub fn mountpoint_of(backing: &Path) -> Option<PathBuf> {
+    let backing = std::path::absolute(backing).ok()?;
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    kmsfs_mount_of_source(&mounts, &backing)
+}
+
+fn kmsfs_mount_of_source(mounts: &str, source: &Path) -> Option<PathBuf> {
+    mounts.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        (fields.len() > 2 && fields[2] == "fuse.kmsfs" && Path::new(&unescape(fields[0])) == source)
+            .then(|| PathBuf::from(unescape(fields[1])))
+    })
+}
+
 /// The source of the `fuse.kmsfs` mount at `mountpoint` in a mount table
 /// in the format of /proc/self/mounts.
 fn kmsfs_mount_source(mounts: &str, mountpoint: &Path) -> Option<PathBuf> {
@@ -51,6 +67,19 @@ proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0
 /dev/sda1 /mnt/other ext4 rw 0 0
 /srv/b.back /mnt/other fuse.sshfs rw 0 0
 ";
+
+    #[test]
+    fn finds_the_mount_of_a_backing_directory() {
+        assert_eq!(
+            kmsfs_mount_of_source(MOUNTS, Path::new("/srv/my data")),
+            Some(PathBuf::from("/mnt/my files"))
+        );
+        assert_eq!(
+            kmsfs_mount_of_source(MOUNTS, Path::new("/srv/b.back")),
+            None
+        );
+        assert_eq!(kmsfs_mount_of_source(MOUNTS, Path::new("/srv")), None);
+    }
 
     #[test]
     fn unescapes_octal_escapes() {

@@ -1,7 +1,7 @@
 //! Signals a mount daemon answers: SIGINT and SIGTERM unmount (the FUSE
 //! session then ends and the daemon exits); SIGUSR1 wakes the rotation task
-//! (how `kmsfs rotate` and `kmsfs set-key` reach a mounted volume today;
-//! see `control`).
+//! as a `rotate` request on the control socket does (only root or the
+//! daemon's own user can signal it; commands use the socket, see `control`).
 
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;

@@ -60,6 +60,19 @@ fn is_reserved_xattr(names: &VolumeNames, name: &OsStr) -> bool {
     !names.is_encrypted() && name.as_bytes().starts_with(b"user.kmsfs.")
 }
 
+/// The daemon's umask (set once in `daemon::serve`). Its bits are the only
+/// ones a create in the backing tree can lose from the mode a request asks
+/// for (the request's mode already has the caller's umask applied); they
+/// are added back at once with an explicit chmod, so new files get exactly
+/// the caller's mode while nothing the daemon makes for itself is
+/// group- or world-writable by accident.
+pub(crate) const DAEMON_UMASK: u32 = 0o022;
+
+/// The bits of `mode` that the daemon's umask removed at creation.
+fn lost_to_umask(mode: u32) -> u32 {
+    mode & DAEMON_UMASK
+}
+
 fn nix_errno(e: nix::Error) -> Errno {
     Errno::from_i32(e as i32)
 }
@@ -396,8 +409,11 @@ impl KmsFs {
         dir: &Dir,
         name: &OsStr,
         kind: FileType,
+        mode: u32,
     ) -> Result<(), Errno> {
-        if Self::created_by_daemon(req) {
+        let lost = lost_to_umask(mode);
+        let by_daemon = Self::created_by_daemon(req);
+        if by_daemon && (lost == 0 || kind == FileType::Symlink) {
             return Ok(());
         }
         let node = dir.open_node(name).map_err(|e| errno(&e))?;
@@ -407,6 +423,15 @@ impl KmsFs {
             && (kind == FileType::Directory || m.nlink() == 1);
         if !ours {
             return Err(Errno::ESTALE);
+        }
+        if lost != 0 && kind != FileType::Symlink {
+            // What the kernel made (a directory may have inherited setgid)
+            // plus what our umask took.
+            node.chmod((m.mode() & 0o7777) | lost)
+                .map_err(|e| errno(&e))?;
+        }
+        if by_daemon {
+            return Ok(());
         }
         node.chown(Some(req.uid()), self.caller_gid(req, dir))
             .map_err(|e| errno(&e))
@@ -501,7 +526,12 @@ impl KmsFs {
                 return Err(fail(Errno::from_i32(e.errno())));
             }
         };
-        // The descriptor is the file we created: chown it, not a name.
+        // The descriptor is the file we created: chmod and chown it, not a
+        // name.
+        if lost_to_umask(mode) != 0 {
+            nix::sys::stat::fchmod(file.as_fd(), Mode::from_bits_truncate(mode & 0o7777))
+                .map_err(|e| fail(nix_errno(e)))?;
+        }
         if !Self::created_by_daemon(req) {
             nix::unistd::fchown(
                 file.as_fd(),
@@ -516,12 +546,7 @@ impl KmsFs {
     /// Opens a handle on a regular file for `caller`. The key service is asked
     /// on every open, so the key policy and the key's state are checked for
     /// each process, not just the first.
-    fn open_file(
-        &self,
-        caller: &Caller,
-        ino: u64,
-        writable: bool,
-    ) -> Result<(u64, Arc<OpenFile>), Errno> {
+    fn open_file(&self, caller: &Caller, ino: u64) -> Result<(u64, Arc<OpenFile>), Errno> {
         let fail = |e: FileError| {
             self.log_file_error("open", &self.tree.describe(ino, None), &e);
             Errno::from_i32(e.errno())
@@ -540,10 +565,11 @@ impl KmsFs {
                 unreachable = Some(e);
                 io::Error::from_raw_os_error(libc::ESTALE)
             })?;
-            match self
-                .volume
-                .open_key(caller, &file, writable && !self.read_only)
-            {
+            // A file without a header gets its key now, as this caller, for
+            // any kind of open on a writable mount: otherwise a handle
+            // opened before a key existed would later read what key users
+            // write through theirs, never having been authorized for it.
+            match self.volume.open_key(caller, &file, !self.read_only) {
                 Ok(key) => Ok((file, key)),
                 Err(e) => {
                     let code = e.errno();
@@ -562,10 +588,28 @@ impl KmsFs {
         }
     }
 
+    /// Checks with the key service that `caller` may use the data key of the
+    /// open file `of` (a Decrypt of its wrapped key, as `open` does): the
+    /// key policy and the key's state decide, and the key service audits it.
+    fn authorize(&self, caller: &Caller, of: &OpenFile, op: &str) -> Result<(), Errno> {
+        let header = match of.key.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(key) => key.header.clone(),
+            // No key: nothing is stored that a key would protect.
+            None => return Ok(()),
+        };
+        self.volume
+            .unwrap_key(caller, header)
+            .map(drop)
+            .map_err(|e| {
+                self.log_file_error(op, &self.tree.describe(of.ino, None), &e);
+                Errno::from_i32(e.errno())
+            })
+    }
+
     /// Truncates a file that is not open to `size` plaintext bytes (opening
     /// it as `caller` for the duration).
     fn truncate(&self, caller: &Caller, ino: u64, size: u64) -> Result<(), Errno> {
-        let (fh, of) = self.open_file(caller, ino, true)?;
+        let (fh, of) = self.open_file(caller, ino)?;
         let result = self.truncate_open(caller, &of, size);
         self.files.release(fh);
         result
@@ -753,7 +797,12 @@ impl fuser::Filesystem for KmsFs {
             // once its last name is gone (ftruncate/fchmod after unlink).
             if let Some(of) = self.files.get_ino(ino.0) {
                 if let Some(size) = size {
-                    self.truncate_open(&self.callers.of(req), &of, size)?;
+                    // Another process holding the file open does not make
+                    // this caller a key user: it is authorized (and
+                    // audited) as an open would be, for any size.
+                    let caller = self.callers.of(req);
+                    self.authorize(&caller, &of, "truncate")?;
+                    self.truncate_open(&caller, &of, size)?;
                 }
                 let fd = of.file.as_fd();
                 if uid.is_some() || gid.is_some() {
@@ -836,7 +885,7 @@ impl fuser::Filesystem for KmsFs {
                         errno(&e)
                     })?;
                 let made = kind_of_mode(kind);
-                if let Err(e) = self.give_to_caller(req, &dir, stored, made) {
+                if let Err(e) = self.give_to_caller(req, &dir, stored, made, perm) {
                     let _ = dir.unlink(stored);
                     self.unprepare(&dir, &entry);
                     return Err(e);
@@ -864,15 +913,27 @@ impl fuser::Filesystem for KmsFs {
             let stored = entry.as_os_str();
             let names = self.names()?;
             self.prepare(&dir, &entry)?;
-            dir.mkdir(stored, mode & !umask & 0o7777).map_err(|e| {
+            let perm = mode & !umask & 0o7777;
+            dir.mkdir(stored, perm).map_err(|e| {
                 self.unprepare(&dir, &entry);
                 errno(&e)
             })?;
             let made = dir
                 .open_dir(stored)
-                .and_then(|new| names.init_dir(&new))
+                .and_then(|new| {
+                    names.init_dir(&new)?;
+                    // On the directory we opened (never by name); what the
+                    // kernel made, which may have inherited setgid, plus
+                    // what our umask took.
+                    if lost_to_umask(perm) != 0 {
+                        let node = new.as_node()?;
+                        let now = node.opened_metadata().mode() & 0o7777;
+                        node.chmod(now | lost_to_umask(perm))?;
+                    }
+                    Ok(())
+                })
                 .map_err(|e| errno(&e))
-                .and_then(|()| self.give_to_caller(req, &dir, stored, FileType::Directory));
+                .and_then(|()| self.give_to_caller(req, &dir, stored, FileType::Directory, 0));
             if let Err(e) = made {
                 let _ = names.remove_dir(&dir, &entry);
                 return Err(e);
@@ -926,7 +987,7 @@ impl fuser::Filesystem for KmsFs {
                 self.unprepare(&dir, &entry);
                 errno(&e)
             })?;
-            if let Err(e) = self.give_to_caller(req, &dir, stored, FileType::Symlink) {
+            if let Err(e) = self.give_to_caller(req, &dir, stored, FileType::Symlink, 0) {
                 let _ = dir.unlink(stored);
                 self.unprepare(&dir, &entry);
                 return Err(e);
@@ -1036,9 +1097,8 @@ impl fuser::Filesystem for KmsFs {
         }
     }
 
-    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let writable = flags.0 & libc::O_ACCMODE != libc::O_RDONLY;
-        match self.open_file(&self.callers.of(req), ino.0, writable) {
+    fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.open_file(&self.callers.of(req), ino.0) {
             Ok((fh, _)) => reply.opened(FileHandle(fh), self.open_flags()),
             Err(e) => reply.error(e),
         }
