@@ -407,3 +407,32 @@ fn new_files_get_exactly_the_mode_asked_for() {
     assert_eq!(mode("p"), 0o666);
     assert_eq!(mode("g"), 0o600);
 }
+
+#[test]
+fn the_log_file_is_never_opened_through_a_symlink() {
+    let mut m = Mount::new();
+    m.umount();
+    // Someone plants a symlink where root's daemon will log.
+    let victim = m.root().join("victim");
+    fs::write(&victim, b"root's file\n").unwrap();
+    let log = m.root().join("planted.log");
+    std::os::unix::fs::symlink(&victim, &log).unwrap();
+    let out = m.kmsfs(&[
+        "mount",
+        m.backing.to_str().unwrap(),
+        m.mnt.to_str().unwrap(),
+        "--log-file",
+        log.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("planted.log"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(fs::read(&victim).unwrap(), b"root's file\n");
+    // A new log is its owner's alone.
+    fs::remove_file(&log).unwrap();
+    m.mount();
+    assert_eq!(fs::metadata(&m.log).unwrap().mode() & 0o777, 0o600);
+}

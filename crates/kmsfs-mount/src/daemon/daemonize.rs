@@ -7,6 +7,7 @@
 use std::fs;
 use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -35,9 +36,14 @@ pub(crate) fn run_in_background(log_file: Option<&Path>) -> Result<(), DaemonErr
         .process_group(0);
     match log_file {
         Some(path) => {
+            // The daemon (root, usually) appends to it for as long as it
+            // runs: never through a symlink planted at the name (in /tmp,
+            // say), and new logs are readable by their owner only.
             let log = fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .open(path)
                 .map_err(|source| DaemonError::LogFile {
                     path: path.to_path_buf(),
