@@ -352,9 +352,18 @@ fn truncating_a_file_another_user_holds_open_needs_the_key() {
     }
     drop(held);
     assert_eq!(fs::read(&path).unwrap(), b"a key user's data");
-    // The daemon logged each refusal as what it was.
+    // The daemon logged each refusal as what it was, and the key service
+    // audited each as a refused Decrypt by nobody.
     let log = m.log_text();
     assert!(log.contains("op=\"truncate\""), "{log}");
+    let mut audit = m.keystore.as_os_str().to_os_string();
+    audit.push(".audit.log");
+    let audit = fs::read_to_string(&audit).unwrap();
+    let refused = audit
+        .lines()
+        .filter(|l| l.contains("Decrypt") && l.contains("65534") && l.contains("AccessDenied"))
+        .count();
+    assert!(refused >= 4, "{refused} refusals audited:\n{audit}");
 }
 
 #[test]

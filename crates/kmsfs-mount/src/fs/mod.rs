@@ -665,7 +665,13 @@ impl KmsFs {
             name: name.into(),
             stored: name.into(),
         };
-        let mut entries = vec![dot(".", ino.0), dot("..", ROOT)];
+        // `..` is the parent's inode (a directory has one link; the root's
+        // parent is outside the mount, so the root answers for it).
+        let parent = match ino.0 {
+            ROOT => ROOT,
+            dir => self.tree.inodes.first_link(dir).map_or(ROOT, |(p, _)| p),
+        };
+        let mut entries = vec![dot(".", ino.0), dot("..", parent)];
         for entry in dir.entries().map_err(|e| errno(&e))? {
             if is_reserved(names, ino.0, &entry.name) {
                 continue;
@@ -1027,8 +1033,12 @@ impl fuser::Filesystem for KmsFs {
             if flags.contains(RenameFlags::RENAME_EXCHANGE) {
                 f |= nix::fcntl::RenameFlags::RENAME_EXCHANGE;
             }
-            if flags.contains(RenameFlags::RENAME_WHITEOUT) {
-                return Err(Errno::EINVAL);
+            // A whiteout (overlayfs's mark of a deleted lower entry) is a
+            // 0:0 character device the backing filesystem leaves at the old
+            // stored name: the name stays, so does its long-name side file.
+            let whiteout = flags.contains(RenameFlags::RENAME_WHITEOUT);
+            if whiteout {
+                f |= nix::fcntl::RenameFlags::RENAME_WHITEOUT;
             }
             self.prepare(&to, &to_entry)?;
             from.rename(name, &to, newname, f).map_err(|e| {
@@ -1036,7 +1046,7 @@ impl fuser::Filesystem for KmsFs {
                 errno(&e)
             })?;
             let same_entry = parent == newparent && name == newname;
-            if !flags.contains(RenameFlags::RENAME_EXCHANGE) && !same_entry {
+            if !flags.contains(RenameFlags::RENAME_EXCHANGE) && !same_entry && !whiteout {
                 self.names()?.forget(&from, &from_entry);
             }
             if let Some(other) = replaced {
