@@ -15,6 +15,7 @@ mod open;
 pub mod reencrypt;
 pub mod rekey;
 pub mod rotate;
+mod throttle;
 
 pub use config::VolumeConfig;
 pub use error::VolumeError;
