@@ -561,11 +561,21 @@ fn clear_stale_socket(path: &std::path::Path) -> std::io::Result<()> {
 
 /// Binds the listeners, calls `ready` with what was bound (e.g. to print the
 /// port of `127.0.0.1:0`), then serves until the process ends.
+///
+/// The process is made non-dumpable first (the `kmsfs` binary does it at
+/// startup; this covers other programs that embed the server), unless
+/// `KMSFS_ALLOW_CORE_DUMPS=1`: the store's keys are in its memory.
 pub fn serve(
     kms: Arc<LocalKms>,
     opts: ServeOptions,
     ready: impl FnOnce(Option<SocketAddr>, Option<&std::path::Path>),
 ) -> std::io::Result<()> {
+    if std::env::var_os("KMSFS_ALLOW_CORE_DUMPS").is_none_or(|v| v != "1")
+        && let Err(e) = kmsfs_sys::forbid_core_dumps()
+    {
+        // Serving matters more than this hardening: say so and go on.
+        tracing::warn!(error = %e, "cannot disable core dumps");
+    }
     if opts.listen.is_none() && opts.socket.is_none() {
         return Err(std::io::Error::other(
             "nothing to serve on: give --listen and/or --socket",
