@@ -71,7 +71,22 @@ fn init_logging(level: Option<&str>) {
     };
 }
 
+/// Before anything else, and for every command (the CLI reads root key
+/// files and passphrases too, the daemons hold data keys): no core dumps,
+/// no ptrace or /proc/PID/mem by other processes of the user. Set
+/// KMSFS_ALLOW_CORE_DUMPS=1 to debug a crash.
+fn forbid_core_dumps() {
+    if std::env::var_os("KMSFS_ALLOW_CORE_DUMPS").is_some_and(|v| v == "1") {
+        return;
+    }
+    if let Err(e) = kmsfs_sys::forbid_core_dumps() {
+        // Logging is not set up yet; the command itself can still run.
+        eprintln!("kmsfs: warning: cannot disable core dumps (prctl PR_SET_DUMPABLE): {e}");
+    }
+}
+
 fn main() -> ExitCode {
+    forbid_core_dumps();
     let mut argv = std::env::args_os();
     if argv
         .next()

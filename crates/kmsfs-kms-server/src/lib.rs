@@ -509,13 +509,73 @@ fn unix_peer_caller(stream: &tokio::net::UnixStream) -> std::io::Result<Caller> 
     Ok(Caller { uid, gid, groups })
 }
 
+/// Makes way for binding a Unix socket at `path`: removes a socket left by a
+/// server that is gone, and nothing else. A path that is not a socket (a
+/// mistyped `--socket` naming a file) is refused untouched, and so is one
+/// where a server still answers: removing it would orphan that server.
+fn clear_stale_socket(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::FileTypeExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Error::new(
+                e.kind(),
+                format!("cannot inspect {}: {e}", path.display()),
+            ));
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket: refusing to replace it (remove it, or choose another --socket path)",
+                path.display()
+            ),
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(Error::new(
+            ErrorKind::AddrInUse,
+            format!("another server is listening on {}", path.display()),
+        )),
+        // Nobody accepts on it: the socket of a server that is gone.
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::new(
+                e.kind(),
+                format!("cannot remove the stale socket {}: {e}", path.display()),
+            )),
+            _ => Ok(()),
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::new(
+            e.kind(),
+            format!(
+                "cannot tell whether a server is listening on {}: {e}",
+                path.display()
+            ),
+        )),
+    }
+}
+
 /// Binds the listeners, calls `ready` with what was bound (e.g. to print the
 /// port of `127.0.0.1:0`), then serves until the process ends.
+///
+/// The process is made non-dumpable first (the `kmsfs` binary does it at
+/// startup; this covers other programs that embed the server), unless
+/// `KMSFS_ALLOW_CORE_DUMPS=1`: the store's keys are in its memory.
 pub fn serve(
     kms: Arc<LocalKms>,
     opts: ServeOptions,
     ready: impl FnOnce(Option<SocketAddr>, Option<&std::path::Path>),
 ) -> std::io::Result<()> {
+    if std::env::var_os("KMSFS_ALLOW_CORE_DUMPS").is_none_or(|v| v != "1")
+        && let Err(e) = kmsfs_sys::forbid_core_dumps()
+    {
+        // Serving matters more than this hardening: say so and go on.
+        tracing::warn!(error = %e, "cannot disable core dumps");
+    }
     if opts.listen.is_none() && opts.socket.is_none() {
         return Err(std::io::Error::other(
             "nothing to serve on: give --listen and/or --socket",
@@ -535,10 +595,7 @@ pub fn serve(
         };
         let unix = match &opts.socket {
             Some(path) => {
-                // A socket file left by a previous server that is gone.
-                if std::os::unix::net::UnixStream::connect(path).is_err() {
-                    let _ = std::fs::remove_file(path);
-                }
+                clear_stale_socket(path)?;
                 let l = tokio::net::UnixListener::bind(path)?;
                 // Anybody may connect; the key policy decides what they may do.
                 std::fs::set_permissions(
@@ -624,6 +681,66 @@ pub fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn local_kms(dir: &std::path::Path) -> Arc<LocalKms> {
+        Arc::new(
+            LocalKms::open(
+                &dir.join("keystore"),
+                &kmsfs_kms::store::RootSecret::KeyFile,
+                Arc::new(kmsfs_kms::clock::SystemClock),
+            )
+            .unwrap(),
+        )
+    }
+
+    /// Serves on `socket` in a thread; the error if it fails to start
+    /// within a few seconds, `None` if it started (the thread is left
+    /// serving: it ends with the test process).
+    fn serve_error(dir: &std::path::Path, socket: &std::path::Path) -> Option<std::io::Error> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let kms = local_kms(dir);
+        let opts = ServeOptions {
+            socket: Some(socket.to_path_buf()),
+            ..ServeOptions::default()
+        };
+        let ready_tx = tx.clone();
+        std::thread::spawn(move || {
+            let r = serve(kms, opts, move |_, _| {
+                let _ = ready_tx.send(None);
+            });
+            let _ = tx.send(r.err());
+        });
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("serve neither started nor failed")
+    }
+
+    #[test]
+    fn serve_refuses_a_socket_path_that_is_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, b"precious").unwrap();
+        let err = serve_error(dir.path(), &path).expect("served over a regular file");
+        assert!(err.to_string().contains("is not a socket"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn serve_replaces_a_stale_socket_and_refuses_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms.sock");
+        // Bound, then closed: the file stays, nobody accepts.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(serve_error(dir.path(), &path).is_none(), "stale socket");
+
+        let other = tempfile::tempdir().unwrap();
+        let err = serve_error(other.path(), &path).expect("a second server started");
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+        assert_eq!(
+            err.to_string(),
+            format!("another server is listening on {}", path.display())
+        );
+        assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
+    }
 
     #[test]
     fn replay_cache_forgets_only_expired_signatures() {

@@ -146,6 +146,22 @@ impl LocalKms {
             .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|_| "local".into());
         let store = KeyStore::open_or_create(path, secret, &region)?;
+        LocalKms::with_store(path, store, clock)
+    }
+
+    /// Opens the store at `path`, which must exist: for callers that name a
+    /// store holding keys already (a volume's config), where a new, empty
+    /// store would make every file look lost.
+    pub fn open_existing(
+        path: &Path,
+        secret: &RootSecret,
+        clock: Arc<dyn Clock>,
+    ) -> Result<LocalKms> {
+        let store = KeyStore::open(path, secret)?;
+        LocalKms::with_store(path, store, clock)
+    }
+
+    fn with_store(path: &Path, store: KeyStore, clock: Arc<dyn Clock>) -> Result<LocalKms> {
         let mut audit_path = path.as_os_str().to_os_string();
         audit_path.push(".audit.log");
         let kms = LocalKms {

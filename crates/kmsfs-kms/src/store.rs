@@ -37,6 +37,15 @@ const ARGON2_M_KIB: u32 = 64 * 1024;
 const ARGON2_T: u32 = 3;
 const ARGON2_P: u32 = 1;
 
+/// The largest Argon2id costs a store header may name: 1 GiB of memory, 10
+/// passes, 8 lanes. kmsfs writes 64 MiB / 3 / 1; the limits leave room for a
+/// stronger profile later, but the header is only authenticated *after* the
+/// key is derived from it, so a damaged or tampered header must not be able
+/// to make every command hang (a pass count of 2^32) or allocate terabytes.
+const ARGON2_MAX_M_KIB: u32 = 1 << 20;
+const ARGON2_MAX_T: u32 = 10;
+const ARGON2_MAX_P: u32 = 8;
+
 /// Where the root key comes from when a store is created or opened.
 pub enum RootSecret<'a> {
     /// The zero-setup default: a random key in `<store>.rootkey`, created on
@@ -98,8 +107,34 @@ impl StoreHeader {
         if header.kind != KIND_KEY_FILE && header.kind != KIND_PASSPHRASE {
             return Err(bad(&format!("unknown root key kind {}", header.kind)));
         }
+        if header.kind == KIND_PASSPHRASE {
+            header.check_argon2_params(path)?;
+        }
         let nonce: [u8; NONCE_LEN] = bytes[40..52].try_into().map_err(|_| bad("nonce"))?;
         Ok((header, nonce))
+    }
+
+    /// Refuses Argon2id costs outside the limits above (and below Argon2's
+    /// own minimums), naming the first bad one, before anything is derived.
+    fn check_argon2_params(&self, path: &Path) -> Result<()> {
+        let bad = if !(1..=ARGON2_MAX_P).contains(&self.p) {
+            Some(format!("lanes={}", self.p))
+        } else if !(1..=ARGON2_MAX_T).contains(&self.t) {
+            Some(format!("t_cost={}", self.t))
+        } else if !(8 * self.p..=ARGON2_MAX_M_KIB).contains(&self.m_kib) {
+            Some(format!("m_cost={} KiB", self.m_kib))
+        } else {
+            None
+        };
+        match bad {
+            None => Ok(()),
+            Some(which) => Err(KmsError::store(format!(
+                "The key store's Argon2 parameters are out of range ({which}; at most \
+                 m_cost={ARGON2_MAX_M_KIB} KiB, t_cost={ARGON2_MAX_T}, lanes={ARGON2_MAX_P}): \
+                 the store file {} is damaged or was tampered with; it was left untouched",
+                path.display()
+            ))),
+        }
     }
 }
 
@@ -476,6 +511,45 @@ mod tests {
         let err = KeyStore::open(&path, &RootSecret::KeyFile).unwrap_err();
         assert!(err.to_string().contains("passphrase"), "{err}");
         assert_eq!(fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn tampered_argon2_cost_is_refused_before_deriving() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keystore");
+        let good = || Ok(Zeroizing::new("correct horse".to_string()));
+        KeyStore::open_or_create(&path, &RootSecret::Passphrase(&good), "local").unwrap();
+        let original = fs::read(&path).unwrap();
+        // t_cost at bytes 16..20, m_cost at 12..16, lanes at 20..24.
+        for (offset, value, name) in [
+            (16, u32::MAX, "t_cost=4294967295"),
+            (16, 0, "t_cost=0"),
+            (12, u32::MAX, "m_cost=4294967295 KiB"),
+            (20, 0x00ff_ffff, "lanes=16777215"),
+        ] {
+            let mut bytes = original.clone();
+            bytes[offset..offset + 4].copy_from_slice(&u32::to_be_bytes(value));
+            fs::write(&path, &bytes).unwrap();
+            // Asking for the passphrase means Argon2 is about to run with the
+            // tampered costs (before the fix: for hours, or out of memory).
+            let asked = std::cell::Cell::new(false);
+            let ask = || {
+                asked.set(true);
+                Err(KmsError::store("the passphrase was asked for"))
+            };
+            let err = KeyStore::open(&path, &RootSecret::Passphrase(&ask)).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.contains("Argon2 parameters are out of range")
+                    && msg.contains(name)
+                    && msg.contains("damaged or was tampered with"),
+                "{msg}"
+            );
+            assert!(!asked.get(), "{name}: refused only after asking");
+            assert_eq!(fs::read(&path).unwrap(), bytes, "left untouched");
+        }
+        fs::write(&path, &original).unwrap();
+        KeyStore::open(&path, &RootSecret::Passphrase(&good)).unwrap();
     }
 
     #[test]

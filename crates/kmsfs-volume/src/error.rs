@@ -33,6 +33,12 @@ pub enum VolumeError {
     /// Mounting a directory that holds files but no volume config.
     #[error("{} is not a kmsfs volume (no {CONFIG_NAME}) and not empty", .0.display())]
     NotAVolume(PathBuf),
+    /// The volume's config names an embedded key store that is not there.
+    #[error(
+        "key store not found at {} (the volume's config names it; is its disk mounted?)",
+        .0.display()
+    )]
+    KeyStoreMissing(PathBuf),
     #[error(
         "this volume's keys are in AWS KMS, but this kmsfs was built without AWS KMS support: rebuild with `cargo build --features aws-kms`"
     )]

@@ -41,14 +41,37 @@ pub fn open_embedded_store(
     )
 }
 
-/// Opens the key service a volume's config names.
+/// Opens the existing embedded key store at `keystore`, never creating one.
+fn open_existing_embedded_store(
+    keystore: &Path,
+    secrets: &dyn RootSecretSource,
+) -> Result<LocalKms, VolumeError> {
+    // The common case (a disk not mounted, a store moved away) gets its own
+    // sentence; a store that vanishes after this check still fails below,
+    // as a read error, because `open_existing` never creates one. An
+    // unreachable folder (`Err`) is left for the open to explain.
+    if let Ok(false) = keystore.try_exists() {
+        return Err(VolumeError::KeyStoreMissing(keystore.to_path_buf()));
+    }
+    Ok(LocalKms::open_existing(
+        keystore,
+        &secrets.root_secret(keystore),
+        Arc::new(SystemClock),
+    )?)
+}
+
+/// Opens the key service a volume's config names. The volume exists, so its
+/// embedded store must too: creating an empty one in its place (the old
+/// behaviour) made a volume whose store was on an unmounted disk look empty
+/// of keys, and every file unreadable. New stores come from
+/// [`open_embedded_store`] (`create_volume`, the `kmsfs kms` commands).
 pub(crate) fn open_key_service(
     config: &KeyServiceConfig,
     secrets: &dyn RootSecretSource,
 ) -> Result<Arc<dyn KeyService>, VolumeError> {
     match config {
         KeyServiceConfig::Embedded { keystore } => {
-            Ok(Arc::new(open_embedded_store(keystore, secrets)?))
+            Ok(Arc::new(open_existing_embedded_store(keystore, secrets)?))
         }
         KeyServiceConfig::Endpoint {
             url,

@@ -15,6 +15,7 @@ mod open;
 pub mod reencrypt;
 pub mod rekey;
 pub mod rotate;
+mod throttle;
 pub mod trusted;
 
 pub use config::VolumeConfig;

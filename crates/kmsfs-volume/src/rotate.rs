@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::backing::{Dir, EntryKind};
 use super::config::CONFIG_NAME;
 use super::file::{FileError, Volume};
+pub use super::throttle::Throttle;
 use kmsfs_format::header::FileHeader;
 use kmsfs_kms::{Caller, KmsError};
 
@@ -315,34 +316,6 @@ pub fn rewrap_name_key(
     });
     config.save(backing)?;
     Ok(true)
-}
-
-/// Paces a loop to at most `rate` iterations per second (None: unpaced).
-pub struct Throttle {
-    rate: Option<f64>,
-    start: Instant,
-    count: u64,
-}
-
-impl Throttle {
-    pub fn new(rate: Option<f64>) -> Throttle {
-        Throttle {
-            rate: rate.filter(|r| *r > 0.0),
-            start: Instant::now(),
-            count: 0,
-        }
-    }
-
-    pub fn tick(&mut self) {
-        self.count += 1;
-        if let Some(rate) = self.rate {
-            let due = Duration::from_secs_f64(self.count as f64 / rate);
-            let elapsed = self.start.elapsed();
-            if due > elapsed {
-                std::thread::sleep(due - elapsed);
-            }
-        }
-    }
 }
 
 /// Observes a rotation as it runs (progress bar, log lines, state file).

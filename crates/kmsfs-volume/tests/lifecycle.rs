@@ -213,3 +213,54 @@ fn a_version_2_backing_root_is_sealed_and_an_open_one_refused() {
         16
     );
 }
+
+#[test]
+fn opening_a_volume_whose_key_store_is_missing_creates_no_store() {
+    let d = dirs();
+    let created = create_volume(&d.backing, &spec(&d.keystore, None), &KeyFileOnly).unwrap();
+    let away = d.keystore.with_extension("away");
+    fs::rename(&d.keystore, &away).unwrap();
+
+    // Before the fix this opened a new, empty store in its place, and the
+    // volume's CMK was "not found": every file looked lost.
+    let err = open_volume(&d.backing, &KeyFileOnly)
+        .err()
+        .expect("opened without its key store");
+    assert!(
+        matches!(&err, VolumeError::KeyStoreMissing(p) if *p == d.keystore),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "key store not found at {} (the volume's config names it; is its disk mounted?)",
+            d.keystore.display()
+        )
+    );
+    assert!(!d.keystore.exists(), "a new store was created");
+
+    // Its folder gone too (a disk not mounted): not created either.
+    let folder = d._tmp.path().join("disk");
+    let elsewhere = folder.join("keystore");
+    let mut config = VolumeConfig::load(&d.backing).unwrap();
+    config.key_service = KeyServiceConfig::Embedded {
+        keystore: elsewhere.clone(),
+    };
+    config.save(&d.backing).unwrap();
+    let err = open_volume(&d.backing, &KeyFileOnly)
+        .err()
+        .expect("opened without its key store");
+    assert!(
+        matches!(&err, VolumeError::KeyStoreMissing(p) if *p == elsewhere),
+        "{err:?}"
+    );
+    assert!(!folder.exists(), "the store's folder was created");
+
+    config.key_service = KeyServiceConfig::Embedded {
+        keystore: d.keystore.clone(),
+    };
+    config.save(&d.backing).unwrap();
+    fs::rename(&away, &d.keystore).unwrap();
+    let volume = open_volume(&d.backing, &KeyFileOnly).unwrap();
+    assert_eq!(volume.key_id(), created.config.key_id);
+}

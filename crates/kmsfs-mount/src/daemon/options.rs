@@ -83,18 +83,11 @@ impl MountOptions {
                 "no_keep_cache" => plan.tuning.keep_cache = false,
                 other if other.starts_with("attr_timeout=") => {
                     let v = &other["attr_timeout=".len()..];
-                    let secs: f64 = v.parse().map_err(|_| {
-                        DaemonError::BadOption(format!("attr_timeout={v}: expected seconds"))
-                    })?;
-                    plan.tuning.attr_ttl = Duration::from_secs_f64(secs.clamp(0.0, 3600.0));
+                    plan.tuning.attr_ttl = parse_seconds("attr_timeout", v)?;
                 }
                 other if other.starts_with("rotate_rate=") => {
                     let v = &other["rotate_rate=".len()..];
-                    plan.rotate_rate = Some(v.parse().map_err(|_| {
-                        DaemonError::BadOption(format!(
-                            "rotate_rate={v}: expected files per second"
-                        ))
-                    })?);
+                    plan.rotate_rate = Some(parse_rate("rotate_rate", v)?);
                 }
                 other if other.starts_with("rotate_interval=") => {
                     let v = &other["rotate_interval=".len()..];
@@ -112,6 +105,43 @@ impl MountOptions {
         }
         Ok(plan)
     }
+}
+
+/// The longest kernel cache timeout accepted, in seconds: an hour.
+const MAX_TIMEOUT_SECS: f64 = 3600.0;
+
+/// A cache timeout in seconds, from 0 to an hour. Refused otherwise, NaN and
+/// infinities included: `Duration::from_secs_f64` panics on NaN, which
+/// killed the mount, and silently clamping a typo hides it.
+fn parse_seconds(name: &str, v: &str) -> Result<Duration, DaemonError> {
+    let bad = || {
+        DaemonError::BadOption(format!(
+            "{name}={v}: expected seconds from 0 to {MAX_TIMEOUT_SECS}"
+        ))
+    };
+    let secs: f64 = v.parse().map_err(|_| bad())?;
+    if !(0.0..=MAX_TIMEOUT_SECS).contains(&secs) {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+/// Files per second, within the range the rotation throttle paces (a rate
+/// of 1e-300 would never rotate a file; NaN means nothing).
+fn parse_rate(name: &str, v: &str) -> Result<f64, DaemonError> {
+    use kmsfs_volume::rotate::Throttle;
+    let bad = || {
+        DaemonError::BadOption(format!(
+            "{name}={v}: expected files per second from {} to {}",
+            Throttle::MIN_RATE,
+            Throttle::MAX_RATE
+        ))
+    };
+    let rate: f64 = v.parse().map_err(|_| bad())?;
+    if !(Throttle::MIN_RATE..=Throttle::MAX_RATE).contains(&rate) {
+        return Err(bad());
+    }
+    Ok(rate)
 }
 
 #[cfg(test)]
@@ -170,7 +200,7 @@ mod tests {
         let o = parse(&[
             "no_writeback_cache",
             "no_keep_cache",
-            "attr_timeout=7200",
+            "attr_timeout=3600",
             "rotate_rate=2.5",
             "rotate_interval=0",
         ])
@@ -180,9 +210,38 @@ mod tests {
         assert_eq!(o.rotate_rate, Some(2.5));
         assert_eq!(o.rotate_interval, Duration::from_secs(1));
         assert_eq!(
-            parse(&["attr_timeout=-1"]).unwrap().tuning.attr_ttl,
+            parse(&["attr_timeout=0"]).unwrap().tuning.attr_ttl,
             Duration::ZERO
         );
+        assert_eq!(
+            parse(&["attr_timeout=0.25"]).unwrap().tuning.attr_ttl,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse(&["rotate_rate=0.001"]).unwrap().rotate_rate,
+            Some(0.001)
+        );
+    }
+
+    #[test]
+    fn numeric_options_out_of_range_are_refused_not_panicked_on() {
+        // NaN used to panic the mount; 1e-300 killed the rotation thread.
+        for v in [
+            "nan", "NaN", "inf", "-inf", "infinity", "-1", "-0.5", "3600.5", "7200", "1e300",
+        ] {
+            assert_eq!(
+                bad_option(&[&format!("attr_timeout={v}")]),
+                format!("attr_timeout={v}: expected seconds from 0 to 3600")
+            );
+        }
+        for v in [
+            "nan", "inf", "-inf", "0", "-1", "1e-300", "0.0009", "1e7", "1e300",
+        ] {
+            assert_eq!(
+                bad_option(&[&format!("rotate_rate={v}")]),
+                format!("rotate_rate={v}: expected files per second from 0.001 to 1000000")
+            );
+        }
     }
 
     #[test]
@@ -190,11 +249,11 @@ mod tests {
         assert_eq!(bad_option(&["bogus"]), "unknown mount option: bogus");
         assert_eq!(
             bad_option(&["attr_timeout=x"]),
-            "attr_timeout=x: expected seconds"
+            "attr_timeout=x: expected seconds from 0 to 3600"
         );
         assert_eq!(
             bad_option(&["rotate_rate=fast"]),
-            "rotate_rate=fast: expected files per second"
+            "rotate_rate=fast: expected files per second from 0.001 to 1000000"
         );
         assert_eq!(
             bad_option(&["rotate_interval=-3"]),
