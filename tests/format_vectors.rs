@@ -258,13 +258,25 @@ const ONE_PREAMBLE: &str = "4b4d53460001010caca6438998670e8636d042387121fab90000
 /// ARN of the fixture's CMK (alias/kmsfs/default in its key store).
 const CMK_ARN: &str = "arn:aws:kms:local:000000000000:key/17f86aa6-64c2-406d-8d1f-1471c5d879cd";
 
+/// Copies a fixture's key store and root key; git keeps files 0644, and a
+/// root key file others can read is refused, so the copy is made 0600.
+fn copy_key_store(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["keystore", "keystore.rootkey"] {
+        fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+    fs::set_permissions(
+        to.join("keystore.rootkey"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+}
+
 /// A LocalKms over a temporary copy of the fixture's key store (opening a
 /// store writes an audit log beside it, and the fixture must stay untouched).
 fn fixture_kms() -> (tempfile::TempDir, Arc<dyn KeyService>) {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["keystore", "keystore.rootkey"] {
-        fs::copy(fixture_dir().join(name), dir.path().join(name)).unwrap();
-    }
+    copy_key_store(&fixture_dir(), dir.path());
     let kms = LocalKms::open(
         &dir.path().join("keystore"),
         &RootSecret::KeyFile,
@@ -952,9 +964,7 @@ const CMK_ARN_V2: &str = "arn:aws:kms:local:000000000000:key/8d7a3333-e29b-4675-
 /// A LocalKms over a temporary copy of volume_v2's key store.
 fn fixture_v2_kms() -> (tempfile::TempDir, Arc<dyn KeyService>) {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["keystore", "keystore.rootkey"] {
-        fs::copy(fixture_v2_dir().join(name), dir.path().join(name)).unwrap();
-    }
+    copy_key_store(&fixture_v2_dir(), dir.path());
     let kms = LocalKms::open(
         &dir.path().join("keystore"),
         &RootSecret::KeyFile,

@@ -220,8 +220,13 @@ fn derive_root(header: &StoreHeader, secret: &RootSecret, path: &Path) -> Result
 
 fn read_root_key_file(path: &Path) -> Result<KeyMaterial> {
     let mut bytes = Zeroizing::new(Vec::new());
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
+    let mut file =
+        File::open(path).map_err(|e| io_err("cannot read the root key file", path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| io_err("cannot read the root key file", path, e))?;
+    check_root_key_file(path, &meta)?;
+    file.read_to_end(&mut bytes)
         .map_err(|e| io_err("cannot read the root key file", path, e))?;
     if bytes.len() != 40 || bytes[0..8] != ROOT_KEY_MAGIC {
         return Err(KmsError::store(format!(
@@ -231,6 +236,29 @@ fn read_root_key_file(path: &Path) -> Result<KeyMaterial> {
     }
     KeyMaterial::from_slice(&bytes[8..40])
         .ok_or_else(|| KmsError::Internal("root key has the wrong length".into()))
+}
+
+/// Refuses a root key file that another user could have written (they
+/// would choose every key the store seals) or can read (it is the store's
+/// one secret), as ssh refuses such a private key.
+fn check_root_key_file(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    let me = nix::unistd::geteuid().as_raw();
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != me && meta.uid() != 0 {
+        return Err(KmsError::store(format!(
+            "The root key file {} belongs to uid {}: only uid {me} or root may own it",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    if mode & 0o077 != 0 {
+        return Err(KmsError::store(format!(
+            "The root key file {} has mode {mode:04o}: others may read or change it \
+             (chmod 600 it, and consider the key exposed if others could read it)",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn create_root_key_file(path: &Path) -> Result<KeyMaterial> {
@@ -494,6 +522,15 @@ mod tests {
         assert!(matches!(err, KmsError::Store(_)), "{err}");
         assert!(err.to_string().contains("cannot be authenticated"));
         assert_eq!(fs::read(&path).unwrap(), before);
+
+        // A root key file others may read or write is refused, as ssh
+        // refuses such a private key.
+        use std::os::unix::fs::PermissionsExt;
+        for mode in [0o644, 0o620, 0o604] {
+            fs::set_permissions(&key_path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = KeyStore::open(&path, &RootSecret::KeyFile).unwrap_err();
+            assert!(err.to_string().contains("chmod 600"), "{mode:o}: {err}");
+        }
     }
 
     #[test]
