@@ -87,3 +87,35 @@ fn rename_whiteout_leaves_a_whiteout_at_the_old_name() {
         assert!(clean, "{report}");
     }
 }
+
+/// The options field of `mnt` in /proc/self/mounts.
+fn mount_options(mnt: &Path) -> Vec<String> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(mnt.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} is not in the mount table", mnt.display()));
+    let options = line.split(' ').nth(3).unwrap();
+    options.split(',').map(str::to_string).collect()
+}
+
+#[test]
+fn atime_options_are_accepted_with_their_meaning() {
+    // generic/003: `strictatime` was refused.
+    for (option, shown, absent) in [
+        ("strictatime", None, &["relatime", "noatime"][..]),
+        ("noatime", Some("noatime"), &["relatime"][..]),
+        ("relatime", Some("relatime"), &["noatime"][..]),
+    ] {
+        let m = Mount::with(Spec::default().option(option));
+        let options = mount_options(&m.mnt);
+        if let Some(shown) = shown {
+            assert!(options.iter().any(|o| o == shown), "{option}: {options:?}");
+        }
+        for a in absent {
+            assert!(!options.iter().any(|o| o == a), "{option}: {options:?}");
+        }
+        fs::write(m.path("f"), b"x").unwrap();
+        assert_eq!(fs::read(m.path("f")).unwrap(), b"x");
+    }
+}

@@ -59,10 +59,27 @@ impl MountOptions {
                 "suid" => plan.flags.remove(F::MS_NOSUID),
                 "nodev" => plan.flags |= F::MS_NODEV,
                 "dev" => plan.flags.remove(F::MS_NODEV),
-                "noatime" => plan.flags |= F::MS_NOATIME,
-                "nodiratime" => plan.flags |= F::MS_NODIRATIME,
-                "relatime" => plan.flags |= F::MS_RELATIME,
+                // The atime policies exclude each other, as mount(8) has
+                // them: the last one given wins.
+                "noatime" => {
+                    plan.flags.remove(F::MS_RELATIME | F::MS_STRICTATIME);
+                    plan.flags |= F::MS_NOATIME;
+                }
+                "relatime" => {
+                    plan.flags.remove(F::MS_NOATIME | F::MS_STRICTATIME);
+                    plan.flags |= F::MS_RELATIME;
+                }
+                "strictatime" => {
+                    plan.flags.remove(F::MS_NOATIME | F::MS_RELATIME);
+                    plan.flags |= F::MS_STRICTATIME;
+                }
+                "norelatime" => plan.flags.remove(F::MS_RELATIME),
+                "nostrictatime" => plan.flags.remove(F::MS_STRICTATIME),
                 "atime" => plan.flags.remove(F::MS_NOATIME),
+                "nodiratime" => plan.flags |= F::MS_NODIRATIME,
+                "diratime" => plan.flags.remove(F::MS_NODIRATIME),
+                "lazytime" => plan.flags |= F::MS_LAZYTIME,
+                "nolazytime" => plan.flags.remove(F::MS_LAZYTIME),
                 "sync" => plan.flags |= F::MS_SYNCHRONOUS,
                 "async" => plan.flags.remove(F::MS_SYNCHRONOUS),
                 "dirsync" => plan.flags |= F::MS_DIRSYNC,
@@ -193,6 +210,26 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(o.flags, MountOptions::default().flags);
+    }
+
+    #[test]
+    fn atime_policies_exclude_each_other() {
+        use MsFlags as F;
+        let atime = F::MS_NOATIME | F::MS_RELATIME | F::MS_STRICTATIME;
+        for (opts, want) in [
+            (&["strictatime"][..], F::MS_STRICTATIME),
+            (&["noatime", "strictatime"][..], F::MS_STRICTATIME),
+            (&["strictatime", "relatime"][..], F::MS_RELATIME),
+            (&["relatime", "noatime"][..], F::MS_NOATIME),
+            (&["noatime", "atime"][..], F::empty()),
+            (&["relatime", "norelatime"][..], F::empty()),
+        ] {
+            assert_eq!(parse(opts).unwrap().flags & atime, want, "{opts:?}");
+        }
+        let o = parse(&["lazytime", "nodiratime"]).unwrap();
+        assert!(o.flags.contains(F::MS_LAZYTIME | F::MS_NODIRATIME));
+        let o = parse(&["lazytime", "nolazytime", "nodiratime", "diratime"]).unwrap();
+        assert!(!o.flags.intersects(F::MS_LAZYTIME | F::MS_NODIRATIME));
     }
 
     #[test]
