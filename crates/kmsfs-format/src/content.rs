@@ -164,6 +164,20 @@ impl Layout {
         self.header_len + block_no * STORED
     }
 
+    /// Backing bytes `[start, end)` of the blocks that hold plaintext
+    /// `[offset, offset + len)`, every block counted at its full stored
+    /// length: what preallocating that plaintext range must cover (nonce
+    /// and tag of each block, v2's final block included; the last block
+    /// may end up stored shorter).
+    pub fn stored_range(&self, offset: u64, len: u64) -> (u64, u64) {
+        let end = offset.saturating_add(len).min(MAX_PLAIN_SIZE);
+        let first = offset.min(end) / BLOCK;
+        (
+            self.block_offset(first),
+            self.block_offset(end.div_ceil(BLOCK)),
+        )
+    }
+
     /// Plaintext length of block `block_no` in a file of `plain_size` bytes
     /// (0 if the block lies entirely beyond EOF).
     pub fn block_plain_len(plain_size: u64, block_no: u64) -> usize {
@@ -2263,6 +2277,22 @@ mod enospc_tests {
 
     /// The in-memory model tears an unreserved write, as a full disk does:
     /// it is what the test above would see without reservation.
+    #[test]
+    fn stored_range_covers_whole_blocks() {
+        let l = Layout {
+            header_len: 1024,
+            version: FormatVersion::V2,
+        };
+        assert_eq!(l.stored_range(0, 1), (1024, 1024 + 4124));
+        assert_eq!(l.stored_range(4095, 2), (1024, 1024 + 2 * 4124));
+        assert_eq!(
+            l.stored_range(8192, 4096),
+            (1024 + 2 * 4124, 1024 + 3 * 4124)
+        );
+        assert_eq!(l.stored_range(100, 0), (1024, 1024 + 4124));
+        assert_eq!(l.stored_range(4096, 0), (1024 + 4124, 1024 + 4124));
+    }
+
     #[test]
     fn mem_io_with_capacity_tears_unreserved_writes() {
         let io = MemIo::with_capacity(vec![1; 10], 16);
