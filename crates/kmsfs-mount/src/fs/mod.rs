@@ -662,19 +662,25 @@ impl KmsFs {
     /// Preallocates the backing storage of plaintext `[offset, offset +
     /// length)` of an open file (`fallocate`), the in-file header too when
     /// the file has none yet (`headerless`). Only allocates: the size and
-    /// the content are unchanged.
+    /// the content are unchanged. Blocks count at their full stored length,
+    /// except past `size_after` (the plaintext size the file will have,
+    /// when known), where nothing will be stored.
     fn preallocate(
         &self,
         file: &File,
         headerless: bool,
         offset: u64,
         length: u64,
+        size_after: Option<u64>,
     ) -> Result<(), FileError> {
         let layout = self.volume.layout;
         if offset.saturating_add(length) > kmsfs_format::content::MAX_PLAIN_SIZE {
             return Err(FileError::Content(ContentError::TooLarge));
         }
-        let (mut start, end) = layout.stored_range(offset, length);
+        let (mut start, mut end) = layout.stored_range(offset, length);
+        if let Some(size) = size_after {
+            end = end.min(layout.backing_len(size)).max(start);
+        }
         if headerless {
             start = 0;
         }
@@ -1607,7 +1613,14 @@ impl fuser::Filesystem for KmsFs {
         let result = (|| {
             let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
             if mode != punch {
-                self.preallocate(&of.file, key.is_none(), offset, length)?;
+                // Mode 0: the file will end at `end` or beyond, so no more
+                // than its stored length past the range's last block.
+                let size_after = if mode == 0 {
+                    Some(self.volume.display_size(of.file.metadata()?.len()).max(end))
+                } else {
+                    None
+                };
+                self.preallocate(&of.file, key.is_none(), offset, length, size_after)?;
             }
             if mode == libc::FALLOC_FL_KEEP_SIZE {
                 return Ok(());
