@@ -175,6 +175,25 @@ impl Mount {
         Mount::create(Arc::new(dir), &root, "vol", keystore, spec)
     }
 
+    /// Like [`Mount::with`], but `prepare` is first given the (not yet
+    /// existing) backing directory, e.g. to mount a small filesystem there;
+    /// what it returns is handed back beside the mount, to be dropped after
+    /// it (bind it first: `let (guard, m) = ...` drops `m` first).
+    pub(crate) fn with_prepared_backing<T>(
+        spec: Spec,
+        prepare: impl FnOnce(&Path) -> T,
+    ) -> (T, Mount) {
+        let dir = tempfile::Builder::new()
+            .prefix("kmsfs-mount-")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path().canonicalize().expect("canonical tempdir");
+        let keystore = root.join("ks").join("keystore");
+        let prepared = prepare(&root.join("vol.backing"));
+        let m = Mount::create(Arc::new(dir), &root, "vol", keystore, spec);
+        (prepared, m)
+    }
+
     /// Another volume beside this one, in the same temporary folder and
     /// with the same key store.
     pub(crate) fn sibling(&self, name: &str, spec: Spec) -> Mount {

@@ -30,7 +30,7 @@
 
 use std::io;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::cipher::{BlockAead, NONCE_LEN, TAG_LEN, fill_random};
 use super::header::FormatVersion;
@@ -164,6 +164,20 @@ impl Layout {
         self.header_len + block_no * STORED
     }
 
+    /// Backing bytes `[start, end)` of the blocks that hold plaintext
+    /// `[offset, offset + len)`, every block counted at its full stored
+    /// length: what preallocating that plaintext range must cover (nonce
+    /// and tag of each block, v2's final block included; the last block
+    /// may end up stored shorter).
+    pub fn stored_range(&self, offset: u64, len: u64) -> (u64, u64) {
+        let end = offset.saturating_add(len).min(MAX_PLAIN_SIZE);
+        let first = offset.min(end) / BLOCK;
+        (
+            self.block_offset(first),
+            self.block_offset(end.div_ceil(BLOCK)),
+        )
+    }
+
     /// Plaintext length of block `block_no` in a file of `plain_size` bytes
     /// (0 if the block lies entirely beyond EOF).
     pub fn block_plain_len(plain_size: u64, block_no: u64) -> usize {
@@ -206,6 +220,18 @@ pub trait PositionalIo {
         let zeros =
             vec![0u8; usize::try_from(len).map_err(|_| io::Error::other("range too large"))?];
         self.write_at(&zeros, off)
+    }
+    /// Allocates the storage for `len` bytes at `off` without changing the
+    /// size, so that writes into that range cannot run out of space. Called
+    /// before a mutating operation writes any byte: when the space is not
+    /// there it fails (ENOSPC, EDQUOT) with the file unchanged, instead of a
+    /// write failing halfway through a block and leaving a torn block.
+    ///
+    /// The default does nothing: such a backing store can still tear a
+    /// block when it runs out of space.
+    fn reserve(&self, off: u64, len: u64) -> io::Result<()> {
+        let _ = (off, len);
+        Ok(())
     }
 }
 
@@ -253,15 +279,74 @@ impl PositionalIo for std::fs::File {
             }
         }
     }
+
+    /// `fallocate(FALLOC_FL_KEEP_SIZE)`: the size grows only when the data
+    /// is really written. A filesystem without preallocation (EOPNOTSUPP:
+    /// some network and FUSE filesystems; tmpfs, ext4, xfs and btrfs have
+    /// it) reserves nothing, and running out of space there can still tear
+    /// a block. On ENOSPC/EDQUOT what a partial allocation left past the end
+    /// of the file is given back (ext4 keeps it; tmpfs undoes it itself).
+    fn reserve(&self, off: u64, len: u64) -> io::Result<()> {
+        use nix::errno::Errno;
+        use nix::fcntl::{FallocateFlags, fallocate};
+        if len == 0 {
+            return Ok(());
+        }
+        let too_big = || io::Error::from(Errno::EFBIG);
+        let o = i64::try_from(off).map_err(|_| too_big())?;
+        let l = i64::try_from(len).map_err(|_| too_big())?;
+        loop {
+            match fallocate(self, FallocateFlags::FALLOC_FL_KEEP_SIZE, o, l) {
+                Ok(()) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(Errno::EOPNOTSUPP) => return Ok(()),
+                Err(e) => {
+                    if matches!(e, Errno::ENOSPC | Errno::EDQUOT) {
+                        release_past_eof(self, off, len);
+                    }
+                    return Err(io::Error::from(e));
+                }
+            }
+        }
+    }
+}
+
+/// Best-effort undo of a failed [`PositionalIo::reserve`] on a real file:
+/// punches out `[max(off, EOF), off + len)`, where blocks allocated by a
+/// failed KEEP_SIZE fallocate are invisible in the size but still use
+/// space. Errors are ignored: this only gives space back.
+fn release_past_eof(file: &std::fs::File, off: u64, len: u64) {
+    use nix::fcntl::{FallocateFlags, fallocate};
+    let Ok(eof) = file.metadata().map(|m| m.len()) else {
+        return;
+    };
+    let end = off.saturating_add(len);
+    let start = off.max(eof);
+    if start >= end {
+        return;
+    }
+    let flags = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+    if let (Ok(o), Ok(l)) = (i64::try_from(start), i64::try_from(end - start)) {
+        let _ = fallocate(file, flags, o, l);
+    }
 }
 
 /// In-memory backing file for tests; counts calls so tests can assert the
 /// I/O pattern (e.g. that aligned writes never read).
+///
+/// With a `capacity` it behaves like a file on a full disk: storage is
+/// allocated up to the larger of its length and what [`PositionalIo::reserve`]
+/// reserved; reserving past `capacity` fails with ENOSPC, and a write past
+/// it stores the bytes that fit and then fails with ENOSPC (a torn write,
+/// as `write_all_at` on a real full filesystem).
 #[derive(Debug, Default)]
 pub struct MemIo {
     pub data: Mutex<Vec<u8>>,
     pub reads: AtomicUsize,
     pub writes: AtomicUsize,
+    pub capacity: Option<u64>,
+    /// End of the reserved range (0: none past the length).
+    reserved: AtomicU64,
 }
 
 impl MemIo {
@@ -270,6 +355,18 @@ impl MemIo {
             data: Mutex::new(data),
             ..Default::default()
         }
+    }
+
+    /// A backing file on a disk that holds at most `capacity` bytes of it.
+    pub fn with_capacity(data: Vec<u8>, capacity: u64) -> Self {
+        MemIo {
+            capacity: Some(capacity),
+            ..MemIo::new(data)
+        }
+    }
+
+    fn no_space() -> io::Error {
+        io::Error::from_raw_os_error(nix::errno::Errno::ENOSPC as i32)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
@@ -301,17 +398,40 @@ impl PositionalIo for MemIo {
         self.writes.fetch_add(1, Ordering::Relaxed);
         let mut data = self.lock();
         let start = Self::index(off)?;
-        let end = start + buf.len();
-        if data.len() < end {
-            data.resize(end, 0);
+        let mut end = start + buf.len();
+        let mut result = Ok(());
+        if let Some(cap) = self.capacity {
+            let allocated = (data.len() as u64).max(self.reserved.load(Ordering::Relaxed));
+            let room = Self::index(cap.max(allocated))?;
+            if end > room {
+                end = room.max(start);
+                result = Err(Self::no_space());
+            }
         }
-        data[start..end].copy_from_slice(buf);
-        Ok(())
+        if end > start {
+            if data.len() < end {
+                data.resize(end, 0);
+            }
+            data[start..end].copy_from_slice(&buf[..end - start]);
+        }
+        result
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
+        // Cutting the file also frees what was reserved past the cut.
+        self.reserved.fetch_min(len, Ordering::Relaxed);
         let len = Self::index(len)?;
         self.lock().resize(len, 0);
+        Ok(())
+    }
+
+    fn reserve(&self, off: u64, len: u64) -> io::Result<()> {
+        let end = off.checked_add(len).ok_or_else(Self::no_space)?;
+        let data_len = self.lock().len() as u64;
+        if self.capacity.is_some_and(|cap| end > cap.max(data_len)) {
+            return Err(Self::no_space());
+        }
+        self.reserved.fetch_max(end, Ordering::Relaxed);
         Ok(())
     }
 
@@ -468,6 +588,21 @@ impl FileContent<'_> {
         Ok(())
     }
 
+    /// Reserves the storage of block `block_no` holding `plain_len` bytes
+    /// (see [`PositionalIo::reserve`]), before a step that writes it.
+    fn reserve_block(
+        &self,
+        io: &(impl PositionalIo + ?Sized),
+        block_no: u64,
+        plain_len: usize,
+    ) -> Result<(), ContentError> {
+        io.reserve(
+            self.layout.block_offset(block_no),
+            (plain_len + BLOCK_OVERHEAD) as u64,
+        )?;
+        Ok(())
+    }
+
     /// Rewrites block `block_no` (currently `old_len` plaintext bytes) with
     /// plaintext length `new_len`, truncating or zero-extending. Used to turn
     /// an old partial last block into a full one before the file grows past
@@ -591,6 +726,29 @@ impl FileContent<'_> {
         // (padded) plaintext, to be re-sealed as non-final afterwards.
         let mut demote: Option<(u64, Vec<u8>)> = None;
 
+        // The stored extent of the write's blocks. Padding (below) only
+        // changes blocks before `first`, so this is known up front.
+        let n_blocks = usize::try_from(last - first + 1).map_err(|_| ContentError::TooLarge)?;
+        let last_len =
+            (end - last * BLOCK).max(Layout::block_plain_len(plain_size, last) as u64) as usize;
+        let total = (n_blocks - 1) * STORED_BLOCK_LEN + last_len + BLOCK_OVERHEAD;
+        // The old partial last block that is padded to a full block first,
+        // if the write starts beyond it (v2: the old final block, which is
+        // also re-sealed as non-final).
+        let padded = if self.v2() {
+            old_final.filter(|&f| f < first)
+        } else {
+            let old_last = plain_size / BLOCK;
+            (Layout::block_plain_len(plain_size, old_last) > 0 && first > old_last)
+                .then_some(old_last)
+        };
+        // Reserve every byte this write will store before storing any: out
+        // of space, the file is left as it was (no torn block).
+        if let Some(p) = padded {
+            io.reserve(self.layout.block_offset(p), STORED)?;
+        }
+        io.reserve(self.layout.block_offset(first), total as u64)?;
+
         if self.v2() {
             if let Some(f) = old_final.filter(|&f| f < first) {
                 let len = Layout::block_plain_len(plain_size, f);
@@ -631,10 +789,6 @@ impl FileContent<'_> {
             None => None,
         };
 
-        let n_blocks = usize::try_from(last - first + 1).map_err(|_| ContentError::TooLarge)?;
-        let last_len =
-            (end - last * BLOCK).max(Layout::block_plain_len(plain_size, last) as u64) as usize;
-        let total = (n_blocks - 1) * STORED_BLOCK_LEN + last_len + BLOCK_OVERHEAD;
         let mut out = vec![0u8; total];
         // One syscall for all nonces instead of one per block.
         let mut nonces = vec![0u8; n_blocks * NONCE_LEN];
@@ -752,6 +906,7 @@ impl FileContent<'_> {
             let old_tail = Layout::block_plain_len(plain_size, old_last);
             if old_tail > 0 {
                 let new_tail = Layout::block_plain_len(new_size, old_last);
+                self.reserve_block(io, old_last, new_tail)?;
                 self.reseal_final(io, old_last, old_tail, new_tail)?;
                 if new_tail < BLOCK_SIZE {
                     // The new size ends inside the old last block; the
@@ -763,9 +918,13 @@ impl FileContent<'_> {
             return Ok(());
         }
 
-        // Shrinking. Cut first, then re-seal the new partial tail: either
-        // order leaves that one block unreadable if we crash in between, but
-        // this order never leaves a short block in the middle of the file.
+        // Shrinking. Cut to the new backing length first, then re-seal the
+        // new partial tail in place: either order leaves that one block
+        // unreadable if we crash in between, but this order never leaves a
+        // short block in the middle of the file, and the re-sealed block
+        // lies inside what the cut kept, so it needs no new storage (a cut
+        // to the block's start would free it, and re-writing could then
+        // fail for lack of space with the tail already gone).
         let new_last = new_size / BLOCK;
         let new_tail = Layout::block_plain_len(new_size, new_last);
         if new_tail == 0 {
@@ -774,7 +933,8 @@ impl FileContent<'_> {
         }
         let old_len = Layout::block_plain_len(plain_size, new_last);
         let old = self.read_block(io, new_last, old_len, false)?;
-        io.set_len(self.layout.block_offset(new_last))?;
+        self.reserve_block(io, new_last, new_tail)?;
+        io.set_len(self.layout.backing_len(new_size))?;
         self.write_sealed(io, new_last, true, &old[..new_tail])?;
         Ok(())
     }
@@ -792,6 +952,7 @@ impl FileContent<'_> {
             // Not a file that holds only its header: `truncate` is the tool.
             return Err(ContentError::Corrupt { block: 0 });
         }
+        self.reserve_block(io, 0, 0)?;
         self.write_sealed(io, 0, true, &[])
     }
 
@@ -832,6 +993,12 @@ impl FileContent<'_> {
             if backing_len != header_len {
                 io.set_len(header_len)?;
             }
+            // Reserved after the cut, which would free it. Out of space the
+            // file is left as that crash state: an xattr-header file of 0
+            // bytes (empty), or the header alone (repaired by truncating to
+            // 0 again); with blocks of 2 KiB or more the 28 bytes share the
+            // header's block and need no new storage.
+            self.reserve_block(io, 0, 0)?;
             return self.write_sealed(io, 0, true, &[]);
         }
         let plain_size = self.layout.plain_size(backing_len)?;
@@ -844,14 +1011,19 @@ impl FileContent<'_> {
             self.require_header(backing_len)?;
             if backing_len == 0 {
                 // Xattr header, no block yet: just the final block.
+                self.reserve_block(io, new_final, new_len)?;
                 return self.write_sealed(io, new_final, true, &vec![0u8; new_len]);
             }
             let f = Layout::final_block(plain_size);
             let len = Layout::block_plain_len(plain_size, f);
             if new_final == f {
+                self.reserve_block(io, f, new_len)?;
                 self.reseal_final(io, f, len, new_len)?;
                 return Ok(());
             }
+            // Both blocks written below, before the first write.
+            self.reserve_block(io, f, BLOCK_SIZE)?;
+            self.reserve_block(io, new_final, new_len)?;
             let plain = if len < BLOCK_SIZE {
                 self.reseal_final(io, f, len, BLOCK_SIZE)?
             } else {
@@ -866,6 +1038,9 @@ impl FileContent<'_> {
         let old_len = Layout::block_plain_len(plain_size, new_final);
         let mut plain = self.read_block(io, new_final, old_len, new_final == old_final)?;
         plain.truncate(new_len);
+        // Inside what the cut keeps: normally already allocated, but a
+        // hole there, or a copy-on-write filesystem, needs new storage.
+        self.reserve_block(io, new_final, new_len)?;
         if new_len == BLOCK_SIZE {
             // new_final < old_final: mark it final before cutting.
             self.write_sealed(io, new_final, true, &plain)?;
@@ -2006,5 +2181,125 @@ mod v2_tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod enospc_tests {
+    use super::*;
+    use crate::cipher::{CipherSuite, new_aead};
+
+    fn is_enospc(e: &ContentError) -> bool {
+        matches!(e, ContentError::Io(io) if io.raw_os_error() == Some(nix::errno::Errno::ENOSPC as i32))
+    }
+
+    /// Out of space, writes and growing truncates fail with ENOSPC and
+    /// leave every stored byte as it was (no torn block), in both format
+    /// versions and header placements; what fits still succeeds.
+    #[test]
+    fn out_of_space_fails_with_enospc_and_changes_nothing() {
+        let aead = new_aead(CipherSuite::Aes256Gcm, &[7u8; 32]);
+        for (header_len, version) in [0u64, 1024]
+            .into_iter()
+            .flat_map(|h| [(h, FormatVersion::V1), (h, FormatVersion::V2)])
+        {
+            let c = FileContent {
+                aead: aead.as_ref(),
+                file_id: [5; 16],
+                layout: Layout {
+                    header_len,
+                    version,
+                },
+            };
+            for size in [0u64, 100, 4096, 10_000] {
+                let data: Vec<u8> = (0..size).map(|i| (i % 253) as u8 + 1).collect();
+                let setup = MemIo::new(vec![0xA5; header_len as usize]);
+                c.truncate(&setup, 0).unwrap();
+                c.write(&setup, 0, &data).unwrap();
+                let before = setup.bytes();
+                // Room for a little more than is stored, never a block.
+                let cap = before.len() as u64 + 2000;
+                let what = format!("{version:?}, header {header_len}, size {size}");
+                type Op<'a> = Box<dyn Fn(&MemIo) -> Result<(), ContentError> + 'a>;
+                let mut ops: Vec<(&str, Op)> = vec![
+                    ("append", Box::new(|io| c.write(io, size, &[9u8; 8192]))),
+                    (
+                        "overlap end",
+                        Box::new(|io| c.write(io, size.saturating_sub(50), &[9u8; 5000])),
+                    ),
+                    (
+                        "past EOF",
+                        Box::new(|io| c.write(io, size + 20_000, &[9u8; 300])),
+                    ),
+                    ("big", Box::new(|io| c.write(io, 0, &vec![9u8; 1 << 20]))),
+                ];
+                if version == FormatVersion::V2 {
+                    // v1 grows sparse (set_len) and only re-seals the old
+                    // partial block, which fits; v2 writes a final block at
+                    // the new end.
+                    ops.push(("truncate up", Box::new(|io| c.truncate(io, size + 50_000))));
+                }
+                for (name, op) in &ops {
+                    let io = MemIo::with_capacity(before.clone(), cap);
+                    let err = op(&io).expect_err(&format!("{what}: {name} fits?"));
+                    assert!(is_enospc(&err), "{what}: {name}: {err:?}");
+                    assert!(
+                        io.bytes() == before,
+                        "{what}: {name} changed the stored bytes"
+                    );
+                    assert_eq!(
+                        c.read(&io, 0, size as usize + 10).unwrap(),
+                        data,
+                        "{what}: {name}"
+                    );
+                }
+                // What fits is written; the disk has not been damaged.
+                let io = MemIo::with_capacity(before.clone(), cap);
+                c.write(&io, size, &[3u8; 1000]).unwrap();
+                let mut want = data.clone();
+                want.extend_from_slice(&[3u8; 1000]);
+                assert_eq!(
+                    c.read(&io, 0, size as usize + 2000).unwrap(),
+                    want,
+                    "{what}"
+                );
+                // Shrinking needs no new space.
+                let io = MemIo::with_capacity(before.clone(), before.len() as u64);
+                c.truncate(&io, size / 2).unwrap();
+                assert_eq!(
+                    c.read(&io, 0, size as usize).unwrap(),
+                    data[..(size / 2) as usize],
+                    "{what}"
+                );
+            }
+        }
+    }
+
+    /// The in-memory model tears an unreserved write, as a full disk does:
+    /// it is what the test above would see without reservation.
+    #[test]
+    fn stored_range_covers_whole_blocks() {
+        let l = Layout {
+            header_len: 1024,
+            version: FormatVersion::V2,
+        };
+        assert_eq!(l.stored_range(0, 1), (1024, 1024 + 4124));
+        assert_eq!(l.stored_range(4095, 2), (1024, 1024 + 2 * 4124));
+        assert_eq!(
+            l.stored_range(8192, 4096),
+            (1024 + 2 * 4124, 1024 + 3 * 4124)
+        );
+        assert_eq!(l.stored_range(100, 0), (1024, 1024 + 4124));
+        assert_eq!(l.stored_range(4096, 0), (1024 + 4124, 1024 + 4124));
+    }
+
+    #[test]
+    fn mem_io_with_capacity_tears_unreserved_writes() {
+        let io = MemIo::with_capacity(vec![1; 10], 16);
+        let err = io.write_at(&[2; 10], 10).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(nix::errno::Errno::ENOSPC as i32));
+        assert_eq!(io.len().unwrap(), 16);
+        assert!(io.reserve(10, 10).is_err());
+        io.reserve(0, 16).unwrap();
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use kmsfs_format::cipher::{BlockAead, CipherSuite, DataKey, new_aead};
-use kmsfs_format::content::{ContentError, FileContent, Layout};
+use kmsfs_format::content::{ContentError, FileContent, Layout, PositionalIo};
 use kmsfs_format::header::{
     FileHeader, FormatVersion, HEADER_LEN, HeaderError, WrappedKey, random_file_id,
 };
@@ -234,7 +234,13 @@ impl Volume {
     pub fn write_header(&self, file: &File, header: &FileHeader) -> Result<()> {
         let bytes = header.encode()?;
         match self.config.header {
-            HeaderPlacement::File => file.write_all_at(&bytes, 0)?,
+            HeaderPlacement::File => {
+                // Out of space, fail before writing: a torn header would
+                // make the file unreadable for good, while a file left
+                // without one is simply still empty.
+                PositionalIo::reserve(file, 0, bytes.len() as u64)?;
+                file.write_all_at(&bytes, 0)?
+            }
             HeaderPlacement::Xattr => kmsfs_sys::fsetxattr(file.as_fd(), HEADER_XATTR, &bytes, 0)?,
         }
         Ok(())

@@ -120,6 +120,7 @@ fn serve(mount: Mount, volume: Arc<Volume>) -> Result<(), DaemonError> {
     config.acl = acl;
     config.n_threads = Some(threads.max(1));
     config.clone_fd = true;
+    let notifier = fs.notifier_slot();
     let fd = fuse_mount::mount_fuse(&backing, &mountpoint, &options)?;
     let session = match fuser::Session::from_fd(fs, fd, acl, config) {
         Ok(s) => s,
@@ -128,6 +129,8 @@ fn serve(mount: Mount, volume: Arc<Volume>) -> Result<(), DaemonError> {
             return Err(DaemonError::Handshake(e));
         }
     };
+    // Before any request is served: `run` below starts the workers.
+    let _ = notifier.set(session.notifier());
     tracing::info!(backing = %backing.display(), mountpoint = %mountpoint.display(), "mounted");
     let (wake, woken) = std::sync::mpsc::channel();
     signals::spawn_signal_handler(mountpoint.clone(), wake.clone())?;

@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -32,6 +32,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
 use inodes::ROOT;
+use kmsfs_format::content::{ContentError, PositionalIo};
 use kmsfs_kms::Caller;
 use kmsfs_volume::backing::{Dir, EntryKind, Node};
 use kmsfs_volume::config::HEADER_XATTR;
@@ -229,6 +230,9 @@ pub(crate) struct KmsFs {
     read_only: bool,
     tuning: Tuning,
     callers: Callers,
+    /// The session's channel for notifications to the kernel, set once the
+    /// session exists (it is made from this filesystem, so later).
+    notifier: Arc<OnceLock<fuser::Notifier>>,
 }
 
 /// Kernel caching choices, from mount options.
@@ -279,7 +283,66 @@ impl KmsFs {
             read_only,
             tuning,
             callers: Callers::default(),
+            notifier: Arc::default(),
         })
+    }
+
+    /// The names the kernel knows `ino` by, as it knows them: (parent,
+    /// plaintext name) of every link it looked up. Links whose directory or
+    /// name cannot be read any more are left out.
+    fn kernel_names(&self, ino: u64) -> Vec<(u64, OsString)> {
+        let Ok(names) = self.names() else {
+            return Vec::new();
+        };
+        let links = self.tree.inodes.links(ino).unwrap_or_default();
+        links
+            .into_iter()
+            .filter_map(|(parent, stored)| {
+                let dir = self.tree.dir(parent).ok()?;
+                let id = dir.id(names).ok()?;
+                Some((parent, names.decode(&dir, id.as_ref(), &stored)?))
+            })
+            .collect()
+    }
+
+    /// Where the session's notifier goes once the session is made.
+    pub(crate) fn notifier_slot(&self) -> Arc<OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// After a failed write: the kernel must not keep believing what it
+    /// cached for `ino`. With the writeback cache it extended the size when
+    /// the data went into its page cache, before we refused to store it;
+    /// dropping its attributes makes it ask for them again. In that mode,
+    /// though, the kernel never takes a regular file's size from us for an
+    /// inode it has cached, so its names are invalidated too: once the
+    /// last descriptor is closed the kernel drops the inode, and the next
+    /// lookup shows the size that is stored. Sent from another thread,
+    /// after this request's reply: a notification about an inode the
+    /// kernel is busy with in this very request may wait on a lock that
+    /// request holds.
+    fn invalidate_attrs(&self, ino: u64) {
+        let Some(notifier) = self.notifier.get().cloned() else {
+            return;
+        };
+        let links = self.kernel_names(ino);
+        let spawned = std::thread::Builder::new()
+            .name("kmsfs-inval".into())
+            .spawn(move || {
+                // Offset -1: attributes only, no cached pages (dropping
+                // dirty pages would write them back, and fail, again).
+                if let Err(e) = notifier.inval_inode(INodeNo(ino), -1, 0) {
+                    tracing::debug!(ino, error = %e, "cannot invalidate the kernel's attributes");
+                }
+                for (parent, name) in links {
+                    if let Err(e) = notifier.inval_entry(INodeNo(parent), &name) {
+                        tracing::debug!(ino, error = %e, "cannot invalidate the kernel's entry");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "cannot start the invalidation thread");
+        }
     }
 
     fn open_flags(&self) -> FopenFlags {
@@ -442,7 +505,11 @@ impl KmsFs {
     fn log_file_error(&self, op: &str, what: &str, e: &FileError) {
         let path = what;
         match e {
-            FileError::Io(_) => tracing::warn!(op, path, error = %e, "I/O error"),
+            // Out of space and other errors of the backing filesystem: the
+            // file is not damaged.
+            FileError::Io(_) | FileError::Content(ContentError::Io(_)) => {
+                tracing::warn!(op, path, error = %e, "I/O error")
+            }
             FileError::Denied(_) => {
                 tracing::warn!(op, path, error = %e, "access denied by the key service")
             }
@@ -634,6 +701,35 @@ impl KmsFs {
             .content(k)
             .truncate(&of.file, size)
             .map_err(|e| fail(FileError::Content(e)))
+    }
+
+    /// Preallocates the backing storage of plaintext `[offset, offset +
+    /// length)` of an open file (`fallocate`), the in-file header too when
+    /// the file has none yet (`headerless`). Only allocates: the size and
+    /// the content are unchanged. Blocks count at their full stored length,
+    /// except past `size_after` (the plaintext size the file will have,
+    /// when known), where nothing will be stored.
+    fn preallocate(
+        &self,
+        file: &File,
+        headerless: bool,
+        offset: u64,
+        length: u64,
+        size_after: Option<u64>,
+    ) -> Result<(), FileError> {
+        let layout = self.volume.layout;
+        if offset.saturating_add(length) > kmsfs_format::content::MAX_PLAIN_SIZE {
+            return Err(FileError::Content(ContentError::TooLarge));
+        }
+        let (mut start, mut end) = layout.stored_range(offset, length);
+        if let Some(size) = size_after {
+            end = end.min(layout.backing_len(size)).max(start);
+        }
+        if headerless {
+            start = 0;
+        }
+        file.reserve(start, end - start)?;
+        Ok(())
     }
 
     /// Where the extended attributes of `ino` are reached: an opened
@@ -1178,6 +1274,7 @@ impl fuser::Filesystem for KmsFs {
             Err(e) => {
                 self.log_file_error("write", &self.tree.describe(ino.0, None), &e);
                 reply.error(Errno::from_i32(e.errno()));
+                self.invalidate_attrs(ino.0);
             }
         }
     }
@@ -1567,11 +1664,14 @@ impl fuser::Filesystem for KmsFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        // Plain allocation extends the file (sparse: encrypted zeros are not
-        // preallocated); KEEP_SIZE allocation is a no-op; PUNCH_HOLE (always
-        // with KEEP_SIZE) makes the range read as zeros. Collapsing,
-        // inserting and zeroing ranges would shift or re-seal many blocks:
-        // not supported.
+        // Plain and KEEP_SIZE allocation reserve the backing storage the
+        // range will take once written (header, every block's nonce and tag)
+        // and fail with ENOSPC when it is not there, as on any filesystem;
+        // plain allocation then extends the file (its new blocks read as
+        // zeros: holes, not encrypted zeros). PUNCH_HOLE (always with
+        // KEEP_SIZE) makes the range read as zeros. Collapsing, inserting
+        // and zeroing ranges would shift or re-seal many blocks: not
+        // supported.
         let punch = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
         if mode != 0 && mode != libc::FALLOC_FL_KEEP_SIZE && mode != punch {
             return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
@@ -1579,12 +1679,22 @@ impl fuser::Filesystem for KmsFs {
         let Some(of) = self.files.handle(fh.0) else {
             return reply.error(Errno::EBADF);
         };
-        if mode == libc::FALLOC_FL_KEEP_SIZE {
-            return reply.ok();
-        }
         let end = offset.saturating_add(length);
         let result = (|| {
             let mut key = of.key.write().unwrap_or_else(|p| p.into_inner());
+            if mode != punch {
+                // Mode 0: the file will end at `end` or beyond, so no more
+                // than its stored length past the range's last block.
+                let size_after = if mode == 0 {
+                    Some(self.volume.display_size(of.file.metadata()?.len()).max(end))
+                } else {
+                    None
+                };
+                self.preallocate(&of.file, key.is_none(), offset, length, size_after)?;
+            }
+            if mode == libc::FALLOC_FL_KEEP_SIZE {
+                return Ok(());
+            }
             if mode == punch {
                 // A file without a header has no content to punch.
                 return match key.as_ref() {
