@@ -119,3 +119,76 @@ fn atime_options_are_accepted_with_their_meaning() {
         assert_eq!(fs::read(m.path("f")).unwrap(), b"x");
     }
 }
+
+/// Whether uid nobody can execute `path` (a copy of `true`). The exec is
+/// made by a shell already running as nobody: setpriv's own exec of the
+/// target is still checked with root's rights here.
+fn nobody_can_exec(path: &Path) -> bool {
+    Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args(["sh", "-c", "exec \"$0\""])
+        .arg(path)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn an_acl_change_takes_effect_on_the_mode_at_once() {
+    // generic/099: after setfacl, the kernel kept the old mode for up to the
+    // attribute timeout, and executions the new mode denies succeeded.
+    for spec in [Spec::default(), Spec::default().plaintext_names()] {
+        let m = Mount::with(spec.option("allow_other").option("attr_timeout=30"));
+        m.open_to_others();
+        let exe = m.path("exe");
+        fs::copy("/bin/true", &exe).unwrap();
+        fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let_everyone_use_the_key(&m);
+        assert!(nobody_can_exec(&exe));
+        for (acl, allowed) in [("o::r--", false), ("o::r-x", true), ("o::---", false)] {
+            let out = Command::new("setfacl")
+                .args(["-m", acl])
+                .arg(&exe)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", describe(&out));
+            let mode = fs::metadata(&exe).unwrap().mode() & 0o777;
+            assert_eq!(mode & 0o001 != 0, allowed, "{acl}: mode {mode:o}");
+            assert_eq!(nobody_can_exec(&exe), allowed, "{acl}");
+        }
+        // Removing the ACL entries keeps the mode the last change left.
+        let out = Command::new("setfacl")
+            .arg("-b")
+            .arg(&exe)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        assert!(!nobody_can_exec(&exe));
+    }
+}
+
+/// A key policy that lets every uid use the volume's key (the mode bits
+/// alone then decide, as on a plain filesystem).
+fn let_everyone_use_the_key(m: &Mount) {
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "root", "Effect": "Allow", "Principal": {"User": ["0"]},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "all", "Effect": "Allow", "Principal": {"User": ["*"]},
+             "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+             "Resource": "*"}
+        ]
+    });
+    let file = m.root().join("policy.json");
+    fs::write(&file, policy.to_string()).unwrap();
+    m.kmsfs_ok(&[
+        "kms",
+        "put-key-policy",
+        "--key-id",
+        &m.key_arn(),
+        "--policy",
+        &format!("file://{}", file.display()),
+    ]);
+}

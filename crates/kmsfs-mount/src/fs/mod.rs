@@ -74,6 +74,13 @@ fn lost_to_umask(mode: u32) -> u32 {
     mode & DAEMON_UMASK
 }
 
+/// Whether setting or removing the extended attribute `name` can change
+/// the inode's mode bits (the access ACL's owner, group/mask and other
+/// entries are the mode).
+fn changes_mode(name: &OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b"system.posix_acl_")
+}
+
 fn nix_errno(e: nix::Error) -> Errno {
     Errno::from_i32(e as i32)
 }
@@ -342,6 +349,21 @@ impl KmsFs {
             });
         if let Err(e) = spawned {
             tracing::debug!(error = %e, "cannot start the invalidation thread");
+        }
+    }
+
+    /// After a change that can alter an inode's mode (a POSIX ACL: the
+    /// backing filesystem rewrites the mode bits from it), the kernel's
+    /// cached attributes are dropped *before* the reply, so no permission
+    /// check after the call returns uses the old mode (the kernel's own
+    /// setxattr path refreshes only ctime). Attributes only (offset -1):
+    /// the kernel takes no inode lock for that, so it is safe from inside
+    /// the request.
+    fn invalidate_attrs_now(&self, ino: INodeNo) {
+        if let Some(notifier) = self.notifier.get()
+            && let Err(e) = notifier.inval_inode(ino, -1, 0)
+        {
+            tracing::debug!(ino = ino.0, error = %e, "cannot invalidate the kernel's attributes");
         }
     }
 
@@ -1508,6 +1530,9 @@ impl fuser::Filesystem for KmsFs {
             }
             .map_err(|e| errno(&e))
         })();
+        if result.is_ok() && changes_mode(name) {
+            self.invalidate_attrs_now(ino);
+        }
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -1594,6 +1619,9 @@ impl fuser::Filesystem for KmsFs {
             }
             .map_err(|e| errno(&e))
         })();
+        if result.is_ok() && changes_mode(name) {
+            self.invalidate_attrs_now(ino);
+        }
         match result {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
