@@ -1109,6 +1109,7 @@ fn corrupted_store_is_refused_and_left_byte_identical() {
 
 #[test]
 fn wrong_root_key_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
     let lab = Lab::new();
     lab.create_key();
     let good = lab.store_bytes();
@@ -1136,7 +1137,13 @@ fn wrong_root_key_file_is_refused() {
         !root.exists(),
         "a missing root key must not be replaced by a new one"
     );
+    // The right key, but in a file others may read: refused until it is
+    // private again.
     std::fs::write(&root, &original_root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, stderr) = lab.fail(&["list-keys"]);
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(
         lab.json(&["list-keys"])["Keys"].as_array().unwrap().len(),
         1
