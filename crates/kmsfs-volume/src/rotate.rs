@@ -81,7 +81,12 @@ impl RotationState {
         let mut text = String::new();
         root.open_file(OsStr::new(STATE_NAME), false)?
             .read_to_string(&mut text)?;
-        serde_json::from_str(&text).map_err(std::io::Error::other)
+        Self::parse(&text).map_err(std::io::Error::other)
+    }
+
+    /// Parses the text of a state file (what `load` does after reading it).
+    pub fn parse(text: &str) -> Result<RotationState, serde_json::Error> {
+        serde_json::from_str(text)
     }
 
     /// Written atomically (temporary file + rename); losing an update costs
