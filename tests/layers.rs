@@ -22,6 +22,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "kmsfs-mount",
         &["kmsfs-sys", "kmsfs-format", "kmsfs-kms", "kmsfs-volume"],
     ),
+    // The fuzz targets' bodies (fuzz/), on top of the parsers they feed.
+    (
+        "kmsfs-fuzz-bodies",
+        &["kmsfs-format", "kmsfs-kms", "kmsfs-volume"],
+    ),
     (
         "kmsfs",
         &[

@@ -32,11 +32,34 @@ pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value)
             "Operation {operation} is not supported by kmsfs"
         )));
     };
-    let run = Dispatch {
-        kms,
-        caller,
-        request,
+    dispatch(
+        Dispatch {
+            run: Some((kms, caller)),
+            request,
+        },
+        operation,
+    )
+}
+
+/// Reads `request` as the typed request of `operation` without running it,
+/// as [`handle`] does first, and returns that request re-encoded as JSON.
+/// For the fuzz targets (`fuzz/`); not part of the API.
+#[doc(hidden)]
+pub fn parse_request(operation: &str, request: &Value) -> Result<Value> {
+    if !matches!(request, Value::Object(_) | Value::Null) {
+        return Err(KmsError::Validation(
+            "The request body must be a JSON object".into(),
+        ));
+    }
+    let Some(operation) = Operation::from_name(operation) else {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "Operation {operation} is not supported by kmsfs"
+        )));
     };
+    dispatch(Dispatch { run: None, request }, operation)
+}
+
+fn dispatch(run: Dispatch, operation: Operation) -> Result<Value> {
     match operation {
         Operation::CreateKey => run.with::<CreateKeyRequest>(),
         Operation::DescribeKey => run.with::<DescribeKeyRequest>(),
@@ -74,8 +97,8 @@ trait Handler: KmsRequest {
 }
 
 struct Dispatch<'a> {
-    kms: &'a LocalKms,
-    caller: &'a Caller,
+    /// `None`: only read the request ([`parse_request`]).
+    run: Option<(&'a LocalKms, &'a Caller)>,
     request: &'a Value,
 }
 
@@ -83,10 +106,16 @@ impl Dispatch<'_> {
     /// JSON → typed request → handler → typed response → JSON.
     fn with<R: Handler>(self) -> Result<Value> {
         let request: R = wire::from_body(self.request)?;
-        let response = request.handle(self.kms, self.caller)?;
-        serde_json::to_value(response).map_err(|e| {
-            KmsError::Internal(format!("cannot encode the {} response: {e}", R::OPERATION))
-        })
+        let encode = |what: &str, value: serde_json::Result<Value>| {
+            value.map_err(|e| {
+                KmsError::Internal(format!("cannot encode the {} {what}: {e}", R::OPERATION))
+            })
+        };
+        let Some((kms, caller)) = self.run else {
+            return encode("request", serde_json::to_value(request));
+        };
+        let response = request.handle(kms, caller)?;
+        encode("response", serde_json::to_value(response))
     }
 }
 

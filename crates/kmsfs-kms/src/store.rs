@@ -138,6 +138,16 @@ impl StoreHeader {
     }
 }
 
+/// Parses and unseals the bytes of a store file under `root`, as
+/// [`KeyStore::open`] does once it has the root key (no Argon2, no file).
+/// For the fuzz targets (`fuzz/`); not part of the API.
+#[doc(hidden)]
+pub fn parse_store_bytes(bytes: &[u8], root: &KeyMaterial) -> Result<StoreData> {
+    let path = Path::new("<bytes>");
+    StoreHeader::decode(bytes, path)?;
+    KeyStore::unseal(bytes, root, path)
+}
+
 /// Identity of the store file's current version, to notice changes made by
 /// other processes cheaply (one stat).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -249,34 +249,34 @@ impl VolumeConfig {
             path: path.clone(),
             why: "it is not UTF-8".into(),
         })?;
-        let invalid = |why: String| ConfigError::Invalid {
-            path: path.clone(),
-            why,
-        };
-        let config: VolumeConfig =
-            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        Self::parse(&text).map_err(|why| ConfigError::Invalid { path, why })
+    }
+
+    /// Parses and validates the text of a config file (what [`load`] does
+    /// after reading it); the error says why it is refused.
+    ///
+    /// [`load`]: VolumeConfig::load
+    pub fn parse(text: &str) -> Result<VolumeConfig, String> {
+        let config: VolumeConfig = serde_json::from_str(text).map_err(|e| e.to_string())?;
         match (config.format_version, &config.name_key) {
             (FORMAT_VERSION_PLAIN_NAMES, None) | (FORMAT_VERSION, Some(_)) => {}
             (FORMAT_VERSION_PLAIN_NAMES, Some(_)) => {
-                return Err(invalid("format version 1 has no name_key".into()));
+                return Err("format version 1 has no name_key".into());
             }
             (FORMAT_VERSION, None) => {
-                return Err(invalid("format version 2 needs its name_key".into()));
+                return Err("format version 2 needs its name_key".into());
             }
             (other, _) => {
-                return Err(invalid(format!(
+                return Err(format!(
                     "format version {other} is not supported (this kmsfs reads versions \
                      {FORMAT_VERSION_PLAIN_NAMES} and {FORMAT_VERSION})"
-                )));
+                ));
             }
         }
         if config.block_size != BLOCK_SIZE {
-            return Err(invalid(format!(
-                "block size {} is not supported",
-                config.block_size
-            )));
+            return Err(format!("block size {} is not supported", config.block_size));
         }
-        config.suite().map_err(invalid)?;
+        config.suite()?;
         Ok(config)
     }
 

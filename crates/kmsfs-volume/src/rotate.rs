@@ -103,8 +103,19 @@ impl RotationState {
 
     fn load_from(root: &Dir) -> Result<RotationState, crate::trusted::UntrustedFile> {
         let bytes = crate::trusted::read_trusted(root, OsStr::new(STATE_NAME), MAX_STATE_LEN)?;
-        serde_json::from_slice(&bytes)
+        let text = String::from_utf8(bytes).map_err(|e| {
+            crate::trusted::UntrustedFile::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e,
+            ))
+        })?;
+        Self::parse(&text)
             .map_err(|e| crate::trusted::UntrustedFile::Io(std::io::Error::other(e)))
+    }
+
+    /// Parses the text of a state file (what `load` does after reading it).
+    pub fn parse(text: &str) -> Result<RotationState, serde_json::Error> {
+        serde_json::from_str(text)
     }
 
     /// Records a failure; past [`MAX_LISTED_FAILURES`] only the count grows.
