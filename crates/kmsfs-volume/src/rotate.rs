@@ -109,8 +109,7 @@ impl RotationState {
                 e,
             ))
         })?;
-        Self::parse(&text)
-            .map_err(|e| crate::trusted::UntrustedFile::Io(std::io::Error::other(e)))
+        Self::parse(&text).map_err(|e| crate::trusted::UntrustedFile::Io(std::io::Error::other(e)))
     }
 
     /// Parses the text of a state file (what `load` does after reading it).
