@@ -16,7 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("kmsfs-sys", &[]),
     ("kmsfs-format", &[]),
     ("kmsfs-kms", &[]),
-    ("kmsfs-kms-server", &["kmsfs-kms"]),
+    ("kmsfs-kms-server", &["kmsfs-sys", "kmsfs-kms"]),
     ("kmsfs-volume", &["kmsfs-sys", "kmsfs-format", "kmsfs-kms"]),
     (
         "kmsfs-mount",
