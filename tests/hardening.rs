@@ -32,26 +32,6 @@ fn as_nobody(program: &str, args: &[&str]) -> std::process::Output {
         .expect("run setpriv (util-linux)")
 }
 
-fn status(m: &Mount) -> serde_json::Value {
-    let text = m.kmsfs_ok(&["status", m.backing.to_str().unwrap(), "--json"]);
-    serde_json::from_str(&text).expect("status --json is JSON")
-}
-
-/// Files by (key, version) from the headers themselves: (current, other).
-fn census(m: &Mount) -> (u64, u64) {
-    let s = status(m);
-    let (mut current, mut other) = (0, 0);
-    for row in s["FilesByKeyVersion"].as_array().unwrap() {
-        let n = row["Files"].as_u64().unwrap();
-        if row["Current"].as_bool().unwrap() {
-            current += n;
-        } else {
-            other += n;
-        }
-    }
-    (current, other)
-}
-
 /// `kmsfs rotate` on a mounted volume: it must hand the work to the daemon.
 fn ask_daemon_to_rotate(m: &Mount) {
     let out = m.kmsfs(&["rotate", m.backing.to_str().unwrap()]);
@@ -80,16 +60,7 @@ fn let_nobody_use_the_key(m: &Mount) {
              "Resource": "*"}
         ]
     });
-    let file = m.root().join("policy.json");
-    fs::write(&file, policy.to_string()).unwrap();
-    m.kmsfs_ok(&[
-        "kms",
-        "put-key-policy",
-        "--key-id",
-        &m.key_arn(),
-        "--policy",
-        &format!("file://{}", file.display()),
-    ]);
+    m.put_key_policy(&policy);
 }
 
 // ---------------------------------------------------------------------------
@@ -113,7 +84,7 @@ fn the_daemon_is_reached_through_a_private_socket_and_writes_no_pid_file() {
     assert_eq!(fs::metadata(&socket).unwrap().mode() & 0o777, 0o600);
 
     // `status` names the daemon by the pid the kernel vouches for.
-    assert_eq!(status(&m)["Daemon"], pids[0]);
+    assert_eq!(m.status()["Daemon"], pids[0]);
 
     // The rotation state the daemon writes is not writable by others.
     ask_daemon_to_rotate(&m);
@@ -149,7 +120,7 @@ fn a_pid_file_naming_another_process_is_not_believed() {
     // decoy (SIGUSR1 would have killed it)...
     let out = m.kmsfs_ok(&["rotate", backing]);
     assert!(out.contains("re-wrapped"), "{out}");
-    assert_eq!(status(&m)["Daemon"], serde_json::Value::Null);
+    assert_eq!(m.status()["Daemon"], serde_json::Value::Null);
     // ...and reencrypt does not refuse on its account.
     m.kmsfs_ok(&["reencrypt", backing]);
     std::thread::sleep(Duration::from_millis(200));
@@ -171,7 +142,7 @@ fn a_forged_complete_rotation_state_does_not_stop_rewrapping() {
     }
     let arn = m.key_arn();
     m.kmsfs_ok(&["kms", "rotate-key-on-demand", "--key-id", &arn]);
-    let s = status(&m);
+    let s = m.status();
     let target = s["Target"].clone();
     assert!(target["version"].as_u64().unwrap() >= 2, "{s}");
     // The record says everything is at the new version already. Even a
@@ -187,13 +158,13 @@ fn a_forged_complete_rotation_state_does_not_stop_rewrapping() {
     let state = m.backing.join(".kmsfs.rotation.json");
     fs::write(&state, forged.to_string()).unwrap();
     fs::set_permissions(&state, fs::Permissions::from_mode(0o644)).unwrap();
-    assert_eq!(census(&m), (0, 20));
+    assert_eq!(m.census(), (0, 20));
 
     ask_daemon_to_rotate(&m);
     wait_for(
         "every header at the new version",
         Duration::from_secs(30),
-        || census(&m) == (20, 0),
+        || m.census() == (20, 0),
     );
 }
 
@@ -264,7 +235,7 @@ fn a_config_others_could_write_is_refused_and_never_reloaded_while_mounted() {
     fs::write(m.path("new"), b"written after the planted config").unwrap();
     fs::write(&config, &real).unwrap();
     fs::set_permissions(&config, fs::Permissions::from_mode(0o644)).unwrap();
-    let s = status(&m);
+    let s = m.status();
     let rows = s["FilesByKeyVersion"].as_array().unwrap();
     assert!(
         rows.iter().all(|r| r["KeyId"] == first.as_str()),

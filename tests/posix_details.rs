@@ -181,14 +181,5 @@ fn let_everyone_use_the_key(m: &Mount) {
              "Resource": "*"}
         ]
     });
-    let file = m.root().join("policy.json");
-    fs::write(&file, policy.to_string()).unwrap();
-    m.kmsfs_ok(&[
-        "kms",
-        "put-key-policy",
-        "--key-id",
-        &m.key_arn(),
-        "--policy",
-        &format!("file://{}", file.display()),
-    ]);
+    m.put_key_policy(&policy);
 }

@@ -31,27 +31,6 @@ fn blocks_of(backing: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-fn status(m: &Mount) -> serde_json::Value {
-    let text = m.kmsfs_ok(&["status", m.backing.to_str().unwrap(), "--json"]);
-    serde_json::from_str(&text).expect("status --json is JSON")
-}
-
-/// (files at the target version, files elsewhere).
-fn census(m: &Mount) -> (u64, u64) {
-    let s = status(m);
-    let mut current = 0;
-    let mut other = 0;
-    for row in s["FilesByKeyVersion"].as_array().unwrap() {
-        let n = row["Files"].as_u64().unwrap();
-        if row["Current"].as_bool().unwrap() {
-            current += n;
-        } else {
-            other += n;
-        }
-    }
-    (current, other)
-}
-
 fn content(i: usize) -> Vec<u8> {
     format!("file {i}: ").repeat(1 + i % 700).into_bytes()
 }
@@ -65,7 +44,7 @@ fn rotation_on_a_mounted_volume_moves_every_header_while_a_writer_writes() {
     }
     let before = blocks_of(&m.backing_tree());
     assert_eq!(before.len(), N);
-    let (current, other) = census(&m);
+    let (current, other) = m.census();
     assert_eq!((current, other), (N as u64, 0));
 
     // A writer keeps appending and creating while the headers move.
@@ -90,7 +69,7 @@ fn rotation_on_a_mounted_volume_moves_every_header_while_a_writer_writes() {
     m.kmsfs_ok(&["kms", "rotate-key-on-demand", "--key-id", &arn]);
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        let (_, other) = census(&m);
+        let (_, other) = m.census();
         if other == 0 {
             break;
         }
@@ -105,7 +84,7 @@ fn rotation_on_a_mounted_volume_moves_every_header_while_a_writer_writes() {
     assert!(lines > 0);
 
     // Every file now wrapped by version 2; the blocks did not change.
-    let s = status(&m);
+    let s = m.status();
     assert_eq!(s["Target"]["version"], 2, "{s}");
     let after = blocks_of(&m.backing_tree());
     for (name, blocks) in &before {
@@ -179,7 +158,7 @@ fn sigkill_at_random_moments_never_loses_a_file() {
     // A re-run completes the rotation.
     let out = m.kmsfs_ok(&["rotate", &backing]);
     assert!(out.contains("0 could not be re-wrapped"), "{out}");
-    assert_eq!(census(&m), (N as u64, 0));
+    assert_eq!(m.census(), (N as u64, 0));
     // The name key is under the newest version too (1 + 20 rotations).
     assert_eq!(m.config()["name_key"]["key_version"], 21);
     assert_eq!(
@@ -220,7 +199,7 @@ fn rekey_to_a_second_cmk_and_refuse_a_disabled_one() {
     assert!(out.contains("re-wrapped 50 of 50"), "{out}");
     // The name key moved with the files.
     assert_eq!(m.config()["name_key"]["key_id"], second.as_str());
-    let s = status(&m);
+    let s = m.status();
     let rows = s["FilesByKeyVersion"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{s}");
     assert_eq!(rows[0]["KeyId"], second.as_str());
@@ -237,7 +216,7 @@ fn rekey_to_a_second_cmk_and_refuse_a_disabled_one() {
         assert_eq!(fs::read(m.path(&format!("f{i}"))).unwrap(), content(i));
     }
     m.umount();
-    let s = status(&m);
+    let s = m.status();
     assert_eq!(s["FilesByKeyVersion"][0]["Files"], 51, "{s}");
 
     // A disabled target is refused clearly, and the volume is left alone.
@@ -292,7 +271,7 @@ fn a_damaged_header_is_skipped_counted_and_left_alone() {
         bytes,
         "the damaged file was altered"
     );
-    let s = status(&m);
+    let s = m.status();
     assert_eq!(
         s["Rotation"]["failures"].as_array().unwrap().len(),
         1,

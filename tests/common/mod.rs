@@ -381,6 +381,46 @@ impl Mount {
         path
     }
 
+    /// Sets the volume CMK's key policy to `policy` (through a file://
+    /// parameter, as a user would).
+    pub(crate) fn put_key_policy(&self, policy: &serde_json::Value) {
+        let file = self.root().join("policy.json");
+        fs::write(&file, policy.to_string()).expect("write the policy");
+        self.kmsfs_ok(&[
+            "kms",
+            "put-key-policy",
+            "--key-id",
+            &self.key_arn(),
+            "--policy",
+            &format!("file://{}", file.display()),
+        ]);
+    }
+
+    /// `kmsfs status BACKING --json`.
+    pub(crate) fn status(&self) -> serde_json::Value {
+        let text = self.kmsfs_ok(&["status", self.backing.to_str().expect("utf-8"), "--json"]);
+        serde_json::from_str(&text).expect("status --json is JSON")
+    }
+
+    /// Files by the CMK version their headers name, from `status`:
+    /// (at the rotation target, elsewhere).
+    pub(crate) fn census(&self) -> (u64, u64) {
+        let s = self.status();
+        let (mut current, mut other) = (0, 0);
+        for row in s["FilesByKeyVersion"]
+            .as_array()
+            .expect("FilesByKeyVersion")
+        {
+            let n = row["Files"].as_u64().expect("Files");
+            if row["Current"].as_bool().expect("Current") {
+                current += n;
+            } else {
+                other += n;
+            }
+        }
+        (current, other)
+    }
+
     pub(crate) fn config(&self) -> serde_json::Value {
         let text = fs::read_to_string(self.backing.join(CONFIG_NAME)).expect("volume config");
         serde_json::from_str(&text).expect("volume config is JSON")
