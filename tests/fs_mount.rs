@@ -17,7 +17,6 @@ use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
@@ -712,18 +711,7 @@ fn disabled_key_gives_eacces() {
 const NOBODY: &str = "65534";
 
 fn cat_as_nobody(path: &Path) -> std::process::Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid",
-            NOBODY,
-            "--regid",
-            NOBODY,
-            "--clear-groups",
-            "cat",
-        ])
-        .arg(path)
-        .output()
-        .expect("run setpriv (util-linux)")
+    common::as_nobody("cat", &[path.to_str().expect("utf-8 path")])
 }
 
 fn put_policy(m: &Mount, nobody_actions: &[&str]) {

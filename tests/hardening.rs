@@ -12,25 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Mount, Spec, daemon_pids, describe};
-
-const NOBODY: u32 = 65534;
-
-/// Runs `program args` as uid/gid nobody without supplementary groups.
-fn as_nobody(program: &str, args: &[&str]) -> std::process::Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            program,
-        ])
-        .args(args)
-        .output()
-        .expect("run setpriv (util-linux)")
-}
+use common::{Mount, NOBODY, Spec, as_nobody, daemon_pids, describe};
 
 /// `kmsfs rotate` on a mounted volume: it must hand the work to the daemon.
 fn ask_daemon_to_rotate(m: &Mount) {

@@ -120,17 +120,11 @@ fn atime_options_are_accepted_with_their_meaning() {
     }
 }
 
-/// Whether uid nobody can execute `path` (a copy of `true`). The exec is
-/// made by a shell already running as nobody: setpriv's own exec of the
-/// target is still checked with root's rights here.
+/// Whether uid nobody can execute `path` (a copy of `true`), from a shell
+/// already running as nobody (see `common::as_nobody`).
 fn nobody_can_exec(path: &Path) -> bool {
-    Command::new("setpriv")
-        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
-        .args(["sh", "-c", "exec \"$0\""])
-        .arg(path)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap()
+    common::as_nobody("sh", &["-c", "exec \"$0\"", path.to_str().unwrap()])
+        .status
         .success()
 }
 

@@ -165,14 +165,7 @@ impl Mount {
     }
 
     pub(crate) fn with(spec: Spec) -> Mount {
-        let dir = tempfile::Builder::new()
-            .prefix("kmsfs-mount-")
-            .tempdir()
-            .expect("tempdir");
-        // Canonical, so the mount point matches what mountinfo shows.
-        let root = dir.path().canonicalize().expect("canonical tempdir");
-        let keystore = root.join("ks").join("keystore");
-        Mount::create(Arc::new(dir), &root, "vol", keystore, spec)
+        Mount::with_prepared_backing(spec, |_| ()).1
     }
 
     /// Like [`Mount::with`], but `prepare` is first given the (not yet
@@ -187,6 +180,7 @@ impl Mount {
             .prefix("kmsfs-mount-")
             .tempdir()
             .expect("tempdir");
+        // Canonical, so the mount point matches what mountinfo shows.
         let root = dir.path().canonicalize().expect("canonical tempdir");
         let keystore = root.join("ks").join("keystore");
         let prepared = prepare(&root.join("vol.backing"));
@@ -490,6 +484,28 @@ impl Drop for Mount {
             );
         }
     }
+}
+
+/// uid and gid of `nobody`, the unprivileged user tests act as.
+pub(crate) const NOBODY: u32 = 65534;
+
+/// Runs `program args` as uid/gid nobody without supplementary groups.
+/// setpriv's own exec of `program` is still checked with root's rights
+/// here, so a test of exec permission runs the program from a shell
+/// (`sh -c 'exec "$0"' PROGRAM`).
+pub(crate) fn as_nobody(program: &str, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            program,
+        ])
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux)")
 }
 
 /// The first entry below `dir` (not following symlinks) with inode `ino`.

@@ -19,9 +19,9 @@ use super::protocol::*;
 
 pub use super::protocol::{CONTENT_TYPE, TARGET_PREFIX};
 
-/// Runs one AWS KMS operation. An empty object means "no output" (the AWS
-/// CLI prints nothing for those).
-pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value) -> Result<Value> {
+/// The operation named `operation`, once `request` is known to be a JSON
+/// object (or empty): what every request must be before it is read.
+fn checked_operation(operation: &str, request: &Value) -> Result<Operation> {
     if !matches!(request, Value::Object(_) | Value::Null) {
         return Err(KmsError::Validation(
             "The request body must be a JSON object".into(),
@@ -32,6 +32,13 @@ pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value)
             "Operation {operation} is not supported by kmsfs"
         )));
     };
+    Ok(operation)
+}
+
+/// Runs one AWS KMS operation. An empty object means "no output" (the AWS
+/// CLI prints nothing for those).
+pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value) -> Result<Value> {
+    let operation = checked_operation(operation, request)?;
     dispatch(
         Dispatch {
             run: Some((kms, caller)),
@@ -46,16 +53,7 @@ pub fn handle(kms: &LocalKms, caller: &Caller, operation: &str, request: &Value)
 /// For the fuzz targets (`fuzz/`); not part of the API.
 #[doc(hidden)]
 pub fn parse_request(operation: &str, request: &Value) -> Result<Value> {
-    if !matches!(request, Value::Object(_) | Value::Null) {
-        return Err(KmsError::Validation(
-            "The request body must be a JSON object".into(),
-        ));
-    }
-    let Some(operation) = Operation::from_name(operation) else {
-        return Err(KmsError::UnsupportedOperation(format!(
-            "Operation {operation} is not supported by kmsfs"
-        )));
-    };
+    let operation = checked_operation(operation, request)?;
     dispatch(Dispatch { run: None, request }, operation)
 }
 

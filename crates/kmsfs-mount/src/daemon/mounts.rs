@@ -28,24 +28,28 @@ pub fn mountpoint_of(backing: &Path) -> Option<PathBuf> {
     kmsfs_mount_of_source(&mounts, &backing)
 }
 
-fn kmsfs_mount_of_source(mounts: &str, source: &Path) -> Option<PathBuf> {
-    mounts.lines().find_map(|line| {
+/// The (source, mount point) of every `fuse.kmsfs` mount in a mount table
+/// in the format of /proc/self/mounts, unescaped.
+fn kmsfs_mounts(mounts: &str) -> impl Iterator<Item = (PathBuf, PathBuf)> + '_ {
+    mounts.lines().filter_map(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
-        (fields.len() > 2 && fields[2] == "fuse.kmsfs" && Path::new(&unescape(fields[0])) == source)
-            .then(|| PathBuf::from(unescape(fields[1])))
+        (fields.len() > 2 && fields[2] == "fuse.kmsfs").then(|| {
+            (
+                PathBuf::from(unescape(fields[0])),
+                PathBuf::from(unescape(fields[1])),
+            )
+        })
     })
 }
 
-/// The source of the `fuse.kmsfs` mount at `mountpoint` in a mount table
-/// in the format of /proc/self/mounts.
+/// The mount point of the `fuse.kmsfs` mount of `source`.
+fn kmsfs_mount_of_source(mounts: &str, source: &Path) -> Option<PathBuf> {
+    kmsfs_mounts(mounts).find_map(|(src, at)| (src == source).then_some(at))
+}
+
+/// The source of the `fuse.kmsfs` mount at `mountpoint`.
 fn kmsfs_mount_source(mounts: &str, mountpoint: &Path) -> Option<PathBuf> {
-    mounts.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        (fields.len() > 2
-            && fields[2] == "fuse.kmsfs"
-            && Path::new(&unescape(fields[1])) == mountpoint)
-            .then(|| PathBuf::from(unescape(fields[0])))
-    })
+    kmsfs_mounts(mounts).find_map(|(src, at)| (at == mountpoint).then_some(src))
 }
 
 /// /proc/mounts escapes space, tab, newline and backslash as octal.
