@@ -18,9 +18,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("kmsfs-kms", &[]),
     ("kmsfs-kms-server", &["kmsfs-sys", "kmsfs-kms"]),
     ("kmsfs-volume", &["kmsfs-sys", "kmsfs-format", "kmsfs-kms"]),
+    // The EBS simulation: images, snapshots, its state; no FUSE, no server.
+    ("kmsfs-ebs", &["kmsfs-sys", "kmsfs-format", "kmsfs-kms"]),
+    // The EC2 Query endpoint of the EBS simulation, beside the KMS server.
+    ("kmsfs-ebs-server", &["kmsfs-sys", "kmsfs-kms", "kmsfs-ebs"]),
     (
         "kmsfs-mount",
-        &["kmsfs-sys", "kmsfs-format", "kmsfs-kms", "kmsfs-volume"],
+        &[
+            "kmsfs-sys",
+            "kmsfs-format",
+            "kmsfs-kms",
+            "kmsfs-volume",
+            "kmsfs-ebs",
+        ],
     ),
     // The fuzz targets' bodies (fuzz/), on top of the parsers they feed.
     (
@@ -36,6 +46,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "kmsfs-kms-server",
             "kmsfs-volume",
             "kmsfs-mount",
+            "kmsfs-ebs",
+            "kmsfs-ebs-server",
         ],
     ),
 ];
