@@ -17,6 +17,10 @@ pub enum EbsError {
     InvalidParameterCombination(String),
     #[error("{0}")]
     InvalidParameter(String),
+    #[error("{0}")]
+    InvalidParameterDependency(String),
+    #[error("{0}")]
+    InvalidAction(String),
     #[error("The volume '{0}' does not exist.")]
     VolumeNotFound(String),
     #[error("The snapshot '{0}' does not exist.")]
@@ -57,6 +61,8 @@ impl EbsError {
             EbsError::InvalidParameterValue(_) => "InvalidParameterValue",
             EbsError::InvalidParameterCombination(_) => "InvalidParameterCombination",
             EbsError::InvalidParameter(_) => "InvalidParameter",
+            EbsError::InvalidParameterDependency(_) => "InvalidParameterDependency",
+            EbsError::InvalidAction(_) => "InvalidAction",
             EbsError::VolumeNotFound(_) => "InvalidVolume.NotFound",
             EbsError::SnapshotNotFound(_) => "InvalidSnapshot.NotFound",
             EbsError::InstanceNotFound(_) => "InvalidInstanceID.NotFound",

@@ -18,9 +18,11 @@
 //! - [`error`]: [`EbsError`], one variant per EC2 error code.
 
 pub mod devices;
+pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod image;
 pub mod model;
+pub mod pool;
 
 pub use error::EbsError;

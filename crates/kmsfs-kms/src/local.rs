@@ -408,6 +408,89 @@ impl LocalKms {
         })
     }
 
+    /// The AWS managed key of an AWS service (`alias/aws/<service>`, such as
+    /// `alias/aws/ebs`), created on first use as AWS creates it: a key that
+    /// every principal may use and describe but nobody may administer (no
+    /// disabling, deletion or policy change), under an alias of the
+    /// reserved `alias/aws/` prefix that CreateAlias refuses to everyone
+    /// else. Audited as a CreateKey by `caller` (the service acting for it).
+    pub fn aws_managed_key(&self, caller: &Caller, service: &str) -> Result<KeyInfo> {
+        let alias = format!("alias/aws/{service}");
+        if !service.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') || service.is_empty() {
+            return Err(KmsError::Validation(format!(
+                "{service:?} is not an AWS service name"
+            )));
+        }
+        {
+            let store = self.lock()?;
+            let data = store.data();
+            if let Some(a) = data.aliases.get(&alias) {
+                return Ok(info(data, data.key(&a.target)?));
+            }
+        }
+        self.run(caller, Operation::CreateKey, None, None, |trail| {
+            let policy = PolicyDocument::parse(&format!(
+                r#"{{"Version": "2012-10-17", "Id": "auto-{service}-1",
+                  "Statement": [{{"Sid": "Allow use of the key through {service} for every principal",
+                    "Effect": "Allow", "Principal": "*",
+                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*",
+                               "kms:GenerateDataKey*", "kms:DescribeKey"],
+                    "Resource": "*"}},
+                   {{"Sid": "Allow read-only access to the key's metadata",
+                    "Effect": "Allow", "Principal": "*",
+                    "Action": ["kms:Describe*", "kms:Get*", "kms:List*"],
+                    "Resource": "*"}}]}}"#
+            ))?;
+            let now = self.clock.now();
+            let key_id = Uuid::new_v4();
+            let key = Key {
+                key_id,
+                description: format!(
+                    "Default key that protects my {} resources when no other key is defined",
+                    service.to_ascii_uppercase()
+                ),
+                creation_date: now,
+                origin: Origin::AwsKms,
+                state: KeyState::Enabled,
+                deletion_date: None,
+                pending_window_days: None,
+                // AWS rotates its managed keys every year.
+                rotation_period_days: Some(365),
+                next_rotation: Some(now + 365 * SECONDS_PER_DAY),
+                versions: vec![KeyVersion {
+                    version: 1,
+                    created: now,
+                    rotation_type: None,
+                    material: KeyMaterial::random(),
+                }],
+                policy: policy.to_json(),
+                parsed_policy: Default::default(),
+                tags: vec![],
+                pending_import: None,
+            };
+            let mut store = self.lock()?;
+            store.update(|data| {
+                // Another process may have made it meanwhile.
+                if let Some(a) = data.aliases.get(&alias) {
+                    return Ok(info(data, data.key(&a.target)?));
+                }
+                trail.key_id = Some(data.key_arn(&key_id));
+                trail.key_version = Some(1);
+                let out = info(data, &key);
+                data.keys.insert(key_id, key);
+                data.aliases.insert(
+                    alias.clone(),
+                    Alias {
+                        target: key_id,
+                        created: now,
+                        updated: now,
+                    },
+                );
+                Ok(out)
+            })
+        })
+    }
+
     pub fn describe_key(&self, caller: &Caller, key_id: &str) -> Result<KeyInfo> {
         self.read_key(caller, Operation::DescribeKey, key_id, |data, key| {
             Ok(info(data, key))
