@@ -35,6 +35,10 @@ pub(crate) enum CliError {
     Service(&'static str, KmsError),
     #[error("{0}")]
     Kms(#[from] KmsError),
+    /// An EC2 operation of `kmsfs ebs` failed: the AWS CLI's wording, with
+    /// the EC2 error code.
+    #[error("An error occurred ({code}) when calling the {0} operation: {1}", code = .1.code())]
+    Ec2(&'static str, kmsfs_ebs::EbsError),
     /// A volume operation failed (key service errors become `Kms`).
     #[error("{0}")]
     Volume(VolumeError),
@@ -92,7 +96,7 @@ impl CliError {
     pub(crate) fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => EXIT_USAGE,
-            CliError::Service(..) | CliError::Kms(_) => EXIT_SERVICE,
+            CliError::Service(..) | CliError::Kms(_) | CliError::Ec2(..) => EXIT_SERVICE,
             CliError::Volume(_)
             | CliError::Daemon(_)
             | CliError::Path { .. }

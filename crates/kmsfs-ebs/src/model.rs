@@ -326,3 +326,28 @@ pub struct Instance {
     /// The volumes attached to it, for `BlockDeviceMappings`.
     pub attached: Vec<(String, Attachment)>,
 }
+
+impl Instance {
+    /// The instance as the AWS CLI prints it (`describe-instances`'
+    /// `Reservations[].Instances[]`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "InstanceId": self.instance_id,
+            "InstanceType": "host",
+            "LaunchTime": self.launch_time,
+            "Placement": {"AvailabilityZone": self.availability_zone, "Tenancy": "default"},
+            "PrivateDnsName": self.hostname,
+            "State": {"Code": 16, "Name": "running"},
+            "RootDeviceType": "ebs",
+            "BlockDeviceMappings": self.attached.iter().map(|(volume_id, a)| json!({
+                "DeviceName": a.device,
+                "Ebs": {
+                    "AttachTime": a.attach_time,
+                    "DeleteOnTermination": a.delete_on_termination,
+                    "Status": a.state.as_str(),
+                    "VolumeId": volume_id,
+                },
+            })).collect::<Vec<_>>(),
+        })
+    }
+}

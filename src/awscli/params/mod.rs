@@ -3,6 +3,7 @@
 //! here the errors and the structured parameters (string maps, tags) that
 //! accept either JSON or shorthand.
 
+mod nested;
 mod paramfile;
 mod shorthand;
 
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
+pub(crate) use nested::{parse_structure, parse_structure_list};
 pub(crate) use paramfile::{read_blob_arg, read_text_arg};
 use shorthand::{Shorthand, ShorthandValue};
 
