@@ -18,6 +18,7 @@
 //! - [`error`]: [`EbsError`], one variant per EC2 error code.
 
 pub mod devices;
+pub mod ec2;
 pub mod error;
 pub mod ids;
 pub mod image;
