@@ -281,7 +281,11 @@ async fn serve_request(
     let body = match collected {
         Err(_) => {
             return Ok(failure_response(
-                Failure::new(408, "RequestTimeout", "The request body did not arrive in time"),
+                Failure::new(
+                    408,
+                    "RequestTimeout",
+                    "The request body did not arrive in time",
+                ),
                 &request_id,
             ));
         }
@@ -423,7 +427,10 @@ mod tests {
     #[test]
     fn auth_failures_have_ec2s_names() {
         let f = ec2_auth_failure(AuthFailure::Missing);
-        assert_eq!((f.status, f.code.as_str()), (401, "MissingAuthenticationToken"));
+        assert_eq!(
+            (f.status, f.code.as_str()),
+            (401, "MissingAuthenticationToken")
+        );
         let f = ec2_auth_failure(AuthFailure::Invalid("x".into()));
         assert_eq!((f.status, f.code.as_str()), (401, "AuthFailure"));
         let f = ec2_auth_failure(AuthFailure::UnknownKey);
