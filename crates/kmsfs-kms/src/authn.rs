@@ -181,3 +181,140 @@ pub fn verify(
         when,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::store::RootSecret;
+
+    const NOW: i64 = 1_700_000_000;
+
+    /// A store with an access key of the current Unix user.
+    fn store(dir: &std::path::Path) -> (LocalKms, String, String) {
+        let kms =
+            LocalKms::open(&dir.join("ks"), &RootSecret::KeyFile, Arc::new(SystemClock)).unwrap();
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap()
+            .name;
+        let (id, secret) = kms
+            .iam_update(|iam, now| {
+                iam.create_user(&me, now)?;
+                iam.create_access_key(&me, now)
+            })
+            .unwrap();
+        (kms, id, secret.to_string())
+    }
+
+    /// A signed POST: its headers (host, content-type and the signature's).
+    fn signed(id: &str, secret: &str, region: &str, service: &str) -> Vec<(String, String)> {
+        let base = vec![(
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        )];
+        let mut headers = base.clone();
+        headers.push(("host".into(), "localhost".into()));
+        headers.extend(sigv4::sign_post(
+            id,
+            secret,
+            None,
+            region,
+            service,
+            "localhost",
+            "/",
+            &base,
+            b"x=1",
+            NOW,
+        ));
+        headers
+    }
+
+    fn check(
+        kms: &LocalKms,
+        headers: &[(String, String)],
+        service: &str,
+        region: RegionCheck<'_>,
+        now: i64,
+    ) -> Result<Verified, AuthFailure> {
+        let req = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers,
+            body: b"x=1",
+        };
+        verify(kms, &req, service, region, now)
+    }
+
+    #[test]
+    fn the_scope_decides_service_and_region() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kms, id, secret) = store(dir.path());
+        let h = signed(&id, &secret, "eu-west-3", "ec2");
+        let v = check(&kms, &h, "ec2", RegionCheck::FromScope, NOW).unwrap();
+        assert_eq!((v.region.as_str(), v.when), ("eu-west-3", NOW));
+        assert_eq!(v.access_key_id, id);
+        assert_eq!(v.caller().unwrap().uid, nix::unistd::getuid().as_raw());
+        assert!(check(&kms, &h, "ec2", RegionCheck::Exactly("eu-west-3"), NOW).is_ok());
+        let e = check(&kms, &h, "ec2", RegionCheck::Exactly("local"), NOW).unwrap_err();
+        assert!(
+            matches!(&e, AuthFailure::Invalid(m) if m.contains("valid region")),
+            "{e:?}"
+        );
+        let e = check(&kms, &h, "kms", RegionCheck::FromScope, NOW).unwrap_err();
+        assert!(
+            matches!(&e, AuthFailure::Invalid(m) if m.contains("'kms', not 'ec2'")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn bad_signatures_keys_dates_and_headers_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (kms, id, secret) = store(dir.path());
+        let any = RegionCheck::FromScope;
+        let e = check(&kms, &signed(&id, "wrong", "r", "ec2"), "ec2", any, NOW).unwrap_err();
+        assert!(
+            matches!(&e, AuthFailure::Invalid(m) if m.contains("does not match")),
+            "{e:?}"
+        );
+        let e = check(
+            &kms,
+            &signed("AKIAUNKNOWN", &secret, "r", "ec2"),
+            "ec2",
+            any,
+            NOW,
+        );
+        assert!(matches!(e, Err(AuthFailure::UnknownKey)));
+        let h = signed(&id, &secret, "r", "ec2");
+        let late = NOW + sigv4::MAX_SKEW_SECONDS + 1;
+        assert!(matches!(
+            check(&kms, &h, "ec2", any, late),
+            Err(AuthFailure::Expired(_))
+        ));
+        assert!(matches!(
+            check(&kms, &[], "ec2", any, NOW),
+            Err(AuthFailure::Missing)
+        ));
+        // x-amz-date present but left out of SignedHeaders.
+        let unsigned_date: Vec<(String, String)> = h
+            .iter()
+            .map(|(n, v)| {
+                let v = if n == "Authorization" {
+                    v.replace(";x-amz-date", "")
+                } else {
+                    v.clone()
+                };
+                (n.clone(), v)
+            })
+            .collect();
+        let e = check(&kms, &unsigned_date, "ec2", any, NOW).unwrap_err();
+        assert!(
+            matches!(&e, AuthFailure::Incomplete(m) if m.contains("x-amz-date")),
+            "{e:?}"
+        );
+    }
+}
