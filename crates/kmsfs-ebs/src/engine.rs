@@ -1398,6 +1398,151 @@ impl Ebs {
     }
 }
 
+impl crate::ec2::Ec2Backend for Ebs {
+    fn create_volume(
+        &self,
+        caller: &Caller,
+        region: &str,
+        input: CreateVolumeInput,
+    ) -> Result<Volume> {
+        Ebs::create_volume(self, caller, region, input)
+    }
+    fn delete_volume(
+        &self,
+        caller: &Caller,
+        region: &str,
+        volume_id: &str,
+        dry_run: bool,
+    ) -> Result<()> {
+        Ebs::delete_volume(self, caller, region, volume_id, dry_run)
+    }
+    fn describe_volumes(
+        &self,
+        caller: &Caller,
+        region: &str,
+        volume_ids: &[String],
+        filters: &[Filter],
+    ) -> Result<Vec<Volume>> {
+        Ebs::describe_volumes(self, caller, region, volume_ids, filters)
+    }
+    fn attach_volume(
+        &self,
+        caller: &Caller,
+        region: &str,
+        input: AttachVolumeInput,
+    ) -> Result<(String, Attachment)> {
+        Ebs::attach_volume(self, caller, region, input)
+    }
+    fn detach_volume(
+        &self,
+        caller: &Caller,
+        region: &str,
+        input: DetachVolumeInput,
+    ) -> Result<(String, Attachment)> {
+        Ebs::detach_volume(self, caller, region, input)
+    }
+    fn create_snapshot(
+        &self,
+        caller: &Caller,
+        region: &str,
+        input: CreateSnapshotInput,
+    ) -> Result<Snapshot> {
+        Ebs::create_snapshot(self, caller, region, input)
+    }
+    fn copy_snapshot(
+        &self,
+        caller: &Caller,
+        region: &str,
+        input: CopySnapshotInput,
+    ) -> Result<String> {
+        Ebs::copy_snapshot(self, caller, region, input)
+    }
+    fn delete_snapshot(
+        &self,
+        caller: &Caller,
+        region: &str,
+        snapshot_id: &str,
+        dry_run: bool,
+    ) -> Result<()> {
+        Ebs::delete_snapshot(self, caller, region, snapshot_id, dry_run)
+    }
+    fn describe_snapshots(
+        &self,
+        caller: &Caller,
+        region: &str,
+        snapshot_ids: &[String],
+        owner_ids: &[String],
+        filters: &[Filter],
+    ) -> Result<Vec<Snapshot>> {
+        Ebs::describe_snapshots(self, caller, region, snapshot_ids, owner_ids, filters)
+    }
+    fn enable_ebs_encryption_by_default(
+        &self,
+        caller: &Caller,
+        region: &str,
+        dry_run: bool,
+    ) -> Result<bool> {
+        Ebs::enable_ebs_encryption_by_default(self, caller, region, dry_run)
+    }
+    fn disable_ebs_encryption_by_default(
+        &self,
+        caller: &Caller,
+        region: &str,
+        dry_run: bool,
+    ) -> Result<bool> {
+        Ebs::disable_ebs_encryption_by_default(self, caller, region, dry_run)
+    }
+    fn get_ebs_encryption_by_default(&self, caller: &Caller, region: &str) -> Result<bool> {
+        Ebs::get_ebs_encryption_by_default(self, caller, region)
+    }
+    fn get_ebs_default_kms_key_id(&self, caller: &Caller, region: &str) -> Result<String> {
+        Ebs::get_ebs_default_kms_key_id(self, caller, region)
+    }
+    fn modify_ebs_default_kms_key_id(
+        &self,
+        caller: &Caller,
+        region: &str,
+        kms_key_id: &str,
+        dry_run: bool,
+    ) -> Result<String> {
+        Ebs::modify_ebs_default_kms_key_id(self, caller, region, kms_key_id, dry_run)
+    }
+    fn reset_ebs_default_kms_key_id(
+        &self,
+        caller: &Caller,
+        region: &str,
+        dry_run: bool,
+    ) -> Result<String> {
+        Ebs::reset_ebs_default_kms_key_id(self, caller, region, dry_run)
+    }
+    fn describe_instances(&self, caller: &Caller, region: &str) -> Result<Vec<Instance>> {
+        Ebs::describe_instances(self, caller, region)
+    }
+    fn create_tags(
+        &self,
+        caller: &Caller,
+        region: &str,
+        resources: &[String],
+        tags: &[Tag],
+        dry_run: bool,
+    ) -> Result<()> {
+        Ebs::create_tags(self, caller, region, resources, tags, dry_run)
+    }
+    fn delete_tags(
+        &self,
+        caller: &Caller,
+        region: &str,
+        resources: &[String],
+        tags: &[(String, Option<String>)],
+        dry_run: bool,
+    ) -> Result<()> {
+        Ebs::delete_tags(self, caller, region, resources, tags, dry_run)
+    }
+    fn describe_availability_zones(&self, caller: &Caller, region: &str) -> Result<Vec<String>> {
+        Ebs::describe_availability_zones(self, caller, region)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

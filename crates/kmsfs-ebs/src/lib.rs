@@ -15,9 +15,14 @@
 //!   version 1 file, docs/FORMAT.md) and the copies between images;
 //! - [`pool`]: the pool directory and its crash-safe state file;
 //! - [`engine`]: the operations ([`engine::Ebs`]), with their KMS calls;
+//! - [`ec2`]: the EC2 Query protocol as types (form parameters in, XML
+//!   out) and [`ec2::Ec2Backend`], the operations it dispatches to;
+//! - [`devices`]: [`devices::BlockDevices`], what attaching needs from the
+//!   host (implemented by kmsfs-mount);
 //! - [`error`]: [`EbsError`], one variant per EC2 error code.
 
 pub mod devices;
+pub mod ec2;
 pub mod engine;
 pub mod error;
 pub mod ids;

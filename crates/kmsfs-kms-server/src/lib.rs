@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use kmsfs_kms::api;
-use kmsfs_kms::iam;
+use kmsfs_kms::authn;
 use kmsfs_kms::local::LocalKms;
 use kmsfs_kms::policy::Caller;
 use kmsfs_kms::protocol::exception;
@@ -193,92 +193,27 @@ impl Service {
         &self.kms
     }
 
-    /// Checks the request's SigV4 signature; the caller it stands for.
+    /// Checks the request's SigV4 signature (kmsfs_kms::authn, scoped to
+    /// service `kms` and the store's region), then refuses replays of
+    /// state-changing requests; the caller it stands for.
     pub fn authenticate(&self, req: &RawRequest) -> Result<Caller, HttpError> {
-        let incomplete = |m: String| HttpError::bad("IncompleteSignatureException", m);
-        let invalid = |m: String| HttpError::bad("InvalidSignatureException", m);
-        let Some(auth_header) = req.header("authorization") else {
-            return Err(HttpError::bad(
-                "MissingAuthenticationTokenException",
-                "Request is missing Authentication Token",
-            ));
-        };
-        let auth = sigv4::Authorization::parse(auth_header).map_err(incomplete)?;
-        let amz_date = req
-            .header("x-amz-date")
-            .ok_or_else(|| {
-                incomplete(
-                    "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
-                        .into(),
-                )
-            })?
-            .trim();
-        if !auth.signed_headers.iter().any(|h| h == "x-amz-date") {
-            return Err(incomplete("Signed headers must include x-amz-date".into()));
-        }
-        let when = sigv4::parse_amz_date(amz_date)
-            .ok_or_else(|| incomplete(format!("X-Amz-Date {amz_date} is not a valid date")))?;
-        if !amz_date.starts_with(&auth.date) {
-            return Err(invalid(format!(
-                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}'",
-                auth.date,
-                &amz_date[..8.min(amz_date.len())]
-            )));
-        }
-        let now = (self.now)();
-        if (now - when).abs() > sigv4::MAX_SKEW_SECONDS {
-            return Err(invalid(format!(
-                "Signature expired: {amz_date} is now earlier than {} ({} - 5 min.)",
-                sigv4::format_amz_date(now - sigv4::MAX_SKEW_SECONDS),
-                sigv4::format_amz_date(now)
-            )));
-        }
         let (region, _) = self.kms.region_and_account().map_err(HttpError::from)?;
-        if auth.service != "kms" {
-            return Err(invalid(format!(
-                "Credential should be scoped to correct service: 'kms', not '{}'",
-                auth.service
-            )));
-        }
-        if auth.region != region {
-            return Err(invalid(format!(
-                "Credential should be scoped to a valid region: this key service is region '{region}', not '{}'",
-                auth.region
-            )));
-        }
-        let key = self
-            .kms
-            .iam_read(|d| {
-                d.active_key(&auth.access_key_id).map(|(user, secret)| {
-                    (
-                        user.to_string(),
-                        zeroize::Zeroizing::new(secret.to_string()),
-                    )
-                })
-            })
-            .map_err(HttpError::from)?;
-        let Some((user, secret)) = key else {
-            return Err(HttpError::bad(
-                "UnrecognizedClientException",
-                "The security token included in the request is invalid.",
-            ));
+        let now = (self.now)();
+        let signed = authn::SignedRequest {
+            method: req.method,
+            path: req.path,
+            query: req.query,
+            headers: req.headers,
+            body: req.body,
         };
-        let expected = sigv4::expected_signature(
-            &auth,
-            &secret,
-            amz_date,
-            req.method,
-            req.path,
-            req.query,
-            req.headers,
-            req.body,
-        );
-        if !sigv4::ct_eq(&expected, &auth.signature) {
-            return Err(invalid(
-                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
-                    .into(),
-            ));
-        }
+        let verified = authn::verify(
+            &self.kms,
+            &signed,
+            "kms",
+            authn::RegionCheck::Exactly(&region),
+            now,
+        )
+        .map_err(kms_auth_error)?;
         let operation = req
             .header("x-amz-target")
             .and_then(|t| t.strip_prefix(TARGET_PREFIX))
@@ -287,19 +222,18 @@ impl Service {
             let mut seen = self.seen.lock().map_err(|_| {
                 HttpError::new(500, "KMSInternalException", "replay cache poisoned")
             })?;
-            if !seen.insert(&auth.signature, when + sigv4::MAX_SKEW_SECONDS, now) {
-                return Err(invalid(
-                    "Replayed request: this signature was already used; sign every request afresh"
-                        .into(),
+            if !seen.insert(
+                &verified.signature,
+                verified.when + sigv4::MAX_SKEW_SECONDS,
+                now,
+            ) {
+                return Err(HttpError::bad(
+                    "InvalidSignatureException",
+                    "Replayed request: this signature was already used; sign every request afresh",
                 ));
             }
         }
-        iam::caller_for_user(&user).map_err(|e| {
-            HttpError::bad(
-                "UnrecognizedClientException",
-                format!("The access key's user cannot be mapped to a Unix user: {e}"),
-            )
-        })
+        verified.caller().map_err(kms_auth_error)
     }
 
     /// One request, start to finish: the HTTP status and JSON body to send.
@@ -361,6 +295,25 @@ impl Service {
             ));
         }
         Ok(api::handle(&self.kms, &caller, operation, &request)?)
+    }
+}
+
+/// A refused signature under the names AWS KMS gives it.
+fn kms_auth_error(e: authn::AuthFailure) -> HttpError {
+    use authn::AuthFailure as F;
+    match e {
+        F::Missing => HttpError::bad(
+            "MissingAuthenticationTokenException",
+            "Request is missing Authentication Token",
+        ),
+        F::Incomplete(m) => HttpError::bad("IncompleteSignatureException", m),
+        F::Expired(m) | F::Invalid(m) => HttpError::bad("InvalidSignatureException", m),
+        F::UnknownKey => HttpError::bad(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ),
+        F::Unmapped(m) => HttpError::bad("UnrecognizedClientException", m),
+        F::Store(e) => HttpError::from(e),
     }
 }
 

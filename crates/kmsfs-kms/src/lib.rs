@@ -11,6 +11,7 @@
 
 pub mod api;
 pub(crate) mod audit;
+pub mod authn;
 #[cfg(feature = "aws-kms")]
 pub mod aws;
 pub mod blob;
