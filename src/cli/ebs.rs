@@ -14,6 +14,7 @@ use crate::awscli::{self, OutputFormat};
 use kmsfs_ebs::engine::Ebs;
 use kmsfs_ebs::model::*;
 use kmsfs_kms::Caller;
+use kmsfs_kms::local::LocalKms;
 
 /// The pool when neither --pool nor KMSFS_EBS_POOL names one.
 pub(crate) const DEFAULT_POOL: &str = "/var/lib/kmsfs/ebs";
@@ -49,6 +50,16 @@ pub(crate) struct DryRun {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EbsCommand {
+    /// Serves the pool over the EC2 Query API (HTTP, SigV4 with access keys
+    /// from `kmsfs iam`), for `aws ec2 --endpoint-url` and the SDKs.
+    Serve {
+        /// TCP address to serve on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:8788")]
+        listen: std::net::SocketAddr,
+        /// Most connections served at once.
+        #[arg(long, default_value_t = 512)]
+        max_connections: usize,
+    },
     /// Creates a volume (sparse image; encrypted with a data key of its own).
     CreateVolume {
         #[arg(long)]
@@ -353,6 +364,7 @@ fn copy_progress() -> impl FnMut(u64, u64) {
 /// The operation's AWS name, for the error line.
 fn operation_name(cmd: &EbsCommand) -> &'static str {
     match cmd {
+        EbsCommand::Serve { .. } => "Serve",
         EbsCommand::CreateVolume { .. } => "CreateVolume",
         EbsCommand::DeleteVolume { .. } => "DeleteVolume",
         EbsCommand::DescribeVolumes { .. } => "DescribeVolumes",
@@ -376,18 +388,37 @@ fn operation_name(cmd: &EbsCommand) -> &'static str {
 }
 
 /// Opens the pool with this host's devices and the embedded key store.
-pub(crate) fn open_ebs(pool: &std::path::Path, keystore: Option<PathBuf>) -> Result<Ebs, CliError> {
+fn open_ebs(
+    pool: &std::path::Path,
+    keystore: Option<PathBuf>,
+) -> Result<(Ebs, Arc<LocalKms>), CliError> {
     let kms = Arc::new(open_local_kms(
         keystore,
         Arc::new(kmsfs_kms::clock::SystemClock),
     )?);
     let devices = Arc::new(kmsfs_mount::disk::HostDevices::new()?);
-    Ebs::open(pool, kms, devices).map_err(|e| CliError::Ec2("OpenPool", e))
+    let ebs = Ebs::open(pool, kms.clone(), devices).map_err(|e| CliError::Ec2("OpenPool", e))?;
+    Ok((ebs, kms))
 }
 
 pub(crate) fn run(args: &EbsArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     let region = resolve_region(args.region.as_deref());
-    let ebs = open_ebs(&args.pool, keystore)?;
+    let (ebs, kms) = open_ebs(&args.pool, keystore)?;
+    if let EbsCommand::Serve {
+        listen,
+        max_connections,
+    } = &args.command
+    {
+        let opts = kmsfs_ebs_server::ServeOptions {
+            max_connections: *max_connections,
+            ..Default::default()
+        };
+        return kmsfs_ebs_server::serve(*listen, Arc::new(ebs), kms, opts, |addr| {
+            println!("kmsfs ebs: serving the EC2 API on http://{addr}");
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        })
+        .map_err(CliError::Io);
+    }
     let op = operation_name(&args.command);
     let response = call(&ebs, &Caller::current(), &region, &args.command)
         .map_err(|e| match e {
@@ -426,6 +457,7 @@ impl From<CliError> for Failure {
 fn call(ebs: &Ebs, me: &Caller, region: &str, cmd: &EbsCommand) -> Result<Option<Value>, Failure> {
     use EbsCommand as C;
     let out = match cmd {
+        C::Serve { .. } => None,
         C::CreateVolume {
             availability_zone,
             size,
