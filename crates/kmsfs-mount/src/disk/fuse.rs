@@ -87,10 +87,11 @@ impl DiskFs {
 impl fuser::Filesystem for DiskFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         let _ = config.set_max_write(MAX_WRITE);
-        // Direct writes to the one file may run in parallel in the kernel:
-        // the store serialises per block what must be.
+        // Asynchronous direct I/O: the loop device submits its requests as
+        // aio, and a write held by a freeze then holds only itself, not the
+        // loop worker behind it (reads go on). Up to 1 MiB per request.
         for cap in [
-            fuser::InitFlags::FUSE_PARALLEL_DIROPS,
+            fuser::InitFlags::FUSE_ASYNC_DIO,
             fuser::InitFlags::FUSE_MAX_PAGES,
         ] {
             if config.add_capabilities(cap).is_err() {

@@ -36,6 +36,7 @@ use kmsfs_ebs::EbsError;
 use kmsfs_ebs::devices::{AttachRequest, BlockDevices, Frozen, HostDevice};
 use zeroize::Zeroizing;
 
+pub use control::Status;
 pub use serve::{ServeArgs, serve_main};
 
 /// Where the stable names of attached volumes are.
