@@ -89,8 +89,8 @@ fn new_sealed_image(path: &Path) -> Sealed {
         .create_new(true)
         .open(path)
         .unwrap();
-    let header = image::new_header("arn:aws:kms:local:000000000000:key/test", 1, vec![3; 40])
-        .unwrap();
+    let header =
+        image::new_header("arn:aws:kms:local:000000000000:key/test", 1, vec![3; 40]).unwrap();
     image::init_sealed(&file, &header, SIZE).unwrap();
     let key = DataKey::random();
     Sealed {
@@ -145,7 +145,10 @@ struct Detach<'a>(&'a Fixture, String, Option<PathBuf>);
 impl Drop for Detach<'_> {
     fn drop(&mut self) {
         if let Some(mnt) = &self.2 {
-            let _ = Command::new("umount").arg(mnt).status();
+            let _ = Command::new("umount")
+                .arg(mnt)
+                .stderr(Stdio::null())
+                .status();
         }
         let _ = self.0.devices.detach(&self.1, true);
     }
@@ -181,7 +184,10 @@ fn an_encrypted_volume_keeps_an_ext4_filesystem_across_attachments() {
         std::fs::read_to_string(format!("/sys/block/{loop_name}/queue/logical_block_size"))
             .unwrap();
     assert_eq!(sector.trim(), "4096");
-    assert!(status.dio, "the kernel did not enable direct I/O on the loop device");
+    assert!(
+        status.dio,
+        "the kernel did not enable direct I/O on the loop device"
+    );
 
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev.by_id));
     run(Command::new("mount").arg(&dev.by_id).arg(&mnt));
@@ -264,7 +270,14 @@ fn a_freeze_holds_writes_until_its_guard_drops() {
 
     let guard = fx.devices.freeze(&id).unwrap();
     let mut writer = Command::new("dd")
-        .args(["if=/dev/urandom", "bs=4096", "count=4", "seek=20", "oflag=direct", "status=none"])
+        .args([
+            "if=/dev/urandom",
+            "bs=4096",
+            "count=4",
+            "seek=20",
+            "oflag=direct",
+            "status=none",
+        ])
         .arg(format!("of={}", dev.block_device))
         .spawn()
         .unwrap();
@@ -275,7 +288,13 @@ fn a_freeze_holds_writes_until_its_guard_drops() {
     );
     // Reads go on while frozen (at another offset than the held write).
     let mut reader = Command::new("dd")
-        .args(["of=/dev/null", "bs=4096", "count=4", "iflag=direct", "status=none"])
+        .args([
+            "of=/dev/null",
+            "bs=4096",
+            "count=4",
+            "iflag=direct",
+            "status=none",
+        ])
         .arg(format!("if={}", dev.block_device))
         .spawn()
         .unwrap();
@@ -307,7 +326,14 @@ fn a_tampered_block_reads_as_eio() {
     let _cleanup = Detach(&fx, id.clone(), None);
     let dev = attach(&fx, &id, &img, Some(&sealed));
     run(Command::new("dd")
-        .args(["if=/dev/urandom", "bs=4096", "count=4", "seek=10", "oflag=direct,sync", "status=none"])
+        .args([
+            "if=/dev/urandom",
+            "bs=4096",
+            "count=4",
+            "seek=10",
+            "oflag=direct,sync",
+            "status=none",
+        ])
         .arg(format!("of={}", dev.block_device)));
     fx.devices.detach(&id, false).unwrap();
 
@@ -326,7 +352,13 @@ fn a_tampered_block_reads_as_eio() {
     let dev = attach(&fx, &id, &img, Some(&sealed));
     let read_block = |n: u32| {
         Command::new("dd")
-            .args(["of=/dev/null", "bs=4096", "count=1", "iflag=direct", "status=none"])
+            .args([
+                "of=/dev/null",
+                "bs=4096",
+                "count=1",
+                "iflag=direct",
+                "status=none",
+            ])
             .arg(format!("skip={n}"))
             .arg(format!("if={}", dev.block_device))
             .output()
@@ -362,11 +394,23 @@ fn a_plain_image_is_served_as_it_is() {
     block.truncate(4096);
     std::fs::write(&src, &block).unwrap();
     run(Command::new("dd")
-        .args(["bs=4096", "count=1", "seek=3", "oflag=direct,sync", "status=none"])
+        .args([
+            "bs=4096",
+            "count=1",
+            "seek=3",
+            "oflag=direct,sync",
+            "status=none",
+        ])
         .arg(format!("if={}", src.display()))
         .arg(format!("of={}", dev.block_device)));
     let out = run(Command::new("dd")
-        .args(["bs=4096", "count=1", "skip=3", "iflag=direct", "status=none"])
+        .args([
+            "bs=4096",
+            "count=1",
+            "skip=3",
+            "iflag=direct",
+            "status=none",
+        ])
         .arg(format!("if={}", dev.block_device)));
     assert_eq!(out.stdout, block);
     fx.devices.detach(&id, false).unwrap();

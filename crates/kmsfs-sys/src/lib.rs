@@ -403,20 +403,6 @@ pub fn core_dumps_allowed() -> io::Result<bool> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn forbid_core_dumps_makes_the_process_non_dumpable() {
-        // The test process starts dumpable (not set-uid, not changed by
-        // the harness), so this observes the change, not a default.
-        assert!(core_dumps_allowed().unwrap());
-        forbid_core_dumps().unwrap();
-        assert!(!core_dumps_allowed().unwrap());
-    }
-}
-
 /// Makes the child that `command` spawns inherit `fd` under the same number:
 /// FD_CLOEXEC is cleared in the child alone, between fork and exec, so the
 /// descriptor never leaks into children that other threads of this process
@@ -439,5 +425,19 @@ pub fn inherit_fd_on_spawn(command: &mut std::process::Command, fd: BorrowedFd<'
             }
             Ok(())
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbid_core_dumps_makes_the_process_non_dumpable() {
+        // The test process starts dumpable (not set-uid, not changed by
+        // the harness), so this observes the change, not a default.
+        assert!(core_dumps_allowed().unwrap());
+        forbid_core_dumps().unwrap();
+        assert!(!core_dumps_allowed().unwrap());
     }
 }

@@ -48,8 +48,11 @@ pub struct Status {
 /// does not exit under it) or from a signal.
 pub(crate) struct Stop {
     pub(crate) force: bool,
-    pub(crate) outcome: Option<(SyncSender<Result<(), String>>, Receiver<()>)>,
+    pub(crate) outcome: Option<(SyncSender<Outcome>, Receiver<()>)>,
 }
+
+/// How a detach went: done, or the reason it was refused.
+pub(crate) type Outcome = Result<(), String>;
 
 /// A peer that neither asks nor reads within this is dropped.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -166,7 +169,10 @@ fn answer(stream: UnixStream, context: &Context) {
                 return reply(&stream, &error("the device is going away already"));
             }
             match outcome_rx.recv() {
-                Ok(Ok(())) => reply(&stream, &serde_json::json!({ "ok": true, "detached": true })),
+                Ok(Ok(())) => reply(
+                    &stream,
+                    &serde_json::json!({ "ok": true, "detached": true }),
+                ),
                 Ok(Err(why)) => reply(&stream, &error(why)),
                 Err(_) => reply(&stream, &error("the device is going away already")),
             }

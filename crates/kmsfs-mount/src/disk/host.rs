@@ -102,7 +102,11 @@ impl LoopDevice {
     /// `losetup -d`: the kernel detaches at once, or when the last opener
     /// lets go.
     pub(crate) fn detach(&self) -> Result<(), DiskError> {
-        run(Command::new("losetup").arg("-d").arg(&self.path), "losetup -d").map(drop)
+        run(
+            Command::new("losetup").arg("-d").arg(&self.path),
+            "losetup -d",
+        )
+        .map(drop)
     }
 }
 

@@ -168,8 +168,8 @@ impl HostDevices {
     /// Devices served by this executable, in the runtime directory
     /// (`$KMSFS_RUNTIME_DIR`, else `/run/kmsfs`).
     pub fn new() -> Result<HostDevices, DiskError> {
-        let executable = std::env::current_exe()
-            .map_err(|e| DiskError::io("cannot find this executable", e))?;
+        let executable =
+            std::env::current_exe().map_err(|e| DiskError::io("cannot find this executable", e))?;
         Ok(HostDevices::with(executable, crate::daemon::runtime_dir()))
     }
 
@@ -286,7 +286,11 @@ impl HostDevices {
         while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             // A zombie has let go of everything.
-            if stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z')) {
+            if stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'))
+            {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

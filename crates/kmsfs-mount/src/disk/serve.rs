@@ -255,9 +255,8 @@ impl Device {
             {
                 tracing::info!(volume = %self.status.volume_id, %why, "detach refused");
                 if let Some((outcome, _)) = stop.outcome {
-                    let _ = outcome.send(Err(format!(
-                        "{why}; unmount it first, or force the detach"
-                    )));
+                    let _ =
+                        outcome.send(Err(format!("{why}; unmount it first, or force the detach")));
                 }
                 continue;
             }

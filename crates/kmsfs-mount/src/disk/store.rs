@@ -93,7 +93,9 @@ impl Store {
         if last - first + 1 >= STRIPES as u64 {
             return (0..STRIPES).collect();
         }
-        let mut ids: Vec<usize> = (first..=last).map(|b| (b % STRIPES as u64) as usize).collect();
+        let mut ids: Vec<usize> = (first..=last)
+            .map(|b| (b % STRIPES as u64) as usize)
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         ids
@@ -255,7 +257,10 @@ mod tests {
         assert!(store.read(SIZE, 100).unwrap().is_empty());
         assert_eq!(store.write(SIZE - 10, &[7; 100]).unwrap(), 10);
         assert_eq!(store.read(SIZE - 10, 10).unwrap(), vec![7; 10]);
-        assert_eq!(store.write(SIZE, &[7; 1]).unwrap_err().errno(), libc::ENOSPC);
+        assert_eq!(
+            store.write(SIZE, &[7; 1]).unwrap_err().errno(),
+            libc::ENOSPC
+        );
         let len = std::fs::metadata(dir.path().join("img")).unwrap().len();
         assert_eq!(len, image::image_len(SIZE, true));
     }
@@ -269,7 +274,9 @@ mod tests {
                 let store = store.clone();
                 std::thread::spawn(move || {
                     for _ in 0..20 {
-                        store.write(8192 + u64::from(i) * 256, &[i + 1; 256]).unwrap();
+                        store
+                            .write(8192 + u64::from(i) * 256, &[i + 1; 256])
+                            .unwrap();
                         store.read(8192, 4096).unwrap();
                     }
                 })
