@@ -254,6 +254,25 @@ fn detach_without_force_refuses_while_mounted() {
     assert_eq!(fx.devices.attached(&id), Some(dev.clone()));
     std::fs::write(mnt.join("still-works"), b"yes").unwrap();
     run(Command::new("umount").arg(&mnt));
+
+    // Nor while a process holds the device open.
+    let mut holder = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3<{}; echo held; exec sleep 30",
+            dev.block_device
+        ))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut held = [0u8; 5];
+    holder.stdout.take().unwrap().read_exact(&mut held).unwrap();
+    let refused = fx.devices.detach(&id, false).unwrap_err();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(refused.code(), "VolumeInUse", "{refused}");
+    assert!(refused.to_string().contains("open in process"), "{refused}");
+
     fx.devices.detach(&id, false).unwrap();
     assert_eq!(fx.devices.attached(&id), None);
 }

@@ -87,6 +87,9 @@ impl LoopDevice {
                 return Some(format!("{} is in use: mounted at {target}", self.path));
             }
         }
+        if let Some(pid) = self.opener() {
+            return Some(format!("{} is in use: open in process {pid}", self.path));
+        }
         match std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_EXCL | libc::O_CLOEXEC)
@@ -97,6 +100,35 @@ impl LoopDevice {
             }
             _ => None,
         }
+    }
+
+    /// A process other than this one that has the device open (the kernel
+    /// shows no open count: every process's descriptors are looked at).
+    fn opener(&self) -> Option<u32> {
+        let me = std::process::id();
+        let target = Path::new(&self.path);
+        for proc in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = proc
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(fds) = std::fs::read_dir(proc.path().join("fd")) else {
+                continue;
+            };
+            if fds
+                .flatten()
+                .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == target))
+            {
+                return Some(pid);
+            }
+        }
+        None
     }
 
     /// `losetup -d`: the kernel detaches at once, or when the last opener

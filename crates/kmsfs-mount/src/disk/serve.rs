@@ -137,7 +137,17 @@ impl Device {
         let _ = std::env::set_current_dir("/");
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
         check_volume_id(&args.volume_id)?;
-        let codec = read_secret(&mut io::stdin().lock())?;
+        // Read with read(2) on a duplicate of fd 0, not through std's
+        // buffered stdin, whose buffer would keep a copy of the key.
+        let codec = {
+            use std::os::fd::AsFd;
+            let mut input = io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map(File::from)
+                .map_err(|e| DiskError::io("cannot read the key from stdin", e))?;
+            read_secret(&mut input)?
+        };
         to_dev_null(false);
         let image = kmsfs_sys::adopt_inherited_fd(args.image_fd)
             .map(File::from)
