@@ -188,6 +188,19 @@ fn an_encrypted_volume_keeps_an_ext4_filesystem_across_attachments() {
         status.dio,
         "the kernel did not enable direct I/O on the loop device"
     );
+    // The key reached the device process by its stdin alone.
+    let hex: String = sealed.key.iter().map(|b| format!("{b:02x}")).collect();
+    for what in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{}/{what}", status.pid)).unwrap();
+        assert!(
+            !bytes.windows(16).any(|w| w == &sealed.key[..16]),
+            "key in {what}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&hex[..16]),
+            "key in {what}"
+        );
+    }
 
     run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&dev.by_id));
     run(Command::new("mount").arg(&dev.by_id).arg(&mnt));
