@@ -469,3 +469,72 @@ fn a_forced_detach_takes_a_mounted_device_away() {
     assert!(std::fs::symlink_metadata(&dev.by_id).is_err());
     let _ = Command::new("umount").arg("-l").arg(&mnt).status();
 }
+
+#[test]
+fn a_failed_attach_says_why_and_leaves_nothing_behind() {
+    skip_unless_able!();
+    let fx = fixture();
+    let id = volume_id("fail");
+    let img = fx.dir.path().join("vol.img");
+    let sealed = new_sealed_image(&img);
+    // An image cut short is refused by the device process.
+    File::options()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(image::image_len(SIZE, true) - 1)
+        .unwrap();
+    let file = File::options().read(true).write(true).open(&img).unwrap();
+    let err = fx
+        .devices
+        .attach(AttachRequest {
+            volume_id: id.clone(),
+            image: file,
+            size_bytes: SIZE,
+            sealed: Some(sealed.pair()),
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("refusing to use it"), "{err}");
+    assert_eq!(fx.devices.attached(&id), None);
+    assert!(std::fs::symlink_metadata(format!("/dev/disk/by-id/kmsfs-{id}")).is_err());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&id), "{mounts}");
+
+    // A failure midway (the by-id name is taken by a regular file) undoes
+    // the FUSE mount and the loop device.
+    let img2 = fx.dir.path().join("vol2.img");
+    let sealed2 = new_sealed_image(&img2);
+    let taken = PathBuf::from(format!("/dev/disk/by-id/kmsfs-{id}"));
+    std::fs::create_dir_all(taken.parent().unwrap()).unwrap();
+    std::fs::write(&taken, b"not a link").unwrap();
+    let err = fx.devices.attach(AttachRequest {
+        volume_id: id.clone(),
+        image: File::options().read(true).write(true).open(&img2).unwrap(),
+        size_bytes: SIZE,
+        sealed: Some(sealed2.pair()),
+    });
+    std::fs::remove_file(&taken).unwrap();
+    let err = err.unwrap_err();
+    eprintln!("midway failure: {err}");
+    assert!(err.to_string().contains("not a symlink"), "{err}");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&id), "{mounts}");
+    let loops = run(Command::new("losetup").arg("-a")).stdout;
+    assert!(
+        !String::from_utf8_lossy(&loops).contains(&id),
+        "loop device left"
+    );
+
+    // A bad volume id never reaches a path.
+    let file = File::options().read(true).write(true).open(&img).unwrap();
+    let err = fx
+        .devices
+        .attach(AttachRequest {
+            volume_id: "../../etc".into(),
+            image: file,
+            size_bytes: SIZE,
+            sealed: None,
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), "InvalidParameterValue");
+}

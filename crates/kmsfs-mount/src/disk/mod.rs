@@ -259,7 +259,7 @@ impl HostDevices {
         };
         Err(DiskError::Device(format!(
             "cannot attach {}: {why}",
-            paths.mount_dir.display()
+            request.volume_id
         )))
     }
 
