@@ -174,6 +174,12 @@ fn an_encrypted_volume_keeps_an_ext4_filesystem_across_attachments() {
         PathBuf::from(&dev.block_device)
     );
     assert_eq!(fx.devices.attached(&id), Some(dev.clone()));
+    // Anyone may look names up there, as under udev.
+    let mode = std::fs::metadata("/dev/disk/by-id").unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o755
+    );
     let status = fx.devices.status(&id).unwrap();
     eprintln!(
         "attached {} on {} (dio={})",

@@ -147,7 +147,7 @@ impl LoopDevice {
 pub(crate) fn make_link(link: &Path, target: &str) -> Result<(), DiskError> {
     let failed = |e| DiskError::io(format!("cannot create {}", link.display()), e);
     let dir = link.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir).map_err(failed)?;
+    make_public_dirs(dir).map_err(failed)?;
     match std::fs::symlink_metadata(link) {
         Ok(meta) if !meta.file_type().is_symlink() => {
             return Err(failed(io::Error::new(
@@ -169,6 +169,23 @@ pub(crate) fn make_link(link: &Path, target: &str) -> Result<(), DiskError> {
         let _ = std::fs::remove_file(&tmp);
         failed(e)
     })
+}
+
+/// Creates the missing directories of `dir` as udev would, 0755 (not under
+/// the device process's umask of 077: everyone may look up /dev/disk/by-id).
+fn make_public_dirs(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        make_public_dirs(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes `link` if it still points at `target` (another attachment may
