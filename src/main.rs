@@ -51,6 +51,9 @@ enum Command {
     Status(cli::rotate::StatusArgs),
     /// Replaces files' data keys (re-encrypts every block); unmounted volumes only.
     Reencrypt(cli::rotate::ReencryptArgs),
+    /// EBS volumes on this host (for now only the hidden device server).
+    #[command(hide = true)]
+    Ebs(cli::ebs_device::EbsArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -107,6 +110,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_level.as_deref());
+    if let Command::Ebs(args) = &cli.command {
+        return cli::ebs_device::run(args);
+    }
     let outcome: Result<(), CliError> = match &cli.command {
         Command::Kms(args) => cli::kms::run(args, cli.keystore.clone()),
         Command::Iam(args) => cli::iam::run(args, cli.keystore.clone()),
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
         Command::SetKey(args) => cli::rotate::set_key(args),
         Command::Status(args) => cli::rotate::status(args),
         Command::Reencrypt(args) => cli::rotate::reencrypt(args),
+        Command::Ebs(_) => unreachable!("handled above"),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

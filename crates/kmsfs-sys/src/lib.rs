@@ -403,6 +403,31 @@ pub fn core_dumps_allowed() -> io::Result<bool> {
     }
 }
 
+/// Makes the child that `command` spawns inherit `fd` under the same number:
+/// FD_CLOEXEC is cleared in the child alone, between fork and exec, so the
+/// descriptor never leaks into children that other threads of this process
+/// spawn meanwhile (clearing it in the parent would). The descriptor must
+/// stay open until `spawn` returns; if it is closed by then, the spawn
+/// fails with EBADF rather than handing over another file.
+pub fn inherit_fd_on_spawn(command: &mut std::process::Command, fd: BorrowedFd<'_>) {
+    use std::os::unix::process::CommandExt;
+    let raw = fd.as_raw_fd();
+    // SAFETY: the hook runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it makes two fcntl(2) calls on an
+    // integer and allocates nothing, takes no lock and touches no shared
+    // state. A wrong number only makes fcntl fail (EBADF), which fails the
+    // spawn.
+    unsafe {
+        command.pre_exec(move || {
+            let flags = libc::fcntl(raw, libc::F_GETFD);
+            if flags < 0 || libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ use super::error::DaemonError;
 /// Set to use another runtime directory (tests, systems without /run).
 pub const RUNTIME_DIR_ENV: &str = "KMSFS_RUNTIME_DIR";
 /// A request or reply longer than this is not one of ours.
-const MAX_LINE: u64 = 4096;
+pub(crate) const MAX_LINE: u64 = 4096;
 /// A peer that neither asks nor reads within this is dropped.
 const PEER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,7 +52,7 @@ pub fn runtime_dir() -> PathBuf {
 /// Refuses a runtime directory that is not a real directory (a symlink is
 /// not followed), or that belongs to someone else, or that group or others
 /// can reach: a socket in it could then be another user's.
-fn check_private_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn check_private_dir(dir: &Path) -> io::Result<()> {
     let meta = std::fs::symlink_metadata(dir)?;
     let me = nix::unistd::geteuid().as_raw();
     let refuse = |why: String| {
@@ -166,18 +166,18 @@ impl Drop for ControlEndpoint {
 }
 
 /// The uid and pid of a socket's peer, as the kernel recorded them.
-fn peer_of(stream: &UnixStream) -> io::Result<(u32, i32)> {
+pub(crate) fn peer_of(stream: &UnixStream) -> io::Result<(u32, i32)> {
     let cred = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
         .map_err(io::Error::from)?;
     Ok((cred.uid(), cred.pid()))
 }
 
 /// Whether a peer of `uid` may talk to us (and we to it): ourselves or root.
-fn trusted_uid(uid: u32) -> bool {
+pub(crate) fn trusted_uid(uid: u32) -> bool {
     uid == 0 || uid == nix::unistd::geteuid().as_raw()
 }
 
-fn read_line(stream: &UnixStream) -> io::Result<String> {
+pub(crate) fn read_line(stream: &UnixStream) -> io::Result<String> {
     let mut line = String::new();
     BufReader::new(stream.take(MAX_LINE)).read_line(&mut line)?;
     Ok(line.trim_end().to_string())

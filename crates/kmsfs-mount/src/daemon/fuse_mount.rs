@@ -42,6 +42,25 @@ pub(crate) fn mount_fuse(
     mountpoint: &Path,
     options: &MountOptions,
 ) -> Result<OwnedFd, DaemonError> {
+    mount_fuse_as(
+        backing,
+        mountpoint,
+        "fuse.kmsfs",
+        options.flags,
+        options.allow_other,
+    )
+}
+
+/// Mounts /dev/fuse at `mountpoint` with file system type `fs_type` (so
+/// /proc/mounts tells a volume mount from an EBS device's one-file mount),
+/// `source` as the mount's source, and returns the device descriptor.
+pub(crate) fn mount_fuse_as(
+    source: &Path,
+    mountpoint: &Path,
+    fs_type: &str,
+    flags: nix::mount::MsFlags,
+    allow_other: bool,
+) -> Result<OwnedFd, DaemonError> {
     use nix::fcntl::{OFlag, open};
     let fd = open(
         "/dev/fuse",
@@ -53,13 +72,13 @@ pub(crate) fn mount_fuse(
         fd.as_raw_fd(),
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),
-        options.allow_other,
+        allow_other,
     );
     nix::mount::mount(
-        Some(backing),
+        Some(source),
         mountpoint,
-        Some("fuse.kmsfs"),
-        options.flags,
+        Some(fs_type),
+        flags,
         Some(data.as_str()),
     )
     .map_err(|e| match e {

@@ -9,10 +9,10 @@
 //! refuse a CMK that does not exist, go to the background unless asked not
 //! to, then serve — mount, announce, run the session, withdraw.
 
-mod control;
+pub(crate) mod control;
 mod daemonize;
 mod error;
-mod fuse_mount;
+pub(crate) mod fuse_mount;
 mod mounts;
 mod notify;
 mod options;
