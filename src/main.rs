@@ -51,9 +51,9 @@ enum Command {
     Status(cli::rotate::StatusArgs),
     /// Replaces files' data keys (re-encrypts every block); unmounted volumes only.
     Reencrypt(cli::rotate::ReencryptArgs),
-    /// EBS volumes on this host (for now only the hidden device server).
-    #[command(hide = true)]
-    Ebs(cli::ebs_device::EbsArgs),
+    /// EBS volumes, snapshots and encryption by default on this host, with
+    /// the subcommands, flags and output of `aws ec2` (docs/EBS.md).
+    Ebs(cli::ebs::EbsArgs),
 }
 
 fn init_logging(level: Option<&str>) {
@@ -110,8 +110,12 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cli.log_level.as_deref());
-    if let Command::Ebs(args) = &cli.command {
-        return cli::ebs_device::run(args);
+    // The device server of an attached volume runs on its own, without
+    // the pool or the key store (it is handed the image and its key).
+    if let Command::Ebs(args) = &cli.command
+        && let Some(code) = cli::ebs::serve_device(args)
+    {
+        return code;
     }
     let outcome: Result<(), CliError> = match &cli.command {
         Command::Kms(args) => cli::kms::run(args, cli.keystore.clone()),
@@ -126,7 +130,7 @@ fn main() -> ExitCode {
         Command::SetKey(args) => cli::rotate::set_key(args),
         Command::Status(args) => cli::rotate::status(args),
         Command::Reencrypt(args) => cli::rotate::reencrypt(args),
-        Command::Ebs(_) => unreachable!("handled above"),
+        Command::Ebs(args) => cli::ebs::run(args, cli.keystore.clone()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -50,6 +50,17 @@ pub(crate) struct DryRun {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EbsCommand {
+    /// Serves an attached volume's block device (started by attach-volume
+    /// with the image as an inherited descriptor and its key on stdin).
+    #[command(hide = true)]
+    ServeDevice {
+        #[arg(long)]
+        volume_id: String,
+        #[arg(long)]
+        image_fd: i32,
+        #[arg(long)]
+        size_bytes: u64,
+    },
     /// Serves the pool over the EC2 Query API (HTTP, SigV4 with access keys
     /// from `kmsfs iam`), for `aws ec2 --endpoint-url` and the SDKs.
     Serve {
@@ -365,6 +376,7 @@ fn copy_progress() -> impl FnMut(u64, u64) {
 fn operation_name(cmd: &EbsCommand) -> &'static str {
     match cmd {
         EbsCommand::Serve { .. } => "Serve",
+        EbsCommand::ServeDevice { .. } => "ServeDevice",
         EbsCommand::CreateVolume { .. } => "CreateVolume",
         EbsCommand::DeleteVolume { .. } => "DeleteVolume",
         EbsCommand::DescribeVolumes { .. } => "DescribeVolumes",
@@ -387,6 +399,24 @@ fn operation_name(cmd: &EbsCommand) -> &'static str {
     }
 }
 
+/// `kmsfs ebs serve-device`: its exit code, or `None` for every other
+/// subcommand.
+pub(crate) fn serve_device(args: &EbsArgs) -> Option<std::process::ExitCode> {
+    let EbsCommand::ServeDevice {
+        volume_id,
+        image_fd,
+        size_bytes,
+    } = &args.command
+    else {
+        return None;
+    };
+    Some(kmsfs_mount::disk::serve_main(kmsfs_mount::disk::ServeArgs {
+        volume_id: volume_id.clone(),
+        image_fd: *image_fd,
+        size_bytes: *size_bytes,
+    }))
+}
+
 /// Opens the pool with this host's devices and the embedded key store.
 fn open_ebs(
     pool: &std::path::Path,
@@ -396,7 +426,9 @@ fn open_ebs(
         keystore,
         Arc::new(kmsfs_kms::clock::SystemClock),
     )?);
-    let devices = Arc::new(kmsfs_mount::disk::HostDevices::new()?);
+    let devices = Arc::new(
+        kmsfs_mount::disk::HostDevices::new().map_err(|e| CliError::Failed(e.to_string()))?,
+    );
     let ebs = Ebs::open(pool, kms.clone(), devices).map_err(|e| CliError::Ec2("OpenPool", e))?;
     Ok((ebs, kms))
 }
@@ -457,7 +489,7 @@ impl From<CliError> for Failure {
 fn call(ebs: &Ebs, me: &Caller, region: &str, cmd: &EbsCommand) -> Result<Option<Value>, Failure> {
     use EbsCommand as C;
     let out = match cmd {
-        C::Serve { .. } => None,
+        C::Serve { .. } | C::ServeDevice { .. } => None,
         C::CreateVolume {
             availability_zone,
             size,

@@ -3,7 +3,7 @@
 //! kmsfs-mount); their typed errors become a `CliError` here, which decides
 //! the line printed and the exit code.
 
-pub(crate) mod ebs_device;
+pub(crate) mod ebs;
 pub(crate) mod endpoint;
 pub(crate) mod iam;
 pub(crate) mod kms;
