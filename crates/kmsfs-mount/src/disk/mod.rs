@@ -163,6 +163,8 @@ pub struct HostDevices {
 /// How long a request to a device process may take (a detach syncs the
 /// image and unmounts; a freeze waits for writes in flight).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long setting a device up may take (mount, losetup, the link).
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl HostDevices {
     /// Devices served by this executable, in the runtime directory
@@ -232,10 +234,31 @@ impl HostDevices {
             .unwrap_or_else(|| Err(io::Error::other("no stdin pipe")));
         drop(secret);
 
-        let mut line = String::new();
+        // Its word, or nothing within the limit: then it is told to undo
+        // what it did and go (SIGTERM is a forced detach).
+        let (word_tx, word_rx) = std::sync::mpsc::channel();
         if let Some(stdout) = child.stdout.take() {
-            let _ = BufReader::new(stdout).read_line(&mut line);
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let _ = BufReader::new(stdout).read_line(&mut line);
+                let _ = word_tx.send(line);
+            });
         }
+        let line = match word_rx.recv_timeout(ATTACH_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                if let Ok(pid) = i32::try_from(child.id()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+                format!(
+                    "error the device process did not get ready within {}s",
+                    ATTACH_TIMEOUT.as_secs()
+                )
+            }
+        };
         let line = line.trim_end();
         if let Some(device) = line.strip_prefix("ready ") {
             // Reaps the process when it ends (this one may live long).
