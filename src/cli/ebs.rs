@@ -329,7 +329,11 @@ fn filters(args: &[String]) -> Result<Vec<Filter>, CliError> {
             let values = match f.get("Values") {
                 Some(Value::Array(items)) => items
                     .iter()
-                    .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string())
+                    })
                     .collect(),
                 Some(Value::String(s)) => vec![s.clone()],
                 _ => Vec::new(),
@@ -410,11 +414,13 @@ pub(crate) fn serve_device(args: &EbsArgs) -> Option<std::process::ExitCode> {
     else {
         return None;
     };
-    Some(kmsfs_mount::disk::serve_main(kmsfs_mount::disk::ServeArgs {
-        volume_id: volume_id.clone(),
-        image_fd: *image_fd,
-        size_bytes: *size_bytes,
-    }))
+    Some(kmsfs_mount::disk::serve_main(
+        kmsfs_mount::disk::ServeArgs {
+            volume_id: volume_id.clone(),
+            image_fd: *image_fd,
+            size_bytes: *size_bytes,
+        },
+    ))
 }
 
 /// Opens the pool with this host's devices and the embedded key store.
@@ -452,11 +458,10 @@ pub(crate) fn run(args: &EbsArgs, keystore: Option<PathBuf>) -> Result<(), CliEr
         .map_err(CliError::Io);
     }
     let op = operation_name(&args.command);
-    let response = call(&ebs, &Caller::current(), &region, &args.command)
-        .map_err(|e| match e {
-            Failure::Ec2(e) => CliError::Ec2(op, e),
-            Failure::Cli(e) => e,
-        })?;
+    let response = call(&ebs, &Caller::current(), &region, &args.command).map_err(|e| match e {
+        Failure::Ec2(e) => CliError::Ec2(op, e),
+        Failure::Cli(e) => e,
+    })?;
     let Some(mut response) = response else {
         return Ok(());
     };
@@ -550,7 +555,11 @@ fn call(ebs: &Ebs, me: &Caller, region: &str, cmd: &EbsCommand) -> Result<Option
                     dry_run: dry_run.dry_run,
                 },
             )?;
-            if let Some(host) = ebs.volume(region, &id)?.attachment.and_then(|a| a.host_device) {
+            if let Some(host) = ebs
+                .volume(region, &id)?
+                .attachment
+                .and_then(|a| a.host_device)
+            {
                 eprintln!("kmsfs: {id} is attached at {host}");
             }
             Some(a.to_json(&id))
@@ -659,7 +668,11 @@ fn call(ebs: &Ebs, me: &Caller, region: &str, cmd: &EbsCommand) -> Result<Option
             json!({"KmsKeyId": ebs.reset_ebs_default_kms_key_id(me, region, dry_run.dry_run)?}),
         ),
         C::DescribeInstances => {
-            let owner = ebs.kms().region_and_account().map_err(kmsfs_ebs::EbsError::from)?.1;
+            let owner = ebs
+                .kms()
+                .region_and_account()
+                .map_err(kmsfs_ebs::EbsError::from)?
+                .1;
             let instances = ebs.describe_instances(me, region)?;
             Some(json!({"Reservations": instances.iter().map(|i| json!({
                 "ReservationId": format!("r-{}", &i.instance_id[2..]),
