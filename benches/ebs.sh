@@ -2,7 +2,11 @@
 # benches/ebs.sh: fio on an attached kmsfs EBS volume's block device, side by
 # side in one run with
 #   plain      a loop device (direct I/O) over a sparse image on the same disk:
-#              the floor, no encryption, no FUSE;
+#              the floor, no encryption, no FUSE, and no cache at all;
+#   plain-cached  the same with the loop device's direct I/O off: the image's
+#              page cache is then the one cache, as for kmsfs and gocryptfs
+#              (their device processes do buffered I/O on the image), so this
+#              is the floor to compare with;
 #   gocryptfs  a loop device (direct I/O) over an image file inside a
 #              gocryptfs mount: the peer (per-file encryption under a loop);
 #   kmsfs      `kmsfs ebs create-volume --encrypted` + `attach-volume`.
@@ -12,7 +16,7 @@
 # devices; the medians (min-max) and the ratios kmsfs / plain and
 # kmsfs / gocryptfs are printed and written to $RESULTS/summary.md.
 #
-#   cargo build --release && apt-get install -y fio gocryptfs
+#   cargo build --release && apt-get install -y fio gocryptfs fuse3
 #   sudo benches/ebs.sh            # SIZE_GIB=1 ROUNDS=3 RUNTIME=15
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -29,6 +33,12 @@ done
 [ "$(id -u)" = 0 ] || { echo "ebs.sh: run as root (loop devices, FUSE)" >&2; exit 2; }
 
 rm -rf "$ROOT"; mkdir -p "$ROOT" "$RESULTS"
+# gocryptfs (go-fuse) runs `fusermount`; where only fuse3's fusermount3 is
+# installed, give it that under the old name, for this script only.
+if ! command -v fusermount >/dev/null && command -v fusermount3 >/dev/null; then
+  mkdir -p "$ROOT/bin"; ln -s "$(command -v fusermount3)" "$ROOT/bin/fusermount"
+  export PATH="$ROOT/bin:$PATH"
+fi
 export KMSFS_EBS_POOL=$ROOT/pool KMSFS_RUNTIME_DIR=$ROOT/run AWS_REGION=us-east-1
 mkdir -m 700 "$KMSFS_RUNTIME_DIR"
 K=(--keystore "$ROOT/keystore")
@@ -45,6 +55,9 @@ BYTES=$((SIZE_GIB << 30))
 truncate -s "$BYTES" "$ROOT/plain.img"
 PLAIN=$(losetup --find --show --direct-io=on --sector-size 4096 "$ROOT/plain.img")
 LOOPS+=("$PLAIN")
+truncate -s "$BYTES" "$ROOT/plain-cached.img"
+CACHED=$(losetup --find --show --direct-io=off --sector-size 4096 "$ROOT/plain-cached.img")
+LOOPS+=("$CACHED")
 
 # gocryptfs: an image file inside a gocryptfs mount, under a loop device.
 mkdir -p "$ROOT/gocryptfs.cipher" "$ROOT/gocryptfs"
@@ -62,10 +75,10 @@ VOL=$("$KMSFS" "${K[@]}" ebs create-volume --size "$SIZE_GIB" --encrypted --kms-
 "$KMSFS" "${K[@]}" ebs attach-volume --volume-id "$VOL" --device /dev/sdf >/dev/null
 KMS_DEV=$(readlink -f "/dev/disk/by-id/kmsfs-$VOL")
 
-declare -A DEV=([plain]=$PLAIN [gocryptfs]=$GOCRYPT [kmsfs]=$KMS_DEV)
-NAMES=(plain gocryptfs kmsfs)
+declare -A DEV=([plain]=$PLAIN [plain-cached]=$CACHED [gocryptfs]=$GOCRYPT [kmsfs]=$KMS_DEV)
+NAMES=(plain plain-cached gocryptfs kmsfs)
 for n in "${NAMES[@]}"; do
-  echo "ebs.sh: $n is ${DEV[$n]} (dio=$(cat /sys/block/$(basename "${DEV[$n]}")/loop/dio))" | tee -a "$RESULTS/raw.txt"
+  echo "ebs.sh: $n is ${DEV[$n]} (dio=$(cat "/sys/block/$(basename "${DEV[$n]}")/loop/dio"))" | tee -a "$RESULTS/raw.txt"
   # Fill it so reads meet sealed data, not holes.
   fio --name=fill --filename="${DEV[$n]}" --rw=write --bs=1M --direct=1 --ioengine=libaio \
       --iodepth=8 --size="$BYTES" --output-format=json > "$RESULTS/fill-$n.json"
@@ -90,7 +103,7 @@ done
 python3 - "$RESULTS" "$ROUNDS" <<'EOF' | tee "$RESULTS/summary.md"
 import json, statistics, sys, os
 res, rounds = sys.argv[1], int(sys.argv[2])
-names = ["plain", "gocryptfs", "kmsfs"]
+names = ["plain", "plain-cached", "gocryptfs", "kmsfs"]
 metrics = [("rand4k_read", "IOPS"), ("rand4k_write", "IOPS"), ("seq_read", "MB/s"), ("seq_write", "MB/s")]
 def value(path, metric):
     job = json.load(open(path))["jobs"][0]
@@ -101,11 +114,11 @@ for m, _ in metrics:
     for n in names:
         vals = [value(os.path.join(res, f"{n}-{r}-{m}.json"), m) for r in range(1, rounds + 1)]
         table[(m, n)] = (statistics.median(vals), min(vals), max(vals))
-print(f"| metric | unit | " + " | ".join(names) + " | kmsfs / plain | kmsfs / gocryptfs |")
-print("|---|---|" + "---:|" * (len(names) + 2))
+print(f"| metric | unit | " + " | ".join(names) + " | kmsfs / plain | kmsfs / plain-cached | kmsfs / gocryptfs |")
+print("|---|---|" + "---:|" * (len(names) + 3))
 for m, unit in metrics:
     cells = [f"{table[(m,n)][0]:,.0f} ({table[(m,n)][1]:,.0f}–{table[(m,n)][2]:,.0f})" for n in names]
-    k, p, g = table[(m, "kmsfs")][0], table[(m, "plain")][0], table[(m, "gocryptfs")][0]
-    print(f"| {m} | {unit} | " + " | ".join(cells) + f" | {k/p:.2f} | {k/g:.2f} |")
+    k, p, c, g = (table[(m, n)][0] for n in ("kmsfs", "plain", "plain-cached", "gocryptfs"))
+    print(f"| {m} | {unit} | " + " | ".join(cells) + f" | {k/p:.2f} | {k/c:.2f} | {k/g:.2f} |")
 print(f"\nmedian (min–max) of {rounds} rounds; fio libaio, direct=1; 4k: iodepth 16, 1M: iodepth 8")
 EOF

@@ -56,10 +56,10 @@ enum Command {
     Ebs(cli::ebs::EbsArgs),
 }
 
-fn init_logging(level: Option<&str>) {
+fn init_logging(level: Option<&str>, default: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(level.unwrap_or("info")));
+        .unwrap_or_else(|_| EnvFilter::new(level.unwrap_or(default)));
     // Under systemd, stderr is the journal: it stamps each line itself and
     // shows no colour, so leave both out.
     let journal = cli::ops::stderr_is_journal();
@@ -109,7 +109,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
-    init_logging(cli.log_level.as_deref());
+    // A one-shot `kmsfs ebs` command prints what `aws ec2` prints and no
+    // progress log; the servers log what they do.
+    let default_level = match &cli.command {
+        Command::Ebs(args) if !args.is_server() => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_level.as_deref(), default_level);
     // The device server of an attached volume runs on its own, without
     // the pool or the key store (it is handed the image and its key).
     if let Command::Ebs(args) = &cli.command

@@ -544,3 +544,61 @@ fn a_failed_attach_says_why_and_leaves_nothing_behind() {
         .unwrap_err();
     assert_eq!(err.code(), "InvalidParameterValue");
 }
+
+#[test]
+fn a_killed_device_process_leaves_a_volume_that_attaches_again() {
+    skip_unless_able!();
+    let fx = fixture();
+    let id = volume_id("killed");
+    let img = fx.dir.path().join("vol.img");
+    let sealed = new_sealed_image(&img);
+    let _cleanup = Detach(&fx, id.clone(), None);
+    let dev = attach(&fx, &id, &img, Some(&sealed));
+    let src = fx.dir.path().join("block");
+    let mut block = MARKER.repeat(4096 / MARKER.len() + 1);
+    block.truncate(4096);
+    std::fs::write(&src, &block).unwrap();
+    run(Command::new("dd")
+        .args([
+            "bs=4096",
+            "count=1",
+            "seek=5",
+            "oflag=direct,sync",
+            "status=none",
+        ])
+        .arg(format!("if={}", src.display()))
+        .arg(format!("of={}", dev.block_device)));
+    // A crash of the device process: no teardown at all.
+    let pid = fx.devices.status(&id).unwrap().pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fx.devices.attached(&id).is_some() {
+        assert!(Instant::now() < deadline, "the killed device still answers");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let old_loop = dev.block_device.trim_start_matches("/dev/").to_owned();
+
+    // Attaching again works, and the old loop device is not left behind.
+    let again = attach(&fx, &id, &img, Some(&sealed));
+    let stale = std::fs::read_to_string(format!("/sys/block/{old_loop}/loop/backing_file"))
+        .unwrap_or_default();
+    assert!(
+        again.block_device == dev.block_device || stale.is_empty(),
+        "{old_loop} still serves {stale:?}"
+    );
+    let out = run(Command::new("dd")
+        .args([
+            "bs=4096",
+            "count=1",
+            "skip=5",
+            "iflag=direct",
+            "status=none",
+        ])
+        .arg(format!("if={}", again.block_device)));
+    assert_eq!(out.stdout, block, "an acknowledged write was lost");
+    fx.devices.detach(&id, false).unwrap();
+}

@@ -105,6 +105,7 @@ pub(crate) enum EbsCommand {
         #[command(flatten)]
         dry_run: DryRun,
     },
+    /// Lists volumes (all of the region, or those named), with filters.
     DescribeVolumes {
         #[arg(long, num_args = 1..)]
         volume_ids: Vec<String>,
@@ -126,6 +127,7 @@ pub(crate) enum EbsCommand {
         #[command(flatten)]
         dry_run: DryRun,
     },
+    /// Detaches a volume: its device goes away and its key with it.
     DetachVolume {
         #[arg(long)]
         volume_id: String,
@@ -171,12 +173,14 @@ pub(crate) enum EbsCommand {
         #[command(flatten)]
         dry_run: DryRun,
     },
+    /// Deletes a snapshot: its wrapped data key is destroyed first.
     DeleteSnapshot {
         #[arg(long)]
         snapshot_id: String,
         #[command(flatten)]
         dry_run: DryRun,
     },
+    /// Lists snapshots, with filters (`--owner-ids self`).
     DescribeSnapshots {
         #[arg(long, num_args = 1..)]
         snapshot_ids: Vec<String>,
@@ -185,29 +189,37 @@ pub(crate) enum EbsCommand {
         #[arg(long, num_args = 1..)]
         filters: Vec<String>,
     },
+    /// New volumes and snapshot copies of this region are encrypted.
     EnableEbsEncryptionByDefault {
         #[command(flatten)]
         dry_run: DryRun,
     },
+    /// New volumes of this region are encrypted only when asked.
     DisableEbsEncryptionByDefault {
         #[command(flatten)]
         dry_run: DryRun,
     },
+    /// Whether encryption by default is on in this region.
     GetEbsEncryptionByDefault,
+    /// The key new encrypted volumes of this region use when none is named.
     GetEbsDefaultKmsKeyId,
+    /// Sets the region's default key.
     ModifyEbsDefaultKmsKeyId {
         #[arg(long)]
         kms_key_id: String,
         #[command(flatten)]
         dry_run: DryRun,
     },
+    /// Goes back to the AWS managed key, alias/aws/ebs.
     ResetEbsDefaultKmsKeyId {
         #[command(flatten)]
         dry_run: DryRun,
     },
     /// This host, the one instance.
     DescribeInstances,
+    /// The region's zones (labels: a, b, c; this host is in a).
     DescribeAvailabilityZones,
+    /// Adds or overwrites tags of volumes and snapshots.
     CreateTags {
         #[arg(long, num_args = 1.., required = true)]
         resources: Vec<String>,
@@ -217,6 +229,7 @@ pub(crate) enum EbsCommand {
         #[command(flatten)]
         dry_run: DryRun,
     },
+    /// Removes tags (a key without a value: whatever its value).
     DeleteTags {
         #[arg(long, num_args = 1.., required = true)]
         resources: Vec<String>,
@@ -400,6 +413,16 @@ fn operation_name(cmd: &EbsCommand) -> &'static str {
         EbsCommand::DescribeAvailabilityZones => "DescribeAvailabilityZones",
         EbsCommand::CreateTags { .. } => "CreateTags",
         EbsCommand::DeleteTags { .. } => "DeleteTags",
+    }
+}
+
+impl EbsArgs {
+    /// Whether the command is one of the long-running servers.
+    pub(crate) fn is_server(&self) -> bool {
+        matches!(
+            self.command,
+            EbsCommand::Serve { .. } | EbsCommand::ServeDevice { .. }
+        )
     }
 }
 

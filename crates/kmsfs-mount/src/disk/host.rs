@@ -142,6 +142,38 @@ impl LoopDevice {
     }
 }
 
+/// Detaches every loop device still over `file`: what a device process
+/// killed without its teardown (SIGKILL, a crash) leaves behind, holding
+/// its dead FUSE mount. Best effort: one that cannot be detached is logged.
+pub(crate) fn release_stale_loops(file: &Path) {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return;
+    };
+    let wanted = file.to_string_lossy();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let Ok(backing) = std::fs::read_to_string(entry.path().join("loop/backing_file")) else {
+            continue;
+        };
+        let backing = backing.trim_end();
+        if backing.strip_suffix(" (deleted)").unwrap_or(backing) == wanted {
+            let dev = LoopDevice {
+                path: format!("/dev/{name}"),
+                name,
+            };
+            match dev.detach() {
+                Ok(()) => tracing::warn!(device = %dev.path, "detached a stale loop device"),
+                Err(e) => {
+                    tracing::warn!(device = %dev.path, error = %e, "cannot detach a stale loop device")
+                }
+            }
+        }
+    }
+}
+
 /// The stable name `link` → `target`, made atomically (a temporary name,
 /// then rename). A name that is not a symlink is never replaced.
 pub(crate) fn make_link(link: &Path, target: &str) -> Result<(), DiskError> {

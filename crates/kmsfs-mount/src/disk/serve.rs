@@ -344,6 +344,8 @@ fn spawn_signal_handler(stop: std::sync::mpsc::Sender<Stop>) -> Result<(), DiskE
 /// by a device process that died is lazily unmounted first.
 fn prepare_mount_dir(dir: &Path) -> Result<(), DiskError> {
     use std::os::unix::fs::MetadataExt;
+    // A loop device left over the dead mount's file keeps that mount alive.
+    super::host::release_stale_loops(&dir.join(super::fuse::DISK_NAME));
     for _ in 0..2 {
         match std::fs::symlink_metadata(dir) {
             Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
