@@ -446,7 +446,8 @@ impl Ebs {
             )));
         }
         let tags = tags_for(&input.tag_specifications, "volume")?;
-        if input.kms_key_id.is_some() && input.encrypted == Some(false) {
+        // AWS: "If KmsKeyId is specified, the encrypted state must be true."
+        if input.kms_key_id.is_some() && input.encrypted != Some(true) {
             return Err(EbsError::InvalidParameterDependency(
                 "The parameter KmsKeyId requires the parameter Encrypted to be set.".into(),
             ));
@@ -937,14 +938,6 @@ fn process_alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
 
-/// Progress of a running copy, as the state records it ("37%").
-fn percent(done: u64, total: u64) -> String {
-    if total == 0 {
-        return "100%".into();
-    }
-    format!("{}%", (done.saturating_mul(100) / total).min(100))
-}
-
 impl Ebs {
     /// Checks a CopySnapshot request and records the new snapshot as
     /// `pending`; [`Ebs::run_copy`] then fills it.
@@ -963,7 +956,7 @@ impl Ebs {
                 source.snapshot_id
             )));
         }
-        if input.kms_key_id.is_some() && input.encrypted != Some(true) && !source.encrypted() {
+        if input.kms_key_id.is_some() && input.encrypted != Some(true) {
             return Err(EbsError::InvalidParameterDependency(
                 "The parameter KmsKeyId requires the parameter Encrypted to be set.".into(),
             ));
@@ -1033,18 +1026,20 @@ impl Ebs {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<()> {
         let pool = &self.inner.pool;
-        let mut last_recorded = String::new();
+        // A state write per 10 %, not per megabyte.
+        let mut last_recorded = 0;
         let mut track = |done: u64, total: u64| {
             progress(done, total);
-            let p = percent(done, total);
-            // A state write per 10 %, not per megabyte.
-            if p != last_recorded
-                && (done == total || p.len() < last_recorded.len() || p.ends_with("0%"))
-            {
-                last_recorded = p.clone();
+            let pct = done
+                .saturating_mul(100)
+                .checked_div(total)
+                .unwrap_or(100)
+                .min(100);
+            if pct >= last_recorded + 10 || (done == total && pct != last_recorded) {
+                last_recorded = pct;
                 let _ = pool.update(|s| {
                     if let Some(snap) = s.snapshots.get_mut(snapshot_id) {
-                        snap.progress = p.clone();
+                        snap.progress = format!("{pct}%");
                     }
                     Ok(())
                 });
