@@ -1937,6 +1937,16 @@ mod tests {
             .create_volume(&w.me, R, CreateVolumeInput::default())
             .unwrap_err();
         assert_eq!(e.code(), "MissingParameter");
+        let key_without_encrypted = CreateVolumeInput {
+            size: Some(1),
+            kms_key_id: Some(w.key_a.clone()),
+            ..Default::default()
+        };
+        let e = w
+            .ebs
+            .create_volume(&w.me, R, key_without_encrypted)
+            .unwrap_err();
+        assert_eq!(e.code(), "InvalidParameterDependency");
     }
 
     #[test]
