@@ -1793,6 +1793,30 @@ mod tests {
     }
 
     #[test]
+    fn a_key_pending_deletion_refuses_attach_until_the_deletion_is_cancelled() {
+        let w = world();
+        let vol = w
+            .ebs
+            .create_volume(&w.me, R, encrypted(&w.key_a, 1))
+            .unwrap();
+        attach(&w, &vol.volume_id).unwrap();
+        w.ebs
+            .kms()
+            .schedule_key_deletion(&w.me, &w.key_a, Some(7))
+            .unwrap();
+        w.devices.write(&vol.volume_id, 0, b"pending");
+        detach(&w, &vol.volume_id);
+        let e = attach(&w, &vol.volume_id).unwrap_err();
+        assert_eq!(e.code(), "KMS.KMSInvalidStateException");
+        // Cancelling leaves the key disabled, as at AWS; enabling it again
+        // makes the volume usable.
+        w.ebs.kms().cancel_key_deletion(&w.me, &w.key_a).unwrap();
+        w.ebs.kms().enable_key(&w.me, &w.key_a).unwrap();
+        attach(&w, &vol.volume_id).unwrap();
+        assert_eq!(w.devices.read(&vol.volume_id, 0, 7), b"pending");
+    }
+
+    #[test]
     fn encryption_by_default_uses_the_managed_key_or_the_chosen_one() {
         let w = world();
         let plain = w
