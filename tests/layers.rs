@@ -19,7 +19,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("kmsfs-kms-server", &["kmsfs-sys", "kmsfs-kms"]),
     ("kmsfs-volume", &["kmsfs-sys", "kmsfs-format", "kmsfs-kms"]),
     // The EBS simulation: images, snapshots, its state; no FUSE, no server.
-    ("kmsfs-ebs", &["kmsfs-sys", "kmsfs-format", "kmsfs-kms"]),
+    // It reaches its pool through the volume layer's directory descriptors.
+    (
+        "kmsfs-ebs",
+        &["kmsfs-sys", "kmsfs-format", "kmsfs-kms", "kmsfs-volume"],
+    ),
     // The EC2 Query endpoint of the EBS simulation, beside the KMS server.
     ("kmsfs-ebs-server", &["kmsfs-sys", "kmsfs-kms", "kmsfs-ebs"]),
     (

@@ -19,12 +19,14 @@
 //! user owns or can write is refused.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use kmsfs_volume::backing::Dir;
+use kmsfs_volume::trusted::{UntrustedFile, check_owner_and_mode, read_trusted};
+use nix::fcntl::{Flock, FlockArg, RenameFlags};
 use serde::{Deserialize, Serialize};
 
 use super::error::{EbsError, Result};
@@ -34,6 +36,10 @@ use super::model::{RegionDefaults, Snapshot, Volume};
 pub const STATE_VERSION: u32 = 1;
 /// The state file may not grow past this (about 100,000 records).
 const STATE_LIMIT: u64 = 64 << 20;
+const STATE: &str = "state.json";
+const STATE_TMP: &str = "state.json.tmp";
+const LOCK: &str = "lock";
+const IMAGES: &str = "images";
 
 /// Everything the pool records.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -53,62 +59,74 @@ pub struct PoolState {
     pub copies: BTreeMap<String, u32>,
 }
 
+/// The pool, reached through descriptors: the directory the administrator
+/// named is opened once, and every file in it is reached by one name from
+/// that descriptor without following symlinks (`kmsfs_volume::backing`),
+/// so nothing renamed or planted along the path later can redirect it.
 pub struct Pool {
+    /// For messages only.
     dir: PathBuf,
+    root: Dir,
+    images: Dir,
 }
 
-fn io_err<'a>(what: &'a str, path: &'a Path) -> impl Fn(std::io::Error) -> EbsError + 'a {
-    move |e| EbsError::Storage(format!("{what} {}: {e}", path.display()))
+fn refused(path: &Path, why: impl std::fmt::Display) -> EbsError {
+    EbsError::Storage(format!("refusing the EBS pool: {}: {why}", path.display()))
 }
 
-/// Refuses a directory or file another user could have changed.
-fn check_trusted(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
-    let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me && meta.uid() != 0 {
-        return Err(EbsError::Storage(format!(
-            "refusing the EBS pool: {} belongs to uid {}, not to uid {me} or root",
-            path.display(),
-            meta.uid()
-        )));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return Err(EbsError::Storage(format!(
-            "refusing the EBS pool: {} has mode {:04o}, which lets group or others write it",
-            path.display(),
-            meta.mode() & 0o7777
-        )));
-    }
-    Ok(())
+fn io_failed(what: &str, path: &Path, e: std::io::Error) -> EbsError {
+    EbsError::Storage(format!("{what} {}: {e}", path.display()))
 }
 
-/// Creates `path` as a 0700 directory if it is missing, then checks it is a
-/// real directory (not a symlink) that only its owner can change.
-fn private_dir(path: &Path) -> Result<()> {
-    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+/// Refuses a directory another user could change.
+fn check_dir(dir: &Dir, path: &Path) -> Result<()> {
+    let meta = dir
+        .metadata()
+        .map_err(|e| io_failed("cannot stat", path, e))?;
+    check_owner_and_mode(&meta).map_err(|e| refused(path, e))
+}
+
+/// The subdirectory `name` of `parent` (made 0700 if missing), opened
+/// without following a symlink, and only if only its owner can change it.
+fn private_subdir(parent: &Dir, name: &str, path: &Path) -> Result<Dir> {
+    match parent.mkdir(OsStr::new(name), 0o700) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(io_err("cannot create", path)(e)),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io_failed("cannot create", path, e)),
     }
-    let meta = std::fs::symlink_metadata(path).map_err(io_err("cannot stat", path))?;
-    if !meta.is_dir() {
-        return Err(EbsError::Storage(format!(
-            "refusing the EBS pool: {} is not a directory",
-            path.display()
-        )));
-    }
-    check_trusted(path, &meta)
+    let dir = parent.open_dir(OsStr::new(name)).map_err(|e| {
+        refused(
+            path,
+            format!("not a directory reached without a symlink ({e})"),
+        )
+    })?;
+    check_dir(&dir, path)?;
+    Ok(dir)
 }
 
 impl Pool {
     /// Opens (creating if needed) the pool at `dir`.
     pub fn open(dir: &Path) -> Result<Pool> {
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io_err("cannot create", parent))?;
-        }
-        private_dir(dir)?;
-        private_dir(&dir.join("images"))?;
+        let (parent, name) = match (dir.parent(), dir.file_name()) {
+            (Some(p), Some(n)) => (
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                },
+                n,
+            ),
+            _ => return Err(refused(dir, "not a directory name")),
+        };
+        std::fs::create_dir_all(parent).map_err(|e| io_failed("cannot create", parent, e))?;
+        let parent_dir = Dir::open_root(parent).map_err(|e| io_failed("cannot open", parent, e))?;
+        let name = name.to_str().ok_or_else(|| refused(dir, "not UTF-8"))?;
+        let root = private_subdir(&parent_dir, name, dir)?;
+        let images = private_subdir(&root, IMAGES, &dir.join(IMAGES))?;
         Ok(Pool {
             dir: dir.to_path_buf(),
+            root,
+            images,
         })
     }
 
@@ -117,48 +135,40 @@ impl Pool {
     }
 
     fn lock(&self, arg: FlockArg) -> Result<Flock<File>> {
-        let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(io_err("cannot open", &path))?;
+        let path = self.dir.join(LOCK);
+        let name = OsStr::new(LOCK);
+        let file = loop {
+            match self.root.open_file(name, true) {
+                Ok(f) => break f,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    match self.root.create_file(name, 0o600) {
+                        Ok(f) => break f,
+                        // Another process made it meanwhile: open that one.
+                        Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                        Err(e) => return Err(io_failed("cannot create", &path, e)),
+                    }
+                }
+                Err(e) => return Err(io_failed("cannot open", &path, e)),
+            }
+        };
         Flock::lock(file, arg)
             .map_err(|(_, e)| EbsError::Storage(format!("cannot lock {}: {e}", path.display())))
     }
 
     fn load(&self) -> Result<PoolState> {
-        let path = self.dir.join("state.json");
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let path = self.dir.join(STATE);
+        let bytes = match read_trusted(&self.root, OsStr::new(STATE), STATE_LIMIT) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
                 return Ok(PoolState {
                     version: STATE_VERSION,
                     ..PoolState::default()
                 });
             }
-            Err(e) => return Err(io_err("cannot open", &path)(e)),
+            Err(UntrustedFile::Io(e)) => return Err(io_failed("cannot read", &path, e)),
+            Err(e) => return Err(refused(&path, e)),
         };
-        let meta = file.metadata().map_err(io_err("cannot stat", &path))?;
-        check_trusted(&path, &meta)?;
-        if !meta.is_file() || meta.len() > STATE_LIMIT {
-            return Err(EbsError::Storage(format!(
-                "refusing {}: not a regular file of at most {STATE_LIMIT} bytes",
-                path.display()
-            )));
-        }
-        let mut text = String::new();
-        file.take(STATE_LIMIT)
-            .read_to_string(&mut text)
-            .map_err(io_err("cannot read", &path))?;
-        let state: PoolState = serde_json::from_str(&text).map_err(|e| {
+        let state: PoolState = serde_json::from_slice(&bytes).map_err(|e| {
             EbsError::Storage(format!("{} is not a valid pool state: {e}", path.display()))
         })?;
         if state.version != STATE_VERSION {
@@ -172,25 +182,28 @@ impl Pool {
     }
 
     fn store(&self, state: &PoolState) -> Result<()> {
-        let path = self.dir.join("state.json");
-        let tmp = self.dir.join("state.json.tmp");
+        let path = self.dir.join(STATE);
         let text = serde_json::to_vec_pretty(state)
             .map_err(|e| EbsError::Internal(format!("cannot encode the pool state: {e}")))?;
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(io_err("cannot create", &tmp))?;
+        let tmp = OsStr::new(STATE_TMP);
+        match self.root.unlink(tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_failed("cannot remove", &self.dir.join(STATE_TMP), e)),
+        }
+        let mut file = self
+            .root
+            .create_file(tmp, 0o600)
+            .map_err(|e| io_failed("cannot create", &self.dir.join(STATE_TMP), e))?;
         file.write_all(&text)
             .and_then(|()| file.sync_all())
-            .map_err(io_err("cannot write", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(io_err("cannot replace", &path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("cannot sync", &self.dir))
+            .map_err(|e| io_failed("cannot write", &self.dir.join(STATE_TMP), e))?;
+        self.root
+            .rename(tmp, &self.root, OsStr::new(STATE), RenameFlags::empty())
+            .map_err(|e| io_failed("cannot replace", &path, e))?;
+        self.root
+            .sync()
+            .map_err(|e| io_failed("cannot sync", &self.dir, e))
     }
 
     /// Reads the state under a shared lock.
@@ -209,79 +222,70 @@ impl Pool {
         Ok(out)
     }
 
-    fn image_path(&self, id: &str) -> Result<PathBuf> {
-        // Ids come from requests: only the two kinds the pool stores, in
-        // their exact form, can name a file (no `/`, no `..`).
+    /// The file name of `id`'s image. Ids come from requests: only the two
+    /// kinds the pool stores, in their exact form, can name a file (no `/`,
+    /// no `..`).
+    fn image_name(id: &str) -> Result<String> {
         if !(super::ids::is_id("vol", id) || super::ids::is_id("snap", id)) {
             return Err(EbsError::Internal(format!("not an image id: {id:?}")));
         }
-        Ok(self.dir.join("images").join(format!("{id}.img")))
+        Ok(format!("{id}.img"))
+    }
+
+    fn image_path(&self, name: &str) -> PathBuf {
+        self.dir.join(IMAGES).join(name)
     }
 
     /// Creates the (empty) image file of `id`; fails if it exists.
     pub fn create_image(&self, id: &str) -> Result<File> {
-        let path = self.image_path(id)?;
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(io_err("cannot create", &path))
+        let name = Self::image_name(id)?;
+        self.images
+            .create_file(OsStr::new(&name), 0o600)
+            .map_err(|e| io_failed("cannot create", &self.image_path(&name), e))
     }
 
-    /// Opens the image of `id` read-write, refusing anything but a regular
-    /// file of ours.
+    /// Opens the image of `id` read-write: a regular file (no symlink,
+    /// FIFO or device is opened) that only its owner can change.
     pub fn open_image(&self, id: &str) -> Result<File> {
-        let path = self.image_path(id)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(io_err("cannot open", &path))?;
-        let meta = file.metadata().map_err(io_err("cannot stat", &path))?;
-        if !meta.is_file() {
-            return Err(EbsError::Storage(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
-        check_trusted(&path, &meta)?;
+        let name = Self::image_name(id)?;
+        let path = self.image_path(&name);
+        let file = self
+            .images
+            .open_file(OsStr::new(&name), true)
+            .map_err(|e| io_failed("cannot open", &path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| io_failed("cannot stat", &path, e))?;
+        check_owner_and_mode(&meta).map_err(|e| refused(&path, e))?;
         Ok(file)
     }
 
     /// Removes the image of `id` (after its key was erased); a missing file
     /// is not an error.
     pub fn remove_image(&self, id: &str) -> Result<()> {
-        let path = self.image_path(id)?;
-        match std::fs::remove_file(&path) {
+        let name = Self::image_name(id)?;
+        match self.images.unlink(OsStr::new(&name)) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("cannot remove", &path)(e)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_failed("cannot remove", &self.image_path(&name), e)),
         }
-        File::open(self.dir.join("images"))
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("cannot sync", &self.dir))
+        self.images
+            .sync()
+            .map_err(|e| io_failed("cannot sync", &self.dir.join(IMAGES), e))
     }
 
     /// Image files no record names (left by a crash between creating an
     /// image and recording it).
     pub fn orphans(&self, state: &PoolState) -> Result<Vec<String>> {
-        let dir = self.dir.join("images");
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(io_err("cannot list", &dir))? {
-            let entry = entry.map_err(io_err("cannot list", &dir))?;
-            let name = entry.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".img")) else {
-                continue;
-            };
-            if !state.volumes.contains_key(id) && !state.snapshots.contains_key(id) {
-                out.push(id.to_owned());
-            }
-        }
-        Ok(out)
+        let entries = self
+            .images
+            .entries()
+            .map_err(|e| io_failed("cannot list", &self.dir.join(IMAGES), e))?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| e.name.to_str()?.strip_suffix(".img").map(str::to_owned))
+            .filter(|id| !state.volumes.contains_key(id) && !state.snapshots.contains_key(id))
+            .collect())
     }
 }
 
@@ -327,6 +331,30 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         let e = Pool::open(&dir).err().unwrap();
         assert!(e.to_string().contains("lets group or others write"), "{e}");
+    }
+
+    #[test]
+    fn symlinks_in_the_pool_are_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pool");
+        let pool = Pool::open(&dir).unwrap();
+        let elsewhere = tmp.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("state.json"), br#"{"version": 1}"#).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("state.json"), dir.join("state.json")).unwrap();
+        assert!(pool.read(|_| Ok(())).is_err(), "a symlinked state was read");
+        std::fs::remove_file(dir.join("state.json")).unwrap();
+        let id = "vol-0123456789abcdef0";
+        std::fs::write(elsewhere.join("x.img"), b"not ours").unwrap();
+        std::os::unix::fs::symlink(
+            elsewhere.join("x.img"),
+            dir.join(format!("images/{id}.img")),
+        )
+        .unwrap();
+        assert!(pool.open_image(id).is_err(), "a symlinked image was opened");
+        std::fs::remove_dir_all(dir.join("images")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, dir.join("images")).unwrap();
+        assert!(Pool::open(&dir).is_err(), "a symlinked images/ was used");
     }
 
     #[test]
