@@ -76,6 +76,9 @@ impl Lab {
             .env_remove("KMSFS_PASSPHRASE_FILE")
             .env_remove("AWS_REGION")
             .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("AWS_PROFILE")
+            // No region from a config file of whoever runs the tests.
+            .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
         if let Some(p) = &self.passphrase_file {

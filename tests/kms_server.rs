@@ -3,160 +3,22 @@
 //! access keys; SigV4 refusals; the Unix socket; bad input; `kmsfs kms
 //! --endpoint-url`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 mod common;
+
+use common::kms_server::{AccessKey as Key, KmsServer as Server, stderr};
 
 use kmsfs_kms::policy::{ADMIN_ACTIONS, USER_ACTIONS};
 use kmsfs_kms::sigv4;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kmsfs");
-
-struct Server {
-    dir: TempDir,
-    store: PathBuf,
-    child: Child,
-    port: u16,
-    socket: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Key {
-    id: String,
-    secret: String,
-}
-
-impl Server {
-    fn start() -> Server {
-        Server::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("keystore");
-        let socket = dir.path().join("kms.sock");
-        let mut child = Command::new(BIN)
-            .args(["--keystore"])
-            .arg(&store)
-            .args(["kms", "serve", "--listen", "127.0.0.1:0", "--socket"])
-            .arg(&socket)
-            .args(extra)
-            .env_remove("KMSFS_PASSPHRASE_FILE")
-            .env("AWS_REGION", "local")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().expect("server printed nothing").unwrap();
-        let port = first
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
-        // Drain the rest so the server never blocks on stdout.
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            dir,
-            store,
-            child,
-            port,
-            socket,
-        }
-    }
-
-    fn kmsfs(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .arg("--keystore")
-            .arg(&self.store)
-            .args(args)
-            .env_remove("KMSFS_PASSPHRASE_FILE")
-            .env("AWS_REGION", "local")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn kmsfs_json(&self, args: &[&str]) -> Value {
-        let out = self.kmsfs(args);
-        assert!(out.status.success(), "kmsfs {args:?}: {}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// A new IAM user (for the Unix user of that name) with an access key.
-    fn user_with_key(&self, name: &str) -> Key {
-        self.kmsfs_json(&["iam", "create-user", "--user-name", name]);
-        let k = self.kmsfs_json(&["iam", "create-access-key", "--user-name", name]);
-        Key {
-            id: k["AccessKey"]["AccessKeyId"].as_str().unwrap().into(),
-            secret: k["AccessKey"]["SecretAccessKey"].as_str().unwrap().into(),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn aws(&self, key: &Key, args: &[&str]) -> Output {
-        Command::new("aws")
-            .arg("--endpoint-url")
-            .arg(self.url())
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("AWS_ACCESS_KEY_ID", &key.id)
-            .env("AWS_SECRET_ACCESS_KEY", &key.secret)
-            .env("AWS_DEFAULT_REGION", "local")
-            .env_remove("AWS_PROFILE")
-            .env_remove("AWS_SESSION_TOKEN")
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-            .env("AWS_MAX_ATTEMPTS", "1")
-            .stdin(Stdio::null())
-            .output()
-            .expect("the AWS CLI (pip install awscli) must be on PATH")
-    }
-
-    fn aws_ok(&self, key: &Key, args: &[&str]) -> String {
-        let out = self.aws(key, args);
-        assert!(out.status.success(), "aws {args:?}: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn aws_json(&self, key: &Key, args: &[&str]) -> Value {
-        serde_json::from_str(&self.aws_ok(key, args)).unwrap()
-    }
-
-    fn aws_err(&self, key: &Key, args: &[&str]) -> String {
-        let out = self.aws(key, args);
-        assert!(!out.status.success(), "aws {args:?} should fail");
-        // AWS CLI v2 exits 254 on a service error, v1 255.
-        assert!(
-            matches!(out.status.code(), Some(254 | 255)),
-            "{:?} {}",
-            out.status,
-            stderr(&out)
-        );
-        stderr(&out)
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// One HTTP exchange on a fresh connection; (status, JSON body).
 fn raw_exchange(stream: &mut dyn ReadWrite, request: &[u8]) -> (u16, Value) {
@@ -437,8 +299,9 @@ fn sigv4_refusals() {
     let err = s.aws_err(&unknown, &["kms", "list-keys"]);
     assert!(err.contains("(UnrecognizedClientException)"), "{err}");
 
-    // A state change signed now: accepted once; the very same bytes again
-    // are a replay. Reads may repeat (the AWS CLI signs no nonce).
+    // The same state change twice inside the signature window is served
+    // twice, as at AWS (the AWS CLI signs no nonce): disable, enable,
+    // disable with the very same bytes.
     let key_id = s.aws_json(&root, &["kms", "create-key"])["KeyMetadata"]["KeyId"]
         .as_str()
         .unwrap()
@@ -452,24 +315,53 @@ fn sigv4_refusals() {
         now(),
         "local",
     );
+    let state = || {
+        s.aws_json(&root, &["kms", "describe-key", "--key-id", &key_id])["KeyMetadata"]["KeyState"]
+            .clone()
+    };
     assert_eq!(send(s.port, &req).0, 200);
+    assert_eq!(state(), "Disabled");
     s.aws_ok(&root, &["kms", "enable-key", "--key-id", &key_id]);
-    let (status, body) = send(s.port, &req);
-    assert_eq!(status, 400);
-    assert_eq!(body["__type"], "InvalidSignatureException");
-    assert!(body["message"].as_str().unwrap().contains("Replayed"));
-    let described = s.aws_json(&root, &["kms", "describe-key", "--key-id", &key_id]);
-    assert_eq!(described["KeyMetadata"]["KeyState"], "Enabled");
-    let read = request(
-        s.port,
-        Some(&root),
-        "TrentService.ListKeys",
-        b"{}",
-        now(),
-        "local",
+    assert_eq!(state(), "Enabled");
+    assert_eq!(send(s.port, &req).0, 200);
+    assert_eq!(state(), "Disabled");
+
+    // What steers a request must be signed: an X-Amz-Target added after
+    // signing is refused, though the signature over the rest matches.
+    let unsigned_target = {
+        let host = format!("127.0.0.1:{}", s.port);
+        let base = vec![(
+            "Content-Type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        )];
+        let signed = sigv4::sign_post(
+            &root.id,
+            &root.secret,
+            None,
+            "local",
+            "kms",
+            &host,
+            "/",
+            &base,
+            b"{}",
+            now(),
+        );
+        let mut out = format!(
+            "POST / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nX-Amz-Target: TrentService.ListKeys\r\n"
+        );
+        for (n, v) in base.iter().chain(signed.iter()) {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+        out.push_str("Content-Length: 2\r\n\r\n{}");
+        out.into_bytes()
+    };
+    let (status, body) = send(s.port, &unsigned_target);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["__type"], "IncompleteSignatureException", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("x-amz-target"),
+        "{body}"
     );
-    assert_eq!(send(s.port, &read).0, 200);
-    assert_eq!(send(s.port, &read).0, 200);
 
     // Clock skew beyond 5 minutes, either way.
     for skew in [-400, 400] {
@@ -521,7 +413,8 @@ fn sigv4_refusals() {
     bad = text.replace("SignedHeaders=", "SignedHeadrs=").into_bytes();
     let (_, body) = send(s.port, &bad);
     assert_eq!(body["__type"], "IncompleteSignatureException");
-    let (_, body) = send(
+    // Another region is served, and holds none of this region's keys.
+    let (status, body) = send(
         s.port,
         &request(
             s.port,
@@ -532,7 +425,8 @@ fn sigv4_refusals() {
             "us-east-1",
         ),
     );
-    assert_eq!(body["__type"], "InvalidSignatureException");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Keys"], json!([]), "{body}");
 
     // A tampered body no longer matches its signature.
     let req = request(
@@ -722,7 +616,10 @@ fn unix_socket_caller_is_the_peer() {
 
 #[test]
 fn bad_input_does_not_hurt_the_server() {
-    let s = Server::start_with(&["--read-timeout", "1", "--max-body", "4096"]);
+    let s = Server::start_with(
+        &["--read-timeout", "1", "--max-body", "4096"],
+        &[("AWS_REGION", "local")],
+    );
     let root = s.user_with_key("root");
     let signed = |target: &str, body: &[u8]| {
         send(
@@ -1089,7 +986,6 @@ fn state_refusals_through_the_aws_cli() {
         "KMSInvalidStateException",
     );
     expect(
-        // (Not the same request again: that could be a same-second replay.)
         &[
             "kms",
             "schedule-key-deletion",

@@ -11,6 +11,8 @@
 //!   `file://` / `fileb://` paramfiles, blob base64 decoding, JSON and
 //!   shorthand syntax.
 //! * [`python`]: the Python `repr()` / `str()` conventions the three share.
+//! * [`region`](mod@region): `--region`, the environment and the AWS config
+//!   file, in the AWS CLI's order.
 //!
 //! Why our own: the AWS CLI is Python, and what it prints follows Python's
 //! conventions. The maintained `jmespath` crate was tried for `--query`: it
@@ -29,6 +31,7 @@
 mod params;
 mod python;
 mod query;
+mod region;
 mod render;
 
 // The error types `ParamProblem` (inside `ArgError::Param`) and `QueryError`
@@ -37,4 +40,5 @@ pub(crate) use params::{
     ArgError, parse_string_map, parse_structure_list, parse_tags, read_blob_arg, read_text_arg,
 };
 pub(crate) use query::apply_query;
+pub(crate) use region::resolve_region;
 pub(crate) use render::{OutputFormat, render};

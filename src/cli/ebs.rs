@@ -240,45 +240,6 @@ pub(crate) enum EbsCommand {
     },
 }
 
-/// The region as the AWS CLI resolves it.
-pub(crate) fn resolve_region(flag: Option<&str>) -> String {
-    if let Some(r) = flag.filter(|r| !r.is_empty()) {
-        return r.to_owned();
-    }
-    for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
-        if let Ok(r) = std::env::var(var)
-            && !r.is_empty()
-        {
-            return r;
-        }
-    }
-    let profile = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
-    let config = std::env::var_os("AWS_CONFIG_FILE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".aws/config")));
-    if let Some(text) = config.and_then(|p| std::fs::read_to_string(p).ok()) {
-        let wanted = if profile == "default" {
-            "default".to_owned()
-        } else {
-            format!("profile {profile}")
-        };
-        let mut in_section = false;
-        for line in text.lines() {
-            let line = line.trim();
-            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                in_section = name.trim() == wanted;
-            } else if in_section
-                && let Some((k, v)) = line.split_once('=')
-                && k.trim() == "region"
-                && !v.trim().is_empty()
-            {
-                return v.trim().to_owned();
-            }
-        }
-    }
-    "us-east-1".to_owned()
-}
-
 fn structures(param: &str, args: &[String]) -> Result<Vec<Value>, CliError> {
     awscli::parse_structure_list(param, args).map_err(CliError::Usage)
 }
@@ -463,7 +424,9 @@ fn open_ebs(
 }
 
 pub(crate) fn run(args: &EbsArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
-    let region = resolve_region(args.region.as_deref());
+    // EC2 has no "no region": like the AWS CLI with a config, us-east-1.
+    let region =
+        awscli::resolve_region(args.region.as_deref(), None).unwrap_or_else(|| "us-east-1".into());
     let (ebs, kms) = open_ebs(&args.pool, keystore)?;
     if let EbsCommand::Serve {
         listen,
@@ -748,11 +711,6 @@ fn call(ebs: &Ebs, me: &Caller, region: &str, cmd: &EbsCommand) -> Result<Option
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_region_comes_from_the_flag_then_the_environment_then_the_config_file() {
-        assert_eq!(resolve_region(Some("eu-west-1")), "eu-west-1");
-    }
 
     #[test]
     fn tag_specifications_and_filters_read_shorthand_and_json() {

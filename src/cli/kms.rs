@@ -23,10 +23,12 @@ pub(crate) struct KmsArgs {
     /// A JMESPath-style query applied to the response (AWS CLI --query).
     #[arg(long, global = true)]
     pub query: Option<String>,
-    /// Accepted for compatibility with AWS scripts; the embedded store has one region.
+    /// The region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's
+    /// region in the AWS config file; else the store's default region).
+    /// Keys live in the region they were created in.
     #[arg(long, global = true)]
     pub region: Option<String>,
-    /// Accepted for compatibility with AWS scripts; ignored by the embedded store.
+    /// The AWS config profile whose region applies (else AWS_PROFILE).
     #[arg(long, global = true)]
     pub profile: Option<String>,
     /// Send the request to this KMS endpoint (e.g. `kmsfs kms serve`) instead
@@ -517,13 +519,16 @@ pub(crate) fn run(args: &KmsArgs, keystore: Option<PathBuf>) -> Result<(), CliEr
         return super::serve::serve(serve, keystore);
     }
     let (operation, request) = request(&args.command)?;
+    let region = awscli::resolve_region(args.region.as_deref(), args.profile.as_deref());
     let mut response = if let Some(url) = &args.endpoint_url {
-        kmsfs_kms::remote::KmsClient::from_env(url)
+        let region = region.unwrap_or_else(kmsfs_kms::remote::env_region);
+        kmsfs_kms::remote::KmsClient::new(url, kmsfs_kms::remote::Credentials::from_env(), &region)
             .and_then(|c| c.call(operation, &request))
             .map_err(|e| CliError::Service(operation, e))?
     } else {
         let kms = open_local_kms(keystore, Arc::new(kmsfs_kms::clock::SystemClock))?;
-        api::handle(&kms, &Caller::current(), operation, &request)
+        let caller = Caller::current().in_region(region);
+        api::handle(&kms, &caller, operation, &request)
             .map_err(|e| CliError::Service(operation, e))?
     };
     if response.as_object().is_some_and(Map::is_empty) {

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod kms_server;
+
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileExt, PermissionsExt};

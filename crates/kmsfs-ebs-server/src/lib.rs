@@ -11,9 +11,9 @@
 //!   ([`kmsfs_kms::authn`], shared with `kmsfs kms serve`); the caller is
 //!   the Unix user mapped to the key's IAM user, and the region is whatever
 //!   the credential scope names (EC2 regions are the caller's choice).
-//!   There is no replay cache: botocore signs no nonce, the KMS server's
-//!   cache exists for its own state-changing calls, and this endpoint's
-//!   effects are bounded by the caller's own permissions anyway.
+//!   Like the KMS server, it keeps no replay cache: botocore signs no nonce,
+//!   so identical legitimate requests repeat; captured requests are the
+//!   transport's to prevent (TLS).
 //! - Robustness as in the KMS server: bodies are capped, headers and bodies
 //!   must arrive within a timeout, connections are capped in number and
 //!   lifetime, and the backend (blocking pool and KMS I/O) runs on blocking

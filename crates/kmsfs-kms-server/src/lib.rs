@@ -12,11 +12,10 @@
 //!   timeout, connections are capped in number and lifetime, and the store
 //!   work runs on blocking threads so slow clients never stall it.
 
-use std::collections::{BTreeSet, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -30,8 +29,8 @@ use kmsfs_kms::api;
 use kmsfs_kms::authn;
 use kmsfs_kms::local::LocalKms;
 use kmsfs_kms::policy::Caller;
+use kmsfs_kms::protocol::Operation;
 use kmsfs_kms::protocol::exception;
-use kmsfs_kms::protocol::{Effect, Operation};
 use kmsfs_kms::sigv4;
 
 pub use kmsfs_kms::protocol::{CONTENT_TYPE, TARGET_PREFIX};
@@ -99,61 +98,9 @@ pub enum Peer {
     Unix(Caller),
 }
 
-/// Most signatures remembered at once (16 bytes each, plus bookkeeping):
-/// past this, the oldest are forgotten first, so a flood cannot grow the
-/// server's memory without bound.
-pub const REPLAY_CACHE_MAX: usize = 1 << 20;
-
-/// The signatures of accepted requests, each kept until its X-Amz-Date
-/// leaves the skew window (after which the request is refused as stale
-/// anyway).
-#[derive(Default)]
-struct ReplayCache {
-    seen: HashSet<[u8; 16]>,
-    by_expiry: BTreeSet<(i64, [u8; 16])>,
-}
-
-impl ReplayCache {
-    /// False if `signature` was already seen (a replay).
-    fn insert(&mut self, signature: &str, expires: i64, now: i64) -> bool {
-        while let Some(&(t, id)) = self.by_expiry.first() {
-            if t >= now && self.seen.len() < REPLAY_CACHE_MAX {
-                break;
-            }
-            self.by_expiry.pop_first();
-            self.seen.remove(&id);
-        }
-        // The first 128 bits of the (hex) signature identify it.
-        let mut id = [0u8; 16];
-        for (i, b) in id.iter_mut().enumerate() {
-            *b = u8::from_str_radix(signature.get(2 * i..2 * i + 2).unwrap_or("00"), 16)
-                .unwrap_or(0);
-        }
-        if !self.seen.insert(id) {
-            return false;
-        }
-        self.by_expiry.insert((expires, id));
-        true
-    }
-}
-
-/// Whether a request's signature may be used only once: for operations
-/// that change existing state (and for names that are no operation at all).
-/// Reads and cryptographic calls may repeat: a replay only gets what the
-/// original got, and the AWS CLI (botocore) signs no per-request nonce, so
-/// two identical reads in one second carry the same signature. Operations
-/// that only create (CreateKey) may repeat too: a replay only adds a key, as
-/// the client repeating itself would, and scripts do create keys back to
-/// back.
-pub fn replay_sensitive(operation: &str) -> bool {
-    Operation::from_name(operation).is_none_or(|op| op.effect() == Effect::Changes)
-}
-
 /// Everything a request needs, shared by all connections.
 pub struct Service {
     kms: Arc<LocalKms>,
-    /// Signatures seen while they are still valid, to refuse replays.
-    seen: Mutex<ReplayCache>,
     now: Box<dyn Fn() -> i64 + Send + Sync>,
 }
 
@@ -182,11 +129,7 @@ impl Service {
 
     /// With another notion of "now" for signature expiry (tests).
     pub fn with_clock(kms: Arc<LocalKms>, now: Box<dyn Fn() -> i64 + Send + Sync>) -> Service {
-        Service {
-            kms,
-            seen: Mutex::new(ReplayCache::default()),
-            now,
-        }
+        Service { kms, now }
     }
 
     pub fn kms(&self) -> &LocalKms {
@@ -194,11 +137,14 @@ impl Service {
     }
 
     /// Checks the request's SigV4 signature (kmsfs_kms::authn, scoped to
-    /// service `kms` and the store's region), then refuses replays of
-    /// state-changing requests; the caller it stands for.
+    /// service `kms`, any region); the caller it stands for, addressing the
+    /// region of its credential scope, as AWS routes a request by region.
+    ///
+    /// Identical requests inside the signature window are all served, as at
+    /// AWS: the AWS CLI signs no nonce, so a script disabling, enabling and
+    /// disabling a key within a second sends the same signature twice.
+    /// Protection from captured requests is the transport's (TLS).
     pub fn authenticate(&self, req: &RawRequest) -> Result<Caller, HttpError> {
-        let (region, _) = self.kms.region_and_account().map_err(HttpError::from)?;
-        let now = (self.now)();
         let signed = authn::SignedRequest {
             method: req.method,
             path: req.path,
@@ -210,30 +156,15 @@ impl Service {
             &self.kms,
             &signed,
             "kms",
-            authn::RegionCheck::Exactly(&region),
-            now,
+            authn::RegionCheck::FromScope,
+            (self.now)(),
         )
         .map_err(kms_auth_error)?;
-        let operation = req
-            .header("x-amz-target")
-            .and_then(|t| t.strip_prefix(TARGET_PREFIX))
-            .unwrap_or("");
-        if replay_sensitive(operation) {
-            let mut seen = self.seen.lock().map_err(|_| {
-                HttpError::new(500, "KMSInternalException", "replay cache poisoned")
-            })?;
-            if !seen.insert(
-                &verified.signature,
-                verified.when + sigv4::MAX_SKEW_SECONDS,
-                now,
-            ) {
-                return Err(HttpError::bad(
-                    "InvalidSignatureException",
-                    "Replayed request: this signature was already used; sign every request afresh",
-                ));
-            }
-        }
-        verified.caller().map_err(kms_auth_error)
+        let region = verified.region.clone();
+        Ok(verified
+            .caller()
+            .map_err(kms_auth_error)?
+            .in_region(Some(region)))
     }
 
     /// One request, start to finish: the HTTP status and JSON body to send.
@@ -267,7 +198,10 @@ impl Service {
         let target = req.header("x-amz-target").unwrap_or("");
         let operation = target.strip_prefix(TARGET_PREFIX).unwrap_or("");
         let caller = match peer {
-            Peer::Unix(c) => c.clone(),
+            // The kernel vouches for who; a signature's scope, if the client
+            // sent one, only says where (it is not checked: nothing secret
+            // rides on it over the socket).
+            Peer::Unix(c) => c.clone().in_region(unsigned_scope_region(req)),
             Peer::Tcp(addr) => self.authenticate(req).inspect_err(|e| {
                 tracing::warn!(peer = %addr, code = %e.code, "authentication refused");
             })?,
@@ -296,6 +230,14 @@ impl Service {
         }
         Ok(api::handle(&self.kms, &caller, operation, &request)?)
     }
+}
+
+/// The region of an `Authorization` header's credential scope, if any.
+fn unsigned_scope_region(req: &RawRequest) -> Option<String> {
+    sigv4::Authorization::parse(req.header("authorization")?)
+        .ok()
+        .map(|a| a.region)
+        .filter(|r| !r.is_empty())
 }
 
 /// A refused signature under the names AWS KMS gives it.
@@ -459,7 +401,12 @@ fn unix_peer_caller(stream: &tokio::net::UnixStream) -> std::io::Result<Caller> 
         })
         .map(|g| g.into_iter().map(|g| g.as_raw()).collect())
         .unwrap_or_default();
-    Ok(Caller { uid, gid, groups })
+    Ok(Caller {
+        uid,
+        gid,
+        groups,
+        region: None,
+    })
 }
 
 /// Makes way for binding a Unix socket at `path`: removes a socket left by a
@@ -693,20 +640,5 @@ mod tests {
             format!("another server is listening on {}", path.display())
         );
         assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
-    }
-
-    #[test]
-    fn replay_cache_forgets_only_expired_signatures() {
-        let mut c = ReplayCache::default();
-        let a = "a".repeat(64);
-        let b = "b".repeat(64);
-        assert!(c.insert(&a, 100, 0));
-        assert!(!c.insert(&a, 100, 50));
-        assert!(c.insert(&b, 200, 60));
-        // At 150 `a` has expired (its request is stale by now), `b` has not.
-        assert!(c.insert(&a, 400, 150));
-        assert!(!c.insert(&b, 200, 150));
-        assert_eq!(c.seen.len(), 2);
-        assert_eq!(c.by_expiry.len(), 2);
     }
 }

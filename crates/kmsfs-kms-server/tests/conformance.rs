@@ -148,6 +148,7 @@ impl Harness for Served {
                     uid: 65534,
                     gid: 65534,
                     groups: vec![],
+                    region: None,
                 },
             }),
             None => {

@@ -117,6 +117,19 @@ pub fn verify(
             "Signed headers must include x-amz-date".into(),
         ));
     }
+    // What decides the operation and how the body is read must be under the
+    // signature: else a captured request could be re-aimed (another
+    // X-Amz-Target with the same body). Every SDK signs all of these.
+    if let Some((name, _)) = req.headers.iter().find(|(name, _)| {
+        let name = name.to_ascii_lowercase();
+        (name.starts_with("x-amz-") || name == "content-type")
+            && !auth.signed_headers.contains(&name)
+    }) {
+        return Err(AuthFailure::Incomplete(format!(
+            "Signed headers must include {}: every X-Amz-* header and Content-Type of the request is signed",
+            name.to_ascii_lowercase()
+        )));
+    }
     let when = sigv4::parse_amz_date(amz_date).ok_or_else(|| {
         AuthFailure::Incomplete(format!("X-Amz-Date {amz_date} is not a valid date"))
     })?;
@@ -314,6 +327,31 @@ mod tests {
         let e = check(&kms, &unsigned_date, "ec2", any, NOW).unwrap_err();
         assert!(
             matches!(&e, AuthFailure::Incomplete(m) if m.contains("x-amz-date")),
+            "{e:?}"
+        );
+        // A header that steers the request, added after signing, is refused
+        // although the signature over the other headers still matches.
+        let mut re_aimed = h.clone();
+        re_aimed.push(("X-Amz-Target".into(), "TrentService.DisableKey".into()));
+        let e = check(&kms, &re_aimed, "ec2", any, NOW).unwrap_err();
+        assert!(
+            matches!(&e, AuthFailure::Incomplete(m) if m.contains("x-amz-target")),
+            "{e:?}"
+        );
+        let unsigned_type: Vec<(String, String)> = h
+            .iter()
+            .map(|(n, v)| {
+                let v = if n == "Authorization" {
+                    v.replace("content-type;", "")
+                } else {
+                    v.clone()
+                };
+                (n.clone(), v)
+            })
+            .collect();
+        let e = check(&kms, &unsigned_type, "ec2", any, NOW).unwrap_err();
+        assert!(
+            matches!(&e, AuthFailure::Incomplete(m) if m.contains("content-type")),
             "{e:?}"
         );
     }

@@ -121,6 +121,8 @@ pub fn caller_for_user(user_name: &str) -> Result<Caller> {
         uid: u.uid.as_raw(),
         gid: u.gid.as_raw(),
         groups,
+        // Set by the server from the request's credential scope.
+        region: None,
     })
 }
 

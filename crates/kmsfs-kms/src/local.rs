@@ -142,10 +142,12 @@ fn check(data: &StoreData, key: &Key, caller: &Caller, action: &str) -> Result<(
 impl LocalKms {
     /// Opens (or creates) the store at `path`; the audit log goes beside it.
     pub fn open(path: &Path, secret: &RootSecret, clock: Arc<dyn Clock>) -> Result<LocalKms> {
+        // Read only when the store is created: later they are its settings.
         let region = std::env::var("AWS_REGION")
             .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|_| "local".into());
-        let store = KeyStore::open_or_create(path, secret, &region)?;
+        let account = account_from_env()?;
+        let store = KeyStore::open_or_create(path, secret, &region, &account)?;
         LocalKms::with_store(path, store, clock)
     }
 
@@ -297,7 +299,7 @@ impl LocalKms {
         self.run(caller, op, Some(key_id), None, |trail| {
             let store = self.lock()?;
             let data = store.data();
-            let id = data.resolve(key_id)?;
+            let id = data.resolve(caller.region.as_deref(), key_id)?;
             trail.key_id = Some(data.key_arn(&id));
             let key = data.key(&id)?;
             check(data, key, caller, op.iam_action())?;
@@ -320,9 +322,9 @@ impl LocalKms {
             let now = self.clock.now();
             store.update(|data| {
                 let id = if key_only {
-                    data.resolve_key_only(key_id)?
+                    data.resolve_key_only(caller.region.as_deref(), key_id)?
                 } else {
-                    data.resolve(key_id)?
+                    data.resolve(caller.region.as_deref(), key_id)?
                 };
                 let arn = data.key_arn(&id);
                 trail.key_id = Some(arn.clone());
@@ -376,6 +378,7 @@ impl LocalKms {
             };
             let key = Key {
                 key_id,
+                region: String::new(),
                 description: input.description.clone(),
                 creation_date: now,
                 origin: input.origin,
@@ -399,11 +402,13 @@ impl LocalKms {
             };
             let mut store = self.lock()?;
             store.update(|data| {
-                trail.key_id = Some(data.key_arn(&key_id));
-                trail.key_version = key.current_version().map(|v| v.version);
-                let out = info(data, &key);
+                let mut key = key;
+                key.region = data.region_or_default(caller.region.as_deref()).to_string();
                 data.keys.insert(key_id, key);
-                Ok(out)
+                trail.key_id = Some(data.key_arn(&key_id));
+                let key = data.key(&key_id)?;
+                trail.key_version = key.current_version().map(|v| v.version);
+                Ok(info(data, key))
             })
         })
     }
@@ -424,7 +429,7 @@ impl LocalKms {
         {
             let store = self.lock()?;
             let data = store.data();
-            if let Some(a) = data.aliases.get(&alias) {
+            if let Some(a) = data.alias(data.region_or_default(caller.region.as_deref()), &alias) {
                 return Ok(info(data, data.key(&a.target)?));
             }
         }
@@ -445,6 +450,7 @@ impl LocalKms {
             let key_id = Uuid::new_v4();
             let key = Key {
                 key_id,
+                region: String::new(),
                 description: format!(
                     "Default key that protects my {} resources when no other key is defined",
                     service.to_ascii_uppercase()
@@ -470,15 +476,18 @@ impl LocalKms {
             };
             let mut store = self.lock()?;
             store.update(|data| {
+                let region = data.region_or_default(caller.region.as_deref()).to_string();
                 // Another process may have made it meanwhile.
-                if let Some(a) = data.aliases.get(&alias) {
+                if let Some(a) = data.alias(&region, &alias) {
                     return Ok(info(data, data.key(&a.target)?));
                 }
+                let mut key = key;
+                key.region = region.clone();
+                data.keys.insert(key_id, key);
                 trail.key_id = Some(data.key_arn(&key_id));
                 trail.key_version = Some(1);
-                let out = info(data, &key);
-                data.keys.insert(key_id, key);
-                data.aliases.insert(
+                let out = info(data, data.key(&key_id)?);
+                data.aliases_mut(&region).insert(
                     alias.clone(),
                     Alias {
                         target: key_id,
@@ -501,7 +510,13 @@ impl LocalKms {
         self.run(caller, Operation::ListKeys, None, None, |_| {
             let store = self.lock()?;
             let data = store.data();
-            Ok(data.keys.keys().map(|id| (*id, data.key_arn(id))).collect())
+            let region = data.region_or_default(caller.region.as_deref());
+            Ok(data
+                .keys
+                .values()
+                .filter(|k| k.region == region)
+                .map(|k| (k.key_id, data.key_arn(&k.key_id)))
+                .collect())
         })
     }
 
@@ -521,7 +536,7 @@ impl LocalKms {
                 let mut store = self.lock()?;
                 let now = self.clock.now();
                 store.update(|data| {
-                    let id = data.resolve_key_only(target)?;
+                    let id = data.resolve_key_only(caller.region.as_deref(), target)?;
                     trail.key_id = Some(data.key_arn(&id));
                     let key = data.key(&id)?;
                     check(data, key, caller, Operation::CreateAlias.iam_action())?;
@@ -530,13 +545,14 @@ impl LocalKms {
                             key.invalid_state(&data.key_arn(&id), Operation::CreateAlias.name())
                         );
                     }
-                    if data.aliases.contains_key(alias) {
+                    let region = data.region_or_default(caller.region.as_deref()).to_string();
+                    if data.alias(&region, alias).is_some() {
                         return Err(KmsError::AlreadyExists(format!(
                             "An alias with the name {} already exists",
-                            data.alias_arn(alias)
+                            data.alias_arn(&region, alias)
                         )));
                     }
-                    data.aliases.insert(
+                    data.aliases_mut(&region).insert(
                         alias.to_string(),
                         Alias {
                             target: id,
@@ -566,11 +582,15 @@ impl LocalKms {
                 let mut store = self.lock()?;
                 let now = self.clock.now();
                 store.update(|data| {
-                    let current = data.aliases.get(alias).ok_or_else(|| {
-                        KmsError::NotFound(format!("Alias {} is not found.", data.alias_arn(alias)))
+                    let region = data.region_or_default(caller.region.as_deref()).to_string();
+                    let current = data.alias(&region, alias).ok_or_else(|| {
+                        KmsError::NotFound(format!(
+                            "Alias {} is not found.",
+                            data.alias_arn(&region, alias)
+                        ))
                     })?;
                     let old = current.target;
-                    let id = data.resolve_key_only(target)?;
+                    let id = data.resolve_key_only(caller.region.as_deref(), target)?;
                     trail.key_id = Some(data.key_arn(&id));
                     // AWS requires UpdateAlias permission on both the old and the new key.
                     check(
@@ -586,7 +606,7 @@ impl LocalKms {
                             key.invalid_state(&data.key_arn(&id), Operation::UpdateAlias.name())
                         );
                     }
-                    if let Some(a) = data.aliases.get_mut(alias) {
+                    if let Some(a) = data.aliases_mut(&region).get_mut(alias) {
                         a.target = id;
                         a.updated = now;
                     }
@@ -600,11 +620,14 @@ impl LocalKms {
         self.run(caller, Operation::DeleteAlias, Some(alias), None, |trail| {
             let mut store = self.lock()?;
             store.update(|data| {
+                let region = data.region_or_default(caller.region.as_deref()).to_string();
                 let target = data
-                    .aliases
-                    .get(alias)
+                    .alias(&region, alias)
                     .ok_or_else(|| {
-                        KmsError::NotFound(format!("Alias {} is not found.", data.alias_arn(alias)))
+                        KmsError::NotFound(format!(
+                            "Alias {} is not found.",
+                            data.alias_arn(&region, alias)
+                        ))
                     })?
                     .target;
                 trail.key_id = Some(data.key_arn(&target));
@@ -614,7 +637,7 @@ impl LocalKms {
                     caller,
                     Operation::DeleteAlias.iam_action(),
                 )?;
-                data.aliases.remove(alias);
+                data.aliases_mut(&region).remove(alias);
                 Ok(())
             })
         })
@@ -624,14 +647,16 @@ impl LocalKms {
         self.run(caller, Operation::ListAliases, key_id, None, |_| {
             let store = self.lock()?;
             let data = store.data();
-            let only = key_id.map(|k| data.resolve_key_only(k)).transpose()?;
+            let only = key_id
+                .map(|k| data.resolve_key_only(caller.region.as_deref(), k))
+                .transpose()?;
+            let region = data.region_or_default(caller.region.as_deref());
             Ok(data
-                .aliases
-                .iter()
+                .aliases(region)
                 .filter(|(_, a)| only.is_none_or(|id| id == a.target))
                 .map(|(name, a)| AliasInfo {
                     name: name.clone(),
-                    arn: data.alias_arn(name),
+                    arn: data.alias_arn(region, name),
                     target: a.target,
                     created: a.created,
                     updated: a.updated,
@@ -924,7 +949,7 @@ impl LocalKms {
     ) -> Result<Wrapped> {
         let store = self.lock()?;
         let data = store.data();
-        let id = data.resolve(key_id)?;
+        let id = data.resolve(caller.region.as_deref(), key_id)?;
         let arn = data.key_arn(&id);
         trail.key_id = Some(arn.clone());
         let key = data.key(&id)?;
@@ -962,7 +987,7 @@ impl LocalKms {
         trail.key_id = Some(arn.clone());
         trail.key_version = Some(header.key_version);
         if let Some(expected) = expected_key
-            && data.resolve(expected)? != header.key_id
+            && data.resolve(caller.region.as_deref(), expected)? != header.key_id
         {
             return Err(KmsError::IncorrectKey(format!(
                 "The key ID in the request does not identify the CMK that encrypted the ciphertext ({arn})."
@@ -973,6 +998,12 @@ impl LocalKms {
                 "The key that encrypted this ciphertext, {arn}, does not exist: it was deleted, or belongs to another key store. The ciphertext cannot be decrypted."
             ))
         })?;
+        // A ciphertext is only good in its key's region, as at AWS.
+        if caller.region.as_deref().is_some_and(|r| r != key.region) {
+            return Err(KmsError::InvalidCiphertext(
+                "The ciphertext refers to a customer master key that does not exist, does not exist in this region, or you are not allowed to access.".into(),
+            ));
+        }
         check(data, key, caller, action)?;
         key.require_usable(&arn)?;
         let version = key.version(header.key_version).ok_or_else(|| {
@@ -1230,6 +1261,21 @@ fn lockout_check(doc: &PolicyDocument, caller: &Caller, bypass: bool) -> Result<
         "The new key policy will not allow you (uid {}) to update the key policy in the future; pass --bypass-policy-lockout-safety-check if that is intended.",
         caller.uid
     )))
+}
+
+/// The placeholder account of stores created without `KMSFS_ACCOUNT_ID`.
+pub const DEFAULT_ACCOUNT: &str = "000000000000";
+
+/// The account id a new store is created with: `KMSFS_ACCOUNT_ID` (twelve
+/// digits, as AWS account ids are), else [`DEFAULT_ACCOUNT`].
+fn account_from_env() -> Result<String> {
+    match std::env::var("KMSFS_ACCOUNT_ID") {
+        Err(_) => Ok(DEFAULT_ACCOUNT.to_string()),
+        Ok(id) if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) => Ok(id),
+        Ok(id) => Err(KmsError::Validation(format!(
+            "KMSFS_ACCOUNT_ID {id:?} is not an AWS account id (12 digits)"
+        ))),
+    }
 }
 
 pub fn iso_now(t: Timestamp) -> String {

@@ -99,6 +99,11 @@ pub struct Tag {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Key {
     pub key_id: Uuid,
+    /// The region the key was created in: the only region that can see it.
+    /// Empty in stores written before regions (layout 1); `StoreData::upgrade`
+    /// fills in the store's default region, so those keys keep their ARNs.
+    #[serde(default)]
+    pub region: String,
     pub description: String,
     pub creation_date: Timestamp,
     pub origin: Origin,
@@ -185,18 +190,38 @@ pub struct Alias {
     pub updated: Timestamp,
 }
 
+/// The layout of [`StoreData`] this build writes. 1: one region per store,
+/// aliases in `aliases`; 2: every key names its region, aliases are kept per
+/// region in `aliases_by_region`. Older layouts are upgraded when read.
+pub const STORE_LAYOUT: u32 = 2;
+
 /// Everything the store holds. Serialized as JSON, then sealed as a whole
 /// under the root key (see store.rs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoreData {
+    /// Absent (1) in stores written before regions.
+    #[serde(default = "layout_one")]
+    pub layout: u32,
+    /// The default region: of requests that name none (the embedded store,
+    /// the Unix socket without SigV4) and of keys from layout 1.
     pub region: String,
+    /// The account of every ARN; IAM is global, like the account.
     pub account: String,
     pub keys: BTreeMap<Uuid, Key>,
-    /// Full alias name ("alias/…") → target.
-    pub aliases: BTreeMap<String, Alias>,
+    /// Region → full alias name ("alias/…") → target. Aliases are regional at
+    /// AWS: the same name may point at different keys in two regions.
+    #[serde(default)]
+    pub aliases_by_region: BTreeMap<String, BTreeMap<String, Alias>>,
+    /// Layout 1's aliases (all of the default region); moved on upgrade.
+    #[serde(default, rename = "aliases", skip_serializing)]
+    legacy_aliases: BTreeMap<String, Alias>,
     /// Users, groups and access keys of `kmsfs kms serve` (see iam.rs).
     #[serde(default, skip_serializing_if = "super::iam::IamData::is_empty")]
     pub iam: super::iam::IamData,
+}
+
+fn layout_one() -> u32 {
+    1
 }
 
 /// What a lookup may name.
@@ -208,84 +233,159 @@ pub enum KeyRef<'a> {
 impl StoreData {
     pub fn new(region: &str, account: &str) -> StoreData {
         StoreData {
+            layout: STORE_LAYOUT,
             region: region.into(),
             account: account.into(),
             keys: BTreeMap::new(),
-            aliases: BTreeMap::new(),
+            aliases_by_region: BTreeMap::new(),
+            legacy_aliases: BTreeMap::new(),
             iam: Default::default(),
         }
     }
 
+    /// Brings contents read from disk to [`STORE_LAYOUT`]; refuses layouts
+    /// from a newer build rather than dropping what it does not know.
+    pub fn upgrade(&mut self) -> Result<()> {
+        if self.layout > STORE_LAYOUT {
+            return Err(KmsError::store(format!(
+                "the key store has layout {}, newer than this build understands ({STORE_LAYOUT}); it was left untouched",
+                self.layout
+            )));
+        }
+        for key in self.keys.values_mut() {
+            if key.region.is_empty() {
+                key.region = self.region.clone();
+            }
+        }
+        if !self.legacy_aliases.is_empty() {
+            let legacy = std::mem::take(&mut self.legacy_aliases);
+            self.aliases_by_region
+                .entry(self.region.clone())
+                .or_default()
+                .extend(legacy);
+        }
+        self.layout = STORE_LAYOUT;
+        Ok(())
+    }
+
+    /// The region a request is served in: the one it names, else the default.
+    pub fn region_or_default<'a>(&'a self, requested: Option<&'a str>) -> &'a str {
+        requested.unwrap_or(&self.region)
+    }
+
+    /// The ARN of key `id`, in the key's own region.
     pub fn key_arn(&self, id: &Uuid) -> String {
-        format!("arn:aws:kms:{}:{}:key/{id}", self.region, self.account)
+        let region = self
+            .keys
+            .get(id)
+            .map_or(self.region.as_str(), |k| &k.region);
+        self.key_arn_in(region, id)
     }
 
-    pub fn alias_arn(&self, alias: &str) -> String {
-        format!("arn:aws:kms:{}:{}:{alias}", self.region, self.account)
+    /// The ARN key `id` would have in `region` (for "does not exist" errors).
+    pub fn key_arn_in(&self, region: &str, id: &Uuid) -> String {
+        format!("arn:aws:kms:{region}:{}:key/{id}", self.account)
     }
 
-    /// Parses a key id, key ARN, alias name or alias ARN.
-    pub fn parse_ref<'a>(&self, key_id: &'a str) -> Result<KeyRef<'a>> {
+    pub fn alias_arn(&self, region: &str, alias: &str) -> String {
+        format!("arn:aws:kms:{region}:{}:{alias}", self.account)
+    }
+
+    /// The aliases of `region`, by name.
+    pub fn aliases(&self, region: &str) -> impl Iterator<Item = (&String, &Alias)> {
+        self.aliases_by_region.get(region).into_iter().flatten()
+    }
+
+    pub fn alias(&self, region: &str, name: &str) -> Option<&Alias> {
+        self.aliases_by_region.get(region)?.get(name)
+    }
+
+    /// The alias table of `region`, created on first use.
+    pub fn aliases_mut(&mut self, region: &str) -> &mut BTreeMap<String, Alias> {
+        self.aliases_by_region
+            .entry(region.to_string())
+            .or_default()
+    }
+
+    /// Parses a key id, key ARN, alias name or alias ARN sent to `region`
+    /// (None: the request named no region). Returns the region the reference
+    /// is bound to: an ARN's own, else the request's.
+    pub fn parse_ref<'a>(
+        &self,
+        region: Option<&'a str>,
+        key_id: &'a str,
+    ) -> Result<(Option<&'a str>, KeyRef<'a>)> {
         let not_found = || KmsError::NotFound(format!("Invalid keyId '{key_id}'"));
         if let Some(rest) = key_id.strip_prefix("arn:") {
             // arn:aws:kms:REGION:ACCOUNT:key/ID or …:alias/NAME
             let parts: Vec<&str> = rest.splitn(5, ':').collect();
-            if parts.len() != 5 || parts[1] != "kms" {
+            if parts.len() != 5 || parts[1] != "kms" || parts[2].is_empty() {
                 return Err(not_found());
             }
-            if parts[2] != self.region || parts[3] != self.account {
-                return Err(KmsError::NotFound(format!(
-                    "Key '{key_id}' does not exist (it names another region or account)"
-                )));
+            // AWS answers a key of another account or region as absent:
+            // nothing tells the caller whether it exists there.
+            if parts[3] != self.account || region.is_some_and(|r| r != parts[2]) {
+                return Err(KmsError::NotFound(format!("Key '{key_id}' does not exist")));
             }
+            let bound = Some(parts[2]);
             let resource = parts[4];
             if let Some(id) = resource.strip_prefix("key/") {
-                return Uuid::parse_str(id).map(KeyRef::Id).map_err(|_| not_found());
+                return Uuid::parse_str(id)
+                    .map(|id| (bound, KeyRef::Id(id)))
+                    .map_err(|_| not_found());
             }
             if resource.starts_with("alias/") {
-                return Ok(KeyRef::Alias(&key_id[key_id.len() - resource.len()..]));
+                return Ok((
+                    bound,
+                    KeyRef::Alias(&key_id[key_id.len() - resource.len()..]),
+                ));
             }
             return Err(not_found());
         }
         if key_id.starts_with("alias/") {
-            return Ok(KeyRef::Alias(key_id));
+            return Ok((region, KeyRef::Alias(key_id)));
         }
         Uuid::parse_str(key_id)
-            .map(KeyRef::Id)
+            .map(|id| (region, KeyRef::Id(id)))
             .map_err(|_| not_found())
     }
 
-    /// Resolves any key reference to the key's id.
-    pub fn resolve(&self, key_id: &str) -> Result<Uuid> {
-        let id = match self.parse_ref(key_id)? {
+    /// Resolves any key reference sent to `region` to the key's id. A key of
+    /// another region is NotFound; with no region, a bare key id finds its
+    /// key wherever it lives and an alias is looked up in the default region.
+    pub fn resolve(&self, region: Option<&str>, key_id: &str) -> Result<Uuid> {
+        let (bound, reference) = self.parse_ref(region, key_id)?;
+        let id = match reference {
             KeyRef::Id(id) => id,
             KeyRef::Alias(name) => {
-                self.aliases
-                    .get(name)
+                let in_region = self.region_or_default(bound);
+                self.alias(in_region, name)
                     .ok_or_else(|| {
-                        KmsError::NotFound(format!("Alias {} is not found.", self.alias_arn(name)))
+                        KmsError::NotFound(format!(
+                            "Alias {} is not found.",
+                            self.alias_arn(in_region, name)
+                        ))
                     })?
                     .target
             }
         };
-        if self.keys.contains_key(&id) {
-            Ok(id)
-        } else {
-            Err(KmsError::NotFound(format!(
+        match self.keys.get(&id) {
+            Some(key) if bound.is_none_or(|b| b == key.region) => Ok(id),
+            _ => Err(KmsError::NotFound(format!(
                 "Key '{}' does not exist",
-                self.key_arn(&id)
-            )))
+                self.key_arn_in(self.region_or_default(bound), &id)
+            ))),
         }
     }
 
     /// Resolves a reference that must be a key id or key ARN (not an alias),
     /// as AWS requires for management calls such as ScheduleKeyDeletion.
-    pub fn resolve_key_only(&self, key_id: &str) -> Result<Uuid> {
-        match self.parse_ref(key_id)? {
+    pub fn resolve_key_only(&self, region: Option<&str>, key_id: &str) -> Result<Uuid> {
+        match self.parse_ref(region, key_id)?.1 {
             KeyRef::Alias(_) => Err(KmsError::NotFound(format!(
                 "Invalid keyId '{key_id}': this operation takes a key id or key ARN, not an alias"
             ))),
-            KeyRef::Id(_) => self.resolve(key_id),
+            KeyRef::Id(_) => self.resolve(region, key_id),
         }
     }
 
@@ -323,8 +423,12 @@ impl StoreData {
             .collect();
         for id in &doomed {
             self.keys.remove(id);
-            self.aliases.retain(|_, a| a.target != *id);
+            for aliases in self.aliases_by_region.values_mut() {
+                aliases.retain(|_, a| a.target != *id);
+            }
         }
+        self.aliases_by_region
+            .retain(|_, aliases| !aliases.is_empty());
         let mut rotated = Vec::new();
         for key in self.keys.values_mut() {
             if key.state != KeyState::Enabled {
@@ -379,6 +483,7 @@ mod tests {
     fn key(now: Timestamp) -> Key {
         Key {
             key_id: Uuid::new_v4(),
+            region: "local".into(),
             description: String::new(),
             creation_date: now,
             origin: Origin::AwsKms,
@@ -427,7 +532,7 @@ mod tests {
         let k = key(0);
         let id = k.key_id;
         data.keys.insert(id, k);
-        data.aliases.insert(
+        data.aliases_mut("local").insert(
             "alias/a".into(),
             Alias {
                 target: id,
@@ -435,24 +540,108 @@ mod tests {
                 updated: 0,
             },
         );
-        assert_eq!(data.resolve(&id.to_string()).unwrap(), id);
-        assert_eq!(data.resolve(&data.key_arn(&id)).unwrap(), id);
-        assert_eq!(data.resolve("alias/a").unwrap(), id);
-        assert_eq!(data.resolve(&data.alias_arn("alias/a")).unwrap(), id);
+        for region in [None, Some("local")] {
+            assert_eq!(data.resolve(region, &id.to_string()).unwrap(), id);
+            assert_eq!(data.resolve(region, &data.key_arn(&id)).unwrap(), id);
+            assert_eq!(data.resolve(region, "alias/a").unwrap(), id);
+            let alias_arn = data.alias_arn("local", "alias/a");
+            assert_eq!(data.resolve(region, &alias_arn).unwrap(), id);
+            assert!(matches!(
+                data.resolve(region, "alias/b"),
+                Err(KmsError::NotFound(_))
+            ));
+            assert!(matches!(
+                data.resolve(region, "garbage"),
+                Err(KmsError::NotFound(_))
+            ));
+            assert!(matches!(
+                data.resolve_key_only(region, "alias/a"),
+                Err(KmsError::NotFound(_))
+            ));
+        }
+        let foreign = format!("arn:aws:kms:local:123456789012:key/{id}");
         assert!(matches!(
-            data.resolve("alias/b"),
-            Err(KmsError::NotFound(_))
+            data.resolve(None, &foreign),
+            Err(KmsError::NotFound(m)) if m == format!("Key '{foreign}' does not exist")
         ));
-        assert!(matches!(
-            data.resolve("garbage"),
-            Err(KmsError::NotFound(_))
-        ));
-        assert!(matches!(
-            data.resolve_key_only("alias/a"),
-            Err(KmsError::NotFound(_))
-        ));
-        let foreign = format!("arn:aws:kms:us-east-1:123456789012:key/{id}");
-        assert!(matches!(data.resolve(&foreign), Err(KmsError::NotFound(_))));
+    }
+
+    #[test]
+    fn keys_and_aliases_are_regional() {
+        let mut data = StoreData::new("local", "000000000000");
+        let k = key(0);
+        let id = k.key_id;
+        data.keys.insert(id, k);
+        data.aliases_mut("local").insert(
+            "alias/a".into(),
+            Alias {
+                target: id,
+                created: 0,
+                updated: 0,
+            },
+        );
+        let elsewhere = Some("eu-west-1");
+        let not_found = |r: Result<Uuid>| matches!(r, Err(KmsError::NotFound(_)));
+        assert!(not_found(data.resolve(elsewhere, &id.to_string())));
+        assert!(not_found(data.resolve(elsewhere, &data.key_arn(&id))));
+        assert!(not_found(data.resolve(elsewhere, "alias/a")));
+        // The ARN's region, not the request's, binds the reference…
+        let arn_elsewhere = data.key_arn_in("eu-west-1", &id);
+        assert!(not_found(data.resolve(None, &arn_elsewhere)));
+        // …and the not-found message names the region asked about.
+        let Err(KmsError::NotFound(m)) = data.resolve(elsewhere, &id.to_string()) else {
+            panic!("found from another region");
+        };
+        assert!(m.contains(":eu-west-1:"), "{m}");
+        // The same alias name may point elsewhere in another region.
+        let mut k2 = key(0);
+        k2.region = "eu-west-1".into();
+        let id2 = k2.key_id;
+        data.keys.insert(id2, k2);
+        data.aliases_mut("eu-west-1").insert(
+            "alias/a".into(),
+            Alias {
+                target: id2,
+                created: 0,
+                updated: 0,
+            },
+        );
+        assert_eq!(data.resolve(elsewhere, "alias/a").unwrap(), id2);
+        assert_eq!(data.resolve(Some("local"), "alias/a").unwrap(), id);
+        assert_eq!(data.resolve(None, "alias/a").unwrap(), id);
+        assert_eq!(data.resolve(None, &id2.to_string()).unwrap(), id2);
+    }
+
+    #[test]
+    fn layout_one_stores_upgrade_keeping_their_arns() {
+        let id = "704493cd-90ba-4c14-a14d-a430ff940fdc";
+        let json = format!(
+            r#"{{"region":"local","account":"000000000000","keys":{{"{id}":{{
+              "key_id":"{id}","description":"","creation_date":1795886161,
+              "origin":"AWS_KMS","state":"Enabled","deletion_date":null,
+              "pending_window_days":null,"rotation_period_days":null,
+              "next_rotation":null,"versions":[],"policy":"","tags":[],
+              "pending_import":null}}}},
+              "aliases":{{"alias/t":{{"target":"{id}","created":1,"updated":1}}}}}}"#
+        );
+        let mut data: StoreData = serde_json::from_str(&json).unwrap();
+        assert_eq!(data.layout, 1);
+        data.upgrade().unwrap();
+        assert_eq!(data.layout, STORE_LAYOUT);
+        let uuid = Uuid::parse_str(id).unwrap();
+        assert_eq!(
+            data.key_arn(&uuid),
+            format!("arn:aws:kms:local:000000000000:key/{id}")
+        );
+        assert_eq!(data.resolve(Some("local"), "alias/t").unwrap(), uuid);
+        let written = serde_json::to_value(&data).unwrap();
+        assert!(written.get("aliases").is_none(), "{written}");
+        assert_eq!(written["layout"], STORE_LAYOUT);
+        assert_eq!(written["keys"][id]["region"], "local");
+
+        let mut future = data.clone();
+        future.layout = STORE_LAYOUT + 1;
+        assert!(matches!(future.upgrade(), Err(KmsError::Store(_))));
     }
 
     #[test]
@@ -468,7 +657,7 @@ mod tests {
         let did = doomed.key_id;
         data.keys.insert(rid, rotating);
         data.keys.insert(did, doomed);
-        data.aliases.insert(
+        data.aliases_mut("local").insert(
             "alias/d".into(),
             Alias {
                 target: did,
@@ -483,7 +672,7 @@ mod tests {
         assert_eq!(gone, vec![did]);
         assert!(rotated.is_empty());
         assert!(!data.keys.contains_key(&did));
-        assert!(data.aliases.is_empty());
+        assert!(data.aliases("local").next().is_none());
 
         let (_, rotated) = data.maintain(90 * SECONDS_PER_DAY);
         assert_eq!(rotated, vec![rid]);

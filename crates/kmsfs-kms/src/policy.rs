@@ -56,12 +56,20 @@ pub const USER_ACTIONS: &[&str] = &[
     "kms:DescribeKey",
 ];
 
-/// Who is calling: the numeric identity the kernel vouches for.
+/// Who is calling: the numeric identity the kernel vouches for, and the
+/// region the request is addressed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// The region of the request: its SigV4 credential scope, or the CLI's
+    /// `--region` / AWS_REGION / AWS config. None when the request names no
+    /// region (a mount's daemon, the Unix socket without a signature): then a
+    /// key ARN's own region decides, a bare key id finds its key in any
+    /// region, and aliases, new keys and listings use the store's default
+    /// region. Keys are regional, identities (IAM) are not.
+    pub region: Option<String>,
 }
 
 impl Caller {
@@ -75,7 +83,14 @@ impl Caller {
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
             groups,
+            region: None,
         }
+    }
+
+    /// The same caller, addressing `region`.
+    pub fn in_region(mut self, region: Option<String>) -> Caller {
+        self.region = region;
+        self
     }
 
     pub fn in_group(&self, gid: u32) -> bool {
@@ -314,6 +329,7 @@ mod tests {
             uid,
             gid: 60000,
             groups: groups.to_vec(),
+            region: None,
         }
     }
 

@@ -194,8 +194,8 @@ impl KmsClient {
                 "X-Amz-Target".to_string(),
                 format!("{TARGET_PREFIX}{operation}"),
             ),
-            // A fresh id per request, as the AWS SDKs send: two identical
-            // calls in one second must not look like a replay.
+            // A fresh id per request, as the AWS SDKs send: it tells two
+            // identical calls apart in the server's logs.
             (
                 "amz-sdk-invocation-id".to_string(),
                 uuid::Uuid::new_v4().to_string(),

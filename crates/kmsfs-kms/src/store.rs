@@ -313,7 +313,13 @@ fn lock(path: &Path) -> Result<WriteLock> {
 
 impl KeyStore {
     /// Opens the store at `path`, creating it (and its root key) if absent.
-    pub fn open_or_create(path: &Path, secret: &RootSecret, region: &str) -> Result<KeyStore> {
+    /// `region` and `account` are the new store's default region and account.
+    pub fn open_or_create(
+        path: &Path,
+        secret: &RootSecret,
+        region: &str,
+        account: &str,
+    ) -> Result<KeyStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
         {
@@ -366,7 +372,7 @@ impl KeyStore {
             path: path.to_path_buf(),
             header,
             root,
-            data: StoreData::new(region, "000000000000"),
+            data: StoreData::new(region, account),
             stamp: None,
         };
         store.write()?;
@@ -398,12 +404,16 @@ impl KeyStore {
                     path.display()
                 ))
             })?;
-        serde_json::from_slice(&plain).map_err(|e| {
+        let mut data: StoreData = serde_json::from_slice(&plain).map_err(|e| {
             KmsError::store(format!(
                 "The key store {} is authentic but its contents do not parse ({e}); it was left untouched",
                 path.display()
             ))
-        })
+        })?;
+        // In memory only: the upgraded layout reaches the disk with the
+        // next change, so merely reading never rewrites a store.
+        data.upgrade()?;
+        Ok(data)
     }
 
     pub fn path(&self) -> &Path {
@@ -500,7 +510,8 @@ mod tests {
     fn create_reopen_and_refuse_wrong_root_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/keystore");
-        let mut store = KeyStore::open_or_create(&path, &RootSecret::KeyFile, "local").unwrap();
+        let mut store =
+            KeyStore::open_or_create(&path, &RootSecret::KeyFile, "local", "000000000000").unwrap();
         let mode = fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(
@@ -509,7 +520,7 @@ mod tests {
         );
         store
             .update(|d: &mut StoreData| {
-                d.aliases.insert(
+                d.aliases_mut("local").insert(
                     "alias/x".into(),
                     Alias {
                         target: uuid::Uuid::nil(),
@@ -521,7 +532,7 @@ mod tests {
             })
             .unwrap();
         let again = KeyStore::open(&path, &RootSecret::KeyFile).unwrap();
-        assert!(again.data().aliases.contains_key("alias/x"));
+        assert!(again.data().alias("local", "alias/x").is_some());
 
         // Another root key: refused, and the store is left byte-identical.
         let before = fs::read(&path).unwrap();
@@ -549,7 +560,13 @@ mod tests {
         let path = dir.path().join("keystore");
         let good = || Ok(Zeroizing::new("correct horse".to_string()));
         let bad = || Ok(Zeroizing::new("battery staple".to_string()));
-        KeyStore::open_or_create(&path, &RootSecret::Passphrase(&good), "local").unwrap();
+        KeyStore::open_or_create(
+            &path,
+            &RootSecret::Passphrase(&good),
+            "local",
+            "000000000000",
+        )
+        .unwrap();
         assert!(!sibling(&path, ".rootkey").exists());
         KeyStore::open(&path, &RootSecret::Passphrase(&good)).unwrap();
         let before = fs::read(&path).unwrap();
@@ -565,7 +582,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keystore");
         let good = || Ok(Zeroizing::new("correct horse".to_string()));
-        KeyStore::open_or_create(&path, &RootSecret::Passphrase(&good), "local").unwrap();
+        KeyStore::open_or_create(
+            &path,
+            &RootSecret::Passphrase(&good),
+            "local",
+            "000000000000",
+        )
+        .unwrap();
         let original = fs::read(&path).unwrap();
         // t_cost at bytes 16..20, m_cost at 12..16, lanes at 20..24.
         for (offset, value, name) in [
@@ -603,7 +626,8 @@ mod tests {
     fn corrupted_store_is_refused_and_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keystore");
-        let mut store = KeyStore::open_or_create(&path, &RootSecret::KeyFile, "local").unwrap();
+        let mut store =
+            KeyStore::open_or_create(&path, &RootSecret::KeyFile, "local", "000000000000").unwrap();
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0x80;

@@ -28,6 +28,7 @@ fn owner() -> Caller {
         uid: 1000,
         gid: 1000,
         groups: vec![],
+        region: None,
     }
 }
 
@@ -1093,6 +1094,7 @@ fn admin() -> Caller {
         uid: 2000,
         gid: 2000,
         groups: vec![ADMIN_GROUP],
+        region: None,
     }
 }
 
@@ -1101,6 +1103,7 @@ fn key_user() -> Caller {
         uid: KEY_USER,
         gid: 1001,
         groups: vec![],
+        region: None,
     }
 }
 
@@ -1109,6 +1112,7 @@ fn stranger() -> Caller {
         uid: 1002,
         gid: 1002,
         groups: vec![100],
+        region: None,
     }
 }
 
@@ -1145,6 +1149,7 @@ fn default_policy_is_the_creator_only() {
         uid: 0,
         gid: 0,
         groups: vec![0],
+        region: None,
     };
     assert_eq!(
         code(env.kms.encrypt(&root, &key, b"x", &no_ctx())),

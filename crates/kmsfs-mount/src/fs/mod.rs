@@ -196,6 +196,8 @@ impl Callers {
             uid: req.uid(),
             gid: req.gid(),
             groups,
+            // A volume names its CMK by id or ARN, which binds the region.
+            region: None,
         }
     }
 }
