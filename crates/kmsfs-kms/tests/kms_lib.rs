@@ -160,8 +160,9 @@ fn create_key_refuses_unsupported_usage_and_spec() {
         code(env.kms.create_key(&owner(), usage)),
         "ValidationException"
     );
+    // ECC keys sign or agree on keys; they do not encrypt.
     let spec = CreateKeyInput {
-        key_spec: "RSA_2048".into(),
+        key_spec: "ECC_NIST_P256".into(),
         ..CreateKeyInput::default()
     };
     assert_eq!(
