@@ -50,7 +50,7 @@ pub fn generate(spec: KeySpec) -> Result<Zeroizing<Vec<u8>>> {
         KeySpec::EccSecgP256k1 => ecc!(k256),
         KeySpec::Hmac224 | KeySpec::Hmac256 | KeySpec::Hmac384 | KeySpec::Hmac512 => {
             // AWS's HMAC keys are as long as their hash's output.
-            let len = spec.mac_algorithm().map_or(32, |a| a.hash().len());
+            let len = spec.mac_algorithm().map_or(32, |a| a.hash().output_len());
             let mut key = Zeroizing::new(vec![0u8; len]);
             rand::fill(&mut key[..]);
             Ok(key)
@@ -451,9 +451,9 @@ mod tests {
         for &spec in KeySpec::ALL.iter().filter(|s| s.is_hmac()) {
             let alg = spec.mac_algorithm().unwrap();
             let key = generate(spec).unwrap();
-            assert_eq!(key.len(), alg.hash().len());
+            assert_eq!(key.len(), alg.hash().output_len());
             let tag = mac(alg, &key, b"message").unwrap();
-            assert_eq!(tag.len(), alg.hash().len());
+            assert_eq!(tag.len(), alg.hash().output_len());
             assert!(verify_mac(alg, &key, b"message", &tag).unwrap());
             assert!(!verify_mac(alg, &key, b"messagf", &tag).unwrap());
             assert!(!verify_mac(alg, &key, b"message", &flip(&tag, 0)).unwrap());

@@ -302,7 +302,7 @@ pub enum Hash {
 
 impl Hash {
     /// The digest length in bytes (DIGEST messages must have exactly it).
-    pub fn len(self) -> usize {
+    pub fn output_len(self) -> usize {
         match self {
             Hash::Sha224 => 28,
             Hash::Sha256 => 32,

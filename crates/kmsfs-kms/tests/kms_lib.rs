@@ -1066,7 +1066,7 @@ fn api_maps_fields_and_errors() {
         "ValidationException"
     );
     assert_eq!(
-        code(call("Sign", json!({}))),
+        code(call("CreateGrant", json!({}))),
         "UnsupportedOperationException"
     );
     let sched = call(

@@ -191,10 +191,10 @@ fn signed_digest(algorithm: SigningAlgorithm, message: &[u8], digest: bool) -> R
     if !digest {
         return Ok(asymmetric::digest(algorithm.hash(), message));
     }
-    if message.len() != algorithm.hash().len() {
+    if message.len() != algorithm.hash().output_len() {
         return Err(KmsError::Validation(format!(
             "Digest is invalid length for algorithm {algorithm}: a DIGEST message must be {} bytes, not {}.",
-            algorithm.hash().len(),
+            algorithm.hash().output_len(),
             message.len()
         )));
     }
