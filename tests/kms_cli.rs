@@ -42,6 +42,14 @@ const SUBCOMMANDS: &[&str] = &[
     "put-key-policy",
     "get-parameters-for-import",
     "import-key-material",
+    "get-public-key",
+    "sign",
+    "verify",
+    "generate-mac",
+    "verify-mac",
+    "generate-data-key-pair",
+    "generate-data-key-pair-without-plaintext",
+    "derive-shared-secret",
 ];
 
 struct Lab {

@@ -15,6 +15,8 @@ use crate::awscli::{self, OutputFormat};
 use kmsfs_kms::protocol::*;
 use kmsfs_kms::{Caller, EncryptionContext, api};
 
+mod asymmetric;
+
 #[derive(Debug, Args)]
 pub(crate) struct KmsArgs {
     /// Output format, as the AWS CLI's --output.
@@ -250,6 +252,8 @@ pub(crate) enum KmsCommand {
         #[arg(long)]
         expiration_model: Option<String>,
     },
+    #[command(flatten)]
+    Asymmetric(asymmetric::AsymmetricCommand),
 }
 
 fn usage(e: &awscli::ArgError, cli: &str) -> CliError {
@@ -295,6 +299,7 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
     use KmsCommand::*;
     match cmd {
         Serve(_) => Err(CliError::Usage("serve is not an API operation".into())),
+        Asymmetric(command) => command.request(),
         CreateKey {
             description,
             origin,

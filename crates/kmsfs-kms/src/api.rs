@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::error::{KmsError, Result};
-use super::local::{CreateKeyInput, KeyInfo, LocalKms};
+use super::local::{CreateKeyInput, KeyInfo, LocalKms, rsa_encryption};
 use super::model::{KeyState, Origin};
 use super::policy::Caller;
 use super::protocol::crypto::SYMMETRIC_DEFAULT;
@@ -18,6 +18,8 @@ use super::protocol::wire;
 use super::protocol::*;
 
 pub use super::protocol::{CONTENT_TYPE, TARGET_PREFIX};
+
+mod asymmetric;
 
 /// The operation named `operation`, once `request` is known to be a JSON
 /// object (or empty): what every request must be before it is read.
@@ -86,6 +88,16 @@ fn dispatch(run: Dispatch, operation: Operation) -> Result<Value> {
         Operation::PutKeyPolicy => run.with::<PutKeyPolicyRequest>(),
         Operation::GetParametersForImport => run.with::<GetParametersForImportRequest>(),
         Operation::ImportKeyMaterial => run.with::<ImportKeyMaterialRequest>(),
+        Operation::GetPublicKey => run.with::<GetPublicKeyRequest>(),
+        Operation::Sign => run.with::<SignRequest>(),
+        Operation::Verify => run.with::<VerifyRequest>(),
+        Operation::GenerateMac => run.with::<GenerateMacRequest>(),
+        Operation::VerifyMac => run.with::<VerifyMacRequest>(),
+        Operation::GenerateDataKeyPair => run.with::<GenerateDataKeyPairRequest>(),
+        Operation::GenerateDataKeyPairWithoutPlaintext => {
+            run.with::<GenerateDataKeyPairWithoutPlaintextRequest>()
+        }
+        Operation::DeriveSharedSecret => run.with::<DeriveSharedSecretRequest>(),
     }
 }
 
@@ -135,13 +147,16 @@ fn key_metadata(i: KeyInfo) -> KeyMetadata {
         creation_date: i.creation_date.into(),
         enabled: i.state == KeyState::Enabled,
         description: i.description,
-        key_usage: "ENCRYPT_DECRYPT".into(),
+        key_usage: i.key_usage.as_str().into(),
         key_state: i.state.as_str().into(),
         origin: i.origin.as_str().into(),
         key_manager: "CUSTOMER".into(),
-        customer_master_key_spec: SYMMETRIC_DEFAULT.into(),
-        key_spec: SYMMETRIC_DEFAULT.into(),
-        encryption_algorithms: vec![SYMMETRIC_DEFAULT.into()],
+        customer_master_key_spec: i.key_spec.as_str().into(),
+        key_spec: i.key_spec.as_str().into(),
+        encryption_algorithms: asymmetric::encryption_algorithms(i.key_spec, i.key_usage),
+        signing_algorithms: asymmetric::signing_algorithms(i.key_spec, i.key_usage),
+        mac_algorithms: asymmetric::mac_algorithms(i.key_spec),
+        key_agreement_algorithms: asymmetric::key_agreement_algorithms(i.key_usage),
         multi_region: false,
         deletion_date: i.deletion_date.map(EpochSeconds),
         pending_deletion_window_in_days: i.pending_window_days,
@@ -166,7 +181,8 @@ impl Handler for CreateKeyRequest {
             CreateKeyInput {
                 description: self.description.unwrap_or_default(),
                 origin,
-                key_usage: self.key_usage.unwrap_or_else(|| "ENCRYPT_DECRYPT".into()),
+                // Empty: absent, which only symmetric keys may leave out.
+                key_usage: self.key_usage.unwrap_or_default(),
                 key_spec: self
                     .key_spec
                     .or(self.customer_master_key_spec)
@@ -340,6 +356,9 @@ impl Handler for ListKeyRotationsRequest {
 
 impl Handler for EncryptRequest {
     fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<EncryptResponse> {
+        if let Some(rsa) = rsa_encryption(self.encryption_algorithm.as_deref()) {
+            return asymmetric::encrypt(self, kms, caller, rsa);
+        }
         require_symmetric(self.encryption_algorithm.as_deref())?;
         let w = kms.encrypt(
             caller,
@@ -357,6 +376,9 @@ impl Handler for EncryptRequest {
 
 impl Handler for DecryptRequest {
     fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<DecryptResponse> {
+        if let Some(rsa) = rsa_encryption(self.encryption_algorithm.as_deref()) {
+            return asymmetric::decrypt(self, kms, caller, rsa);
+        }
         require_symmetric(self.encryption_algorithm.as_deref())?;
         let d = kms.decrypt(
             caller,
@@ -374,6 +396,11 @@ impl Handler for DecryptRequest {
 
 impl Handler for ReEncryptRequest {
     fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<ReEncryptResponse> {
+        if rsa_encryption(self.source_encryption_algorithm.as_deref()).is_some()
+            || rsa_encryption(self.destination_encryption_algorithm.as_deref()).is_some()
+        {
+            return asymmetric::re_encrypt(self, kms, caller);
+        }
         require_symmetric(self.source_encryption_algorithm.as_deref())?;
         require_symmetric(self.destination_encryption_algorithm.as_deref())?;
         let (from, to) = kms.re_encrypt(

@@ -43,6 +43,15 @@ pub enum KmsError {
     IncorrectKey(String),
     #[error("{0}")]
     LimitExceeded(String),
+    /// Verify: the signature is not valid for the message and key.
+    #[error("{0}")]
+    KmsInvalidSignature(String),
+    /// VerifyMac: the MAC is not valid for the message and key.
+    #[error("{0}")]
+    KmsInvalidMac(String),
+    /// A request with DryRun set that would have succeeded.
+    #[error("{0}")]
+    DryRunOperation(String),
     /// The key store itself could not be read, authenticated or written.
     #[error(transparent)]
     Store(StoreError),

@@ -10,6 +10,7 @@
 //!   the server; [`remote::KmsClient`] sends them to an endpoint.
 
 pub mod api;
+pub mod asymmetric;
 pub(crate) mod audit;
 pub mod authn;
 #[cfg(feature = "aws-kms")]
@@ -20,6 +21,7 @@ pub mod clock;
 pub mod error;
 pub mod iam;
 pub(crate) mod import;
+pub mod keyspec;
 pub mod local;
 pub mod material;
 pub mod model;

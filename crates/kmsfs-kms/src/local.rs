@@ -12,6 +12,7 @@ use super::audit::{AuditEvent, AuditLog};
 use super::blob::{self, BlobHeader, EncryptionContext, MAX_PLAINTEXT};
 use super::clock::Clock;
 use super::error::{KmsError, Result};
+use super::keyspec::{KeySpec, KeyUsage};
 use super::material::{KeyMaterial, SecretBytes, random_nonce};
 use super::model::{
     Alias, Key, KeyState, KeyVersion, Origin, PendingImport, RotationType, SECONDS_PER_DAY,
@@ -23,6 +24,11 @@ use super::protocol::operation::{RE_ENCRYPT_FROM, RE_ENCRYPT_TO};
 use super::store::{KeyStore, RootSecret};
 use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, Wrapped};
 
+mod asymmetric_ops;
+pub use asymmetric_ops::{
+    DRY_RUN_MESSAGE, DataKeyPairInfo, PublicKeyInfo, ReEncryptSide, rsa_encryption,
+};
+
 /// What an operation tells the audit log about itself as it goes.
 #[derive(Default)]
 struct Trail {
@@ -33,6 +39,8 @@ struct Trail {
 pub struct CreateKeyInput {
     pub description: String,
     pub origin: Origin,
+    /// Empty when the request has none: ENCRYPT_DECRYPT for a symmetric
+    /// key, refused for any other spec (AWS requires it there).
     pub key_usage: String,
     pub key_spec: String,
     pub tags: Vec<(String, String)>,
@@ -67,6 +75,8 @@ pub struct KeyInfo {
     pub deletion_date: Option<Timestamp>,
     pub pending_window_days: Option<u32>,
     pub current_version: Option<u32>,
+    pub key_spec: KeySpec,
+    pub key_usage: KeyUsage,
 }
 
 #[derive(Debug, Clone)]
@@ -126,6 +136,8 @@ fn info(data: &StoreData, key: &Key) -> KeyInfo {
         deletion_date: key.deletion_date,
         pending_window_days: key.pending_window_days,
         current_version: key.current_version().map(|v| v.version),
+        key_spec: key.key_spec,
+        key_usage: key.key_usage,
     }
 }
 
@@ -337,16 +349,11 @@ impl LocalKms {
 
     pub fn create_key(&self, caller: &Caller, input: CreateKeyInput) -> Result<KeyInfo> {
         self.run(caller, Operation::CreateKey, None, None, |trail| {
-            if input.key_usage != "ENCRYPT_DECRYPT" {
-                return Err(KmsError::Validation(format!(
-                    "KeyUsage {} is not supported: kmsfs keys are ENCRYPT_DECRYPT",
-                    input.key_usage
-                )));
-            }
-            if input.key_spec != "SYMMETRIC_DEFAULT" {
-                return Err(KmsError::Validation(format!(
-                    "KeySpec {} is not supported: kmsfs keys are SYMMETRIC_DEFAULT (AES-256-GCM)",
-                    input.key_spec
+            let usage = Some(input.key_usage.as_str()).filter(|u| !u.is_empty());
+            let (key_spec, key_usage) = super::keyspec::key_type(&input.key_spec, usage)?;
+            if input.origin == Origin::External && !key_spec.is_symmetric_default() {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "kmsfs imports only symmetric key material: Origin EXTERNAL is not supported for KeySpec {key_spec}"
                 )));
             }
             if input.description.len() > 8192 {
@@ -364,7 +371,16 @@ impl LocalKms {
             };
             let now = self.clock.now();
             let key_id = Uuid::new_v4();
+            // Asymmetric and HMAC keys keep one private material and no
+            // versions (they never rotate); made before the store is locked,
+            // as RSA key generation takes a while.
+            let private_material = if key_spec.is_symmetric_default() {
+                None
+            } else {
+                Some(SecretBytes(super::asymmetric::generate(key_spec)?))
+            };
             let (state, versions) = match input.origin {
+                Origin::AwsKms if private_material.is_some() => (KeyState::Enabled, vec![]),
                 Origin::AwsKms => (
                     KeyState::Enabled,
                     vec![KeyVersion {
@@ -399,6 +415,9 @@ impl LocalKms {
                     })
                     .collect(),
                 pending_import: None,
+                key_spec,
+                key_usage,
+                private_material,
             };
             let mut store = self.lock()?;
             store.update(|data| {
@@ -473,6 +492,9 @@ impl LocalKms {
                 parsed_policy: Default::default(),
                 tags: vec![],
                 pending_import: None,
+                key_spec: KeySpec::SymmetricDefault,
+                key_usage: KeyUsage::EncryptDecrypt,
+                private_material: None,
             };
             let mut store = self.lock()?;
             store.update(|data| {
@@ -744,7 +766,7 @@ impl LocalKms {
                         key.state.as_str()
                     )));
                 }
-                key.state = if key.versions.is_empty() {
+                key.state = if !key.has_material() {
                     KeyState::PendingImport
                 } else {
                     KeyState::Disabled
@@ -757,6 +779,12 @@ impl LocalKms {
     }
 
     fn require_rotatable(key: &Key, arn: &str, op: &str) -> Result<()> {
+        if !key.key_spec.is_symmetric_default() {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{arn} has KeySpec {}: automatic and on-demand rotation are supported only on symmetric encryption KMS keys, not on asymmetric or HMAC KMS keys; {op} is not supported for it.",
+                key.key_spec
+            )));
+        }
         if key.origin == Origin::External {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{arn} has imported key material (origin EXTERNAL); {op} is not supported for it."
@@ -955,6 +983,7 @@ impl LocalKms {
         let key = data.key(&id)?;
         check(data, key, caller, action)?;
         key.require_usable(&arn)?;
+        asymmetric_ops::require_symmetric_encryption(key, &arn)?;
         let version = key
             .current_version()
             .ok_or_else(|| KmsError::InvalidState(format!("{arn} has no key material.")))?;
@@ -1006,6 +1035,7 @@ impl LocalKms {
         }
         check(data, key, caller, action)?;
         key.require_usable(&arn)?;
+        asymmetric_ops::require_symmetric_encryption(key, &arn)?;
         let version = key.version(header.key_version).ok_or_else(|| {
             KmsError::InvalidCiphertext(format!("{arn} has no key version {}.", header.key_version))
         })?;

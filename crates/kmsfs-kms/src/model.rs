@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::error::{KmsError, Result};
+use super::keyspec::{KeySpec, KeyUsage};
 use super::material::{KeyMaterial, SecretBytes};
 
 pub const SECONDS_PER_DAY: i64 = 86_400;
@@ -123,9 +124,24 @@ pub struct Key {
     pub parsed_policy: std::sync::OnceLock<super::policy::PolicyDocument>,
     pub tags: Vec<Tag>,
     pub pending_import: Option<PendingImport>,
+    /// SYMMETRIC_DEFAULT for stores written before other specs existed.
+    #[serde(default)]
+    pub key_spec: KeySpec,
+    #[serde(default)]
+    pub key_usage: KeyUsage,
+    /// The material of a key that is not SYMMETRIC_DEFAULT: PKCS#8 DER of
+    /// an RSA or ECC private key, or the raw HMAC key. Such keys never
+    /// rotate, so they have this one material for life and no `versions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_material: Option<SecretBytes>,
 }
 
 impl Key {
+    /// Whether the key has material to use (not waiting for an import).
+    pub fn has_material(&self) -> bool {
+        !self.versions.is_empty() || self.private_material.is_some()
+    }
+
     pub fn set_policy(&mut self, policy: &str) {
         self.policy = policy.to_string();
         self.parsed_policy = std::sync::OnceLock::new();
@@ -502,7 +518,53 @@ mod tests {
             parsed_policy: Default::default(),
             tags: vec![],
             pending_import: None,
+            key_spec: KeySpec::SymmetricDefault,
+            key_usage: KeyUsage::EncryptDecrypt,
+            private_material: None,
         }
+    }
+
+    /// A key as stores wrote it before key specs existed (no key_spec,
+    /// key_usage or private_material) loads as a symmetric key.
+    #[test]
+    fn keys_of_old_stores_load_as_symmetric() {
+        let old = r#"{"key_id": "704493cd-90ba-4c14-a14d-a430ff940fdc", "description": "",
+            "creation_date": 1795886161, "origin": "AWS_KMS", "state": "Enabled",
+            "deletion_date": null, "pending_window_days": null,
+            "rotation_period_days": 365, "next_rotation": 1827422161,
+            "versions": [{"version": 1, "created": 1795886161, "rotation_type": null,
+                          "material": "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="}],
+            "policy": "{}", "tags": [{"key": "team", "value": "storage"}],
+            "pending_import": null}"#;
+        let key: Key = serde_json::from_str(old).unwrap();
+        assert_eq!(key.key_spec, KeySpec::SymmetricDefault);
+        assert_eq!(key.key_usage, KeyUsage::EncryptDecrypt);
+        assert!(key.private_material.is_none());
+        assert_eq!(key.versions[0].material.as_bytes(), &[7u8; 32]);
+        // Written back, a symmetric key has no private_material field, and
+        // its new fields read back the same.
+        let json = serde_json::to_value(&key).unwrap();
+        assert!(json.get("private_material").is_none());
+        assert_eq!(json["key_spec"], "SYMMETRIC_DEFAULT");
+        assert_eq!(json["key_usage"], "ENCRYPT_DECRYPT");
+    }
+
+    #[test]
+    fn private_material_is_kept_and_never_printed() {
+        let mut k = key(0);
+        k.key_spec = KeySpec::Hmac256;
+        k.key_usage = KeyUsage::GenerateVerifyMac;
+        k.versions.clear();
+        k.private_material = Some(SecretBytes(zeroize::Zeroizing::new(vec![0x41; 32])));
+        assert!(k.has_material());
+        let shown = format!("{k:?}");
+        assert!(
+            !shown.contains("65, 65") && !shown.contains("QUFB"),
+            "{shown}"
+        );
+        let back: Key = serde_json::from_str(&serde_json::to_string(&k).unwrap()).unwrap();
+        assert_eq!(back.key_spec, KeySpec::Hmac256);
+        assert_eq!(back.private_material.unwrap().0.as_slice(), &[0x41; 32]);
     }
 
     #[test]

@@ -54,6 +54,13 @@ pub const USER_ACTIONS: &[&str] = &[
     "kms:ReEncrypt*",
     "kms:GenerateDataKey*",
     "kms:DescribeKey",
+    // The console adds these for asymmetric and HMAC keys.
+    "kms:GetPublicKey",
+    "kms:Sign",
+    "kms:Verify",
+    "kms:GenerateMac",
+    "kms:VerifyMac",
+    "kms:DeriveSharedSecret",
 ];
 
 /// Who is calling: the numeric identity the kernel vouches for, and the

@@ -372,7 +372,10 @@ impl KeyService for RemoteKms {
         .find(|s| s.as_str() == meta.key_state)
         // AWS has more states (Creating, Unavailable, …): none can be used.
         .unwrap_or(KeyState::Disabled);
-        let current_version = if state == KeyState::Enabled {
+        // Only symmetric keys have versions (and wrap data keys to probe
+        // them with); other services may leave KeySpec out.
+        let symmetric = matches!(meta.key_spec.as_str(), "" | "SYMMETRIC_DEFAULT");
+        let current_version = if state == KeyState::Enabled && symmetric {
             let probe = self.client.send(&GenerateDataKeyWithoutPlaintextRequest {
                 key_id: meta.arn.clone(),
                 key_spec: Some("AES_256".into()),

@@ -161,8 +161,9 @@ fn create_key_refuses_unsupported_usage_and_spec() {
         code(env.kms.create_key(&owner(), usage)),
         "ValidationException"
     );
+    // ECC keys sign or agree on keys; they do not encrypt.
     let spec = CreateKeyInput {
-        key_spec: "RSA_2048".into(),
+        key_spec: "ECC_NIST_P256".into(),
         ..CreateKeyInput::default()
     };
     assert_eq!(
@@ -1066,7 +1067,7 @@ fn api_maps_fields_and_errors() {
         "ValidationException"
     );
     assert_eq!(
-        code(call("Sign", json!({}))),
+        code(call("CreateGrant", json!({}))),
         "UnsupportedOperationException"
     );
     let sched = call(

@@ -28,6 +28,9 @@ pub fn exception_name(e: &KmsError) -> &'static str {
         KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
         KmsError::IncorrectKey(_) => "IncorrectKeyException",
         KmsError::LimitExceeded(_) => "LimitExceededException",
+        KmsError::KmsInvalidSignature(_) => "KMSInvalidSignatureException",
+        KmsError::KmsInvalidMac(_) => "KMSInvalidMacException",
+        KmsError::DryRunOperation(_) => "DryRunOperationException",
         KmsError::Store(_) | KmsError::Internal(_) => INTERNAL,
     }
 }
@@ -61,6 +64,9 @@ pub fn error_from_exception(exception: &str, message: String) -> KmsError {
         "InvalidKeyUsageException" => KmsError::InvalidKeyUsage(message),
         "IncorrectKeyException" => KmsError::IncorrectKey(message),
         "LimitExceededException" => KmsError::LimitExceeded(message),
+        "KMSInvalidSignatureException" => KmsError::KmsInvalidSignature(message),
+        "KMSInvalidMacException" => KmsError::KmsInvalidMac(message),
+        "DryRunOperationException" => KmsError::DryRunOperation(message),
         INTERNAL => KmsError::Internal(message),
         "UnrecognizedClientException"
         | "InvalidSignatureException"
@@ -104,6 +110,9 @@ mod tests {
             KmsError::InvalidKeyUsage(m()),
             KmsError::IncorrectKey(m()),
             KmsError::LimitExceeded(m()),
+            KmsError::KmsInvalidSignature(m()),
+            KmsError::KmsInvalidMac(m()),
+            KmsError::DryRunOperation(m()),
             KmsError::Internal(m()),
         ];
         for e in all {

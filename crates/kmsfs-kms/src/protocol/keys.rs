@@ -54,7 +54,17 @@ pub struct KeyMetadata {
     pub key_manager: String,
     pub customer_master_key_spec: String,
     pub key_spec: String,
+    /// Present only where AWS shows them: encryption algorithms for
+    /// ENCRYPT_DECRYPT keys, signing for SIGN_VERIFY, MAC for HMAC keys,
+    /// key agreement for KEY_AGREEMENT.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub encryption_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signing_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mac_algorithms: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub key_agreement_algorithms: Vec<String>,
     pub multi_region: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_date: Option<EpochSeconds>,

@@ -18,6 +18,7 @@
 //! [`KmsClient::send`]: crate::remote::KmsClient::send
 
 mod aliases;
+mod asymmetric;
 pub(crate) mod crypto;
 pub mod exception;
 mod import;
@@ -32,6 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use aliases::*;
+pub use asymmetric::*;
 pub use crypto::*;
 pub use import::*;
 pub use key_policy::*;

@@ -99,6 +99,14 @@ operations![
     PutKeyPolicy,
     GetParametersForImport,
     ImportKeyMaterial,
+    GetPublicKey,
+    Sign,
+    Verify,
+    GenerateMac,
+    VerifyMac,
+    GenerateDataKeyPair,
+    GenerateDataKeyPairWithoutPlaintext,
+    DeriveSharedSecret,
 ];
 
 impl Operation {
@@ -213,6 +221,30 @@ impl Operation {
                 &["kms:ImportKeyMaterial"],
                 Changes,
                 Administrators,
+            ),
+            // Administrators hold it too, through `kms:Get*`.
+            Operation::GetPublicKey => op("GetPublicKey", &["kms:GetPublicKey"], Reads, Both),
+            Operation::Sign => op("Sign", &["kms:Sign"], Reads, Users),
+            Operation::Verify => op("Verify", &["kms:Verify"], Reads, Users),
+            Operation::GenerateMac => op("GenerateMac", &["kms:GenerateMac"], Reads, Users),
+            Operation::VerifyMac => op("VerifyMac", &["kms:VerifyMac"], Reads, Users),
+            Operation::GenerateDataKeyPair => op(
+                "GenerateDataKeyPair",
+                &["kms:GenerateDataKeyPair"],
+                Reads,
+                Users,
+            ),
+            Operation::GenerateDataKeyPairWithoutPlaintext => op(
+                "GenerateDataKeyPairWithoutPlaintext",
+                &["kms:GenerateDataKeyPairWithoutPlaintext"],
+                Reads,
+                Users,
+            ),
+            Operation::DeriveSharedSecret => op(
+                "DeriveSharedSecret",
+                &["kms:DeriveSharedSecret"],
+                Reads,
+                Users,
             ),
         }
     }

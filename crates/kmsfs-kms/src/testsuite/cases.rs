@@ -11,7 +11,7 @@ use std::fmt::Debug;
 
 use uuid::Uuid;
 
-use super::{Harness, StateChanges, supports};
+use super::{Harness, StateChanges, Support, supports};
 use crate::blob::{self, EncryptionContext};
 use crate::{DataKeyPair, KeyState, KmsError};
 
@@ -20,6 +20,7 @@ const DISABLED: &str = "DisabledException";
 const INVALID_STATE: &str = "KMSInvalidStateException";
 const INVALID_CIPHERTEXT: &str = "InvalidCiphertextException";
 const ACCESS_DENIED: &str = "AccessDeniedException";
+const INVALID_KEY_USAGE: &str = "InvalidKeyUsageException";
 
 fn ctx(pairs: &[(&str, &str)]) -> EncryptionContext {
     pairs
@@ -791,5 +792,47 @@ pub fn outsider_refused_by_policy(h: &dyn Harness) {
         "describe_key by an outsider",
         o.service.describe_key(&o.caller, &a),
         ACCESS_DENIED,
+    );
+}
+
+/// An asymmetric (signing) key is described like any other, but wraps no
+/// data keys and takes no re-encrypted blobs: InvalidKeyUsageException, as
+/// AWS answers. Envelope encryption needs a symmetric key.
+pub fn signing_key_refuses_data_keys(h: &dyn Harness) {
+    let signer = match h.admin().create_signing_key() {
+        Ok(arn) => arn,
+        Err(KmsError::UnsupportedOperation(_)) => {
+            supports(
+                h,
+                "signing_key_refuses_data_keys",
+                Support::No("the harness has no create_signing_key step"),
+            );
+            return;
+        }
+        Err(e) => panic!("{}: create_signing_key: {e}", h.backend()),
+    };
+    h.settle();
+    let d = ok(
+        h,
+        "describe_key of a signing key",
+        h.service().describe_key(&h.caller(), &signer),
+    );
+    assert_eq!(d.key_arn, signer, "{}", h.backend());
+    assert_eq!(d.state, KeyState::Enabled, "{}", h.backend());
+    refused(
+        h,
+        "generate_data_key of a signing key",
+        h.service()
+            .generate_data_key(&h.caller(), &signer, &no_ctx()),
+        INVALID_KEY_USAGE,
+    );
+    let symmetric = new_key(h);
+    let pair = data_key(h, &symmetric, &no_ctx());
+    refused(
+        h,
+        "re_encrypt to a signing key",
+        h.service()
+            .re_encrypt(&h.caller(), &pair.ciphertext_blob, &no_ctx(), &signer),
+        INVALID_KEY_USAGE,
     );
 }

@@ -107,6 +107,15 @@ impl KeyAdmin for LocalStore {
         Ok(self.kms.create_key(&self.admin, input)?.arn)
     }
 
+    fn create_signing_key(&self) -> Result<String, KmsError> {
+        let input = CreateKeyInput {
+            key_spec: "ECC_NIST_P256".into(),
+            key_usage: "SIGN_VERIFY".into(),
+            ..CreateKeyInput::default()
+        };
+        Ok(self.kms.create_key(&self.admin, input)?.arn)
+    }
+
     fn disable_key(&self, arn: &str) -> Result<(), KmsError> {
         self.kms.disable_key(&self.admin, arn)
     }

@@ -109,6 +109,13 @@ pub trait KeyAdmin {
         ))
     }
 
+    /// A new asymmetric signing key (ECC_NIST_P256, SIGN_VERIFY), Enabled.
+    fn create_signing_key(&self) -> Result<String, KmsError> {
+        Err(KmsError::UnsupportedOperation(
+            "this harness has no create_signing_key step".into(),
+        ))
+    }
+
     fn disable_key(&self, arn: &str) -> Result<(), KmsError>;
 
     fn enable_key(&self, arn: &str) -> Result<(), KmsError>;
@@ -211,6 +218,7 @@ macro_rules! key_service_conformance {
             blob_of_unknown_key_not_found,
             tampered_blob_refused,
             outsider_refused_by_policy,
+            signing_key_refuses_data_keys,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
