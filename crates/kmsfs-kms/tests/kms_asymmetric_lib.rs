@@ -18,6 +18,7 @@ fn owner() -> Caller {
         uid: 1000,
         gid: 1000,
         groups: vec![],
+        region: None,
     }
 }
 
@@ -26,6 +27,7 @@ fn stranger() -> Caller {
         uid: 4242,
         gid: 4242,
         groups: vec![],
+        region: None,
     }
 }
 

@@ -254,7 +254,7 @@ impl LocalKms {
     ) -> Result<UsableKey> {
         let store = self.lock()?;
         let data = store.data();
-        let id = data.resolve(key_id)?;
+        let id = data.resolve(caller.region.as_deref(), key_id)?;
         let arn = data.key_arn(&id);
         trail.key_id = Some(arn.clone());
         let key = data.key(&id)?;
@@ -496,7 +496,7 @@ impl LocalKms {
             if dry_run {
                 let store = self.lock()?;
                 let data = store.data();
-                let id = data.resolve(key_id)?;
+                let id = data.resolve(caller.region.as_deref(), key_id)?;
                 let arn = data.key_arn(&id);
                 trail.key_id = Some(arn.clone());
                 let key = data.key(&id)?;
