@@ -23,6 +23,7 @@ pub(crate) mod import;
 pub mod local;
 pub mod material;
 pub mod model;
+pub mod paging;
 pub mod policy;
 pub mod protocol;
 pub mod remote;

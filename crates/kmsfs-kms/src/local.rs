@@ -23,11 +23,26 @@ use super::protocol::operation::{RE_ENCRYPT_FROM, RE_ENCRYPT_TO};
 use super::store::{KeyStore, RootSecret};
 use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, Wrapped};
 
+// The operations added for kmsfs issue 12, each family in its own file, as
+// further `impl LocalKms` blocks with access to the helpers here.
+mod custom_key_stores;
+mod dry_run;
+mod key_admin;
+mod tags;
+mod usage;
+
+pub use custom_key_stores::not_found as custom_key_store_not_found;
+pub use dry_run::DRY_RUN_MESSAGE;
+pub use key_admin::LastUsageInfo;
+pub use tags::{MAX_TAGS_PER_KEY, validate_tags};
+
 /// What an operation tells the audit log about itself as it goes.
 #[derive(Default)]
 struct Trail {
     key_id: Option<String>,
     key_version: Option<u32>,
+    /// The keys whose material the call used, for GetKeyLastUsage.
+    used: Vec<Uuid>,
 }
 
 pub struct CreateKeyInput {
@@ -106,6 +121,9 @@ pub struct LocalKms {
     store: Mutex<KeyStore>,
     audit: AuditLog,
     clock: Arc<dyn Clock>,
+    /// Last cryptographic use per key, in memory until the next store write
+    /// (see local/usage.rs for why).
+    usage: usage::UsageTracker,
 }
 
 impl std::fmt::Debug for LocalKms {
@@ -167,6 +185,7 @@ impl LocalKms {
         let kms = LocalKms {
             store: Mutex::new(store),
             audit: AuditLog::at(&PathBuf::from(audit_path)),
+            usage: usage::UsageTracker::new(clock.now()),
             clock,
         };
         // Rotation and deletion that came due while nobody had the store open.
@@ -252,8 +271,17 @@ impl LocalKms {
         let mut trail = Trail {
             key_id: key_hint.map(str::to_string),
             key_version: None,
+            used: Vec::new(),
         };
-        let out = f(&mut trail);
+        let mut out = f(&mut trail);
+        if out.is_ok() {
+            if dry_run::active() {
+                // Authorized and validated: nothing more may come of it.
+                out = Err(dry_run::would_have_succeeded());
+            } else {
+                self.usage.record(&trail.used, op, self.clock.now());
+            }
+        }
         let (outcome, error_message) = match &out {
             Ok(_) => ("Success", None),
             Err(e) => (e.code(), Some(e.message())),
@@ -328,7 +356,11 @@ impl LocalKms {
                 trail.key_id = Some(arn.clone());
                 check(data, data.key(&id)?, caller, op.iam_action())?;
                 let key = data.key_mut(&id)?;
-                f(key, now, &arn)
+                let out = f(key, now, &arn)?;
+                // A dry run writes nothing (the store discards a failed change).
+                dry_run::refuse_write()?;
+                self.usage.merge_into(data);
+                Ok(out)
             })
         })
     }
@@ -403,6 +435,7 @@ impl LocalKms {
                 trail.key_version = key.current_version().map(|v| v.version);
                 let out = info(data, &key);
                 data.keys.insert(key_id, key);
+                self.usage.merge_into(data);
                 Ok(out)
             })
         })
@@ -934,6 +967,7 @@ impl LocalKms {
             .current_version()
             .ok_or_else(|| KmsError::InvalidState(format!("{arn} has no key material.")))?;
         trail.key_version = Some(version.version);
+        trail.used.push(id);
         let header = BlobHeader {
             key_id: id,
             key_version: version.version,
@@ -979,6 +1013,7 @@ impl LocalKms {
             KmsError::InvalidCiphertext(format!("{arn} has no key version {}.", header.key_version))
         })?;
         let plaintext = blob::open(&version.material, &header, blob_bytes, ctx)?;
+        trail.used.push(header.key_id);
         Ok(Decrypted {
             key_arn: arn,
             key_version: header.key_version,
@@ -1031,6 +1066,8 @@ impl LocalKms {
                     RE_ENCRYPT_FROM,
                     &mut source_trail,
                 )?;
+                // Both keys were used (AWS records ReEncrypt for each).
+                trail.used.append(&mut source_trail.used);
                 let wrapped = self.seal_with(
                     caller,
                     destination_key_id,

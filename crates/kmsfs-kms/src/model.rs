@@ -197,6 +197,34 @@ pub struct StoreData {
     /// Users, groups and access keys of `kmsfs kms serve` (see iam.rs).
     #[serde(default, skip_serializing_if = "super::iam::IamData::is_empty")]
     pub iam: super::iam::IamData,
+    /// GetKeyLastUsage's records, as last written (LocalKms holds newer
+    /// ones in memory until its next write; see local/usage.rs).
+    #[serde(default, skip_serializing_if = "UsageRecords::is_empty")]
+    pub usage: UsageRecords,
+}
+
+/// The last successful cryptographic use of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastUse {
+    pub when: Timestamp,
+    /// The AWS operation name (Encrypt, Decrypt, …).
+    pub operation: String,
+}
+
+/// Last uses per key, and since when they are recorded at all (stores made
+/// before kmsfs tracked usage have keys older than that).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UsageRecords {
+    #[serde(default)]
+    pub tracking_since: Option<Timestamp>,
+    #[serde(default)]
+    pub last: BTreeMap<Uuid, LastUse>,
+}
+
+impl UsageRecords {
+    pub fn is_empty(&self) -> bool {
+        self.tracking_since.is_none() && self.last.is_empty()
+    }
 }
 
 /// What a lookup may name.
@@ -213,6 +241,7 @@ impl StoreData {
             keys: BTreeMap::new(),
             aliases: BTreeMap::new(),
             iam: Default::default(),
+            usage: Default::default(),
         }
     }
 
@@ -323,6 +352,7 @@ impl StoreData {
             .collect();
         for id in &doomed {
             self.keys.remove(id);
+            self.usage.last.remove(id);
             self.aliases.retain(|_, a| a.target != *id);
         }
         let mut rotated = Vec::new();

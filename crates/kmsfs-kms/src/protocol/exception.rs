@@ -28,6 +28,10 @@ pub fn exception_name(e: &KmsError) -> &'static str {
         KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
         KmsError::IncorrectKey(_) => "IncorrectKeyException",
         KmsError::LimitExceeded(_) => "LimitExceededException",
+        KmsError::Tag(_) => "TagException",
+        KmsError::InvalidMarker(_) => "InvalidMarkerException",
+        KmsError::CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFoundException",
+        KmsError::DryRunOperation(_) => "DryRunOperationException",
         KmsError::Store(_) | KmsError::Internal(_) => INTERNAL,
     }
 }
@@ -61,6 +65,10 @@ pub fn error_from_exception(exception: &str, message: String) -> KmsError {
         "InvalidKeyUsageException" => KmsError::InvalidKeyUsage(message),
         "IncorrectKeyException" => KmsError::IncorrectKey(message),
         "LimitExceededException" => KmsError::LimitExceeded(message),
+        "TagException" => KmsError::Tag(message),
+        "InvalidMarkerException" => KmsError::InvalidMarker(message),
+        "CustomKeyStoreNotFoundException" => KmsError::CustomKeyStoreNotFound(message),
+        "DryRunOperationException" => KmsError::DryRunOperation(message),
         INTERNAL => KmsError::Internal(message),
         "UnrecognizedClientException"
         | "InvalidSignatureException"
@@ -104,6 +112,10 @@ mod tests {
             KmsError::InvalidKeyUsage(m()),
             KmsError::IncorrectKey(m()),
             KmsError::LimitExceeded(m()),
+            KmsError::Tag(m()),
+            KmsError::InvalidMarker(m()),
+            KmsError::CustomKeyStoreNotFound(m()),
+            KmsError::DryRunOperation(m()),
             KmsError::Internal(m()),
         ];
         for e in all {
