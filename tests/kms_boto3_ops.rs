@@ -270,12 +270,12 @@ eq(code(kms.generate_random, NumberOfBytes=8, CustomKeyStoreId='cks-1234567890ab
 eq(code(kms.delete_imported_key_material, KeyId=key), 'UnsupportedOperationException')
 ext = kms.create_key(Origin='EXTERNAL')['KeyMetadata']['KeyId']
 material = os.urandom(32)
-def import_material():
+def import_material(material, **kw):
     p = kms.get_parameters_for_import(KeyId=ext, WrappingAlgorithm='RSAES_OAEP_SHA_256', WrappingKeySpec='RSA_2048')
     public = serialization.load_der_public_key(p['PublicKey'])
     wrapped = public.encrypt(material, padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None))
-    kms.import_key_material(KeyId=ext, ImportToken=p['ImportToken'], EncryptedKeyMaterial=wrapped, ExpirationModel='KEY_MATERIAL_DOES_NOT_EXPIRE')
-import_material()
+    return kms.import_key_material(KeyId=ext, ImportToken=p['ImportToken'], EncryptedKeyMaterial=wrapped, ExpirationModel='KEY_MATERIAL_DOES_NOT_EXPIRE')
+import_material(material)
 ext_blob = kms.encrypt(KeyId=ext, Plaintext=b'imported')['CiphertextBlob']
 r = kms.delete_imported_key_material(KeyId=ext)
 assert r['KeyId'].endswith(ext), r
@@ -283,8 +283,14 @@ eq(kms.describe_key(KeyId=ext)['KeyMetadata']['KeyState'], 'PendingImport')
 eq(code(kms.decrypt, CiphertextBlob=ext_blob), 'KMSInvalidStateException')
 eq(code(other.delete_imported_key_material, KeyId=ext), 'AccessDeniedException')
 eq(code(kms.delete_imported_key_material, KeyId=ext, KeyMaterialId='0' * 64), 'NotFoundException')
-time.sleep(1.1)  # a new signature for the second GetParametersForImport
-import_material()
+time.sleep(1.1)  # a new signature for the next GetParametersForImport
+try:
+    import_material(os.urandom(32))
+    raise AssertionError('other material was imported')
+except ClientError as e:
+    eq(e.response['Error']['Code'], 'IncorrectKeyMaterialException')
+time.sleep(1.1)
+import_material(material)
 eq(kms.describe_key(KeyId=ext)['KeyMetadata']['KeyState'], 'Enabled')
 eq(kms.decrypt(CiphertextBlob=ext_blob)['Plaintext'], b'imported')
 

@@ -428,6 +428,7 @@ impl LocalKms {
                     })
                     .collect(),
                 pending_import: None,
+                deleted_material_digest: None,
             };
             let mut store = self.lock()?;
             store.update(|data| {
@@ -500,6 +501,7 @@ impl LocalKms {
                 parsed_policy: Default::default(),
                 tags: vec![],
                 pending_import: None,
+                deleted_material_digest: None,
             };
             let mut store = self.lock()?;
             store.update(|data| {
@@ -1232,6 +1234,15 @@ impl LocalKms {
                         )));
                     }
                     Some(_) => {}
+                    None if key
+                        .deleted_material_digest
+                        .as_ref()
+                        .is_some_and(|d| *d != key_admin::material_digest(&material)) =>
+                    {
+                        return Err(KmsError::IncorrectKeyMaterial(format!(
+                            "The key material does not match the material deleted from {arn}: import the same material again."
+                        )));
+                    }
                     None => key.versions.push(KeyVersion {
                         version: 1,
                         created: now,
@@ -1240,6 +1251,7 @@ impl LocalKms {
                     }),
                 }
                 key.pending_import = None;
+                key.deleted_material_digest = None;
                 if key.state == KeyState::PendingImport {
                     key.state = KeyState::Enabled;
                 }

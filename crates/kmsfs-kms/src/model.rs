@@ -118,6 +118,11 @@ pub struct Key {
     pub parsed_policy: std::sync::OnceLock<super::policy::PolicyDocument>,
     pub tags: Vec<Tag>,
     pub pending_import: Option<PendingImport>,
+    /// After DeleteImportedKeyMaterial: a digest of the deleted material,
+    /// so that only the same material can be imported again (as AWS
+    /// requires) without keeping the material itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_material_digest: Option<Vec<u8>>,
 }
 
 impl Key {
@@ -427,6 +432,7 @@ mod tests {
             parsed_policy: Default::default(),
             tags: vec![],
             pending_import: None,
+            deleted_material_digest: None,
         }
     }
 

@@ -2,10 +2,12 @@
 //! GetKeyLastUsage, DeleteImportedKeyMaterial; and GenerateRandom, which
 //! names no key.
 
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{LocalKms, check, info};
 use crate::error::{KmsError, Result};
+use crate::material::KeyMaterial;
 use crate::model::{Key, KeyState, LastUse, Origin, StoreData, Timestamp};
 use crate::policy::Caller;
 use crate::protocol::Operation;
@@ -18,6 +20,16 @@ pub struct LastUsageInfo {
     /// The later of the key's creation and the start of usage tracking.
     pub tracking_start: Timestamp,
     pub last: Option<LastUse>,
+}
+
+/// A digest of imported key material (SHA-256, domain-separated): the
+/// material is 256 random bits, so the digest reveals nothing of it, and it
+/// lives in the sealed store besides.
+pub(super) fn material_digest(material: &KeyMaterial) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"kmsfs deleted imported key material v1\0");
+    h.update(material.as_bytes());
+    h.finalize().to_vec()
 }
 
 impl LocalKms {
@@ -118,7 +130,10 @@ impl LocalKms {
                 )));
             }
             // Dropping the versions zeroizes the material in memory; the
-            // store is rewritten without it.
+            // store is rewritten without it, keeping only its digest.
+            if let Some(v) = key.versions.first() {
+                key.deleted_material_digest = Some(material_digest(&v.material));
+            }
             key.versions.clear();
             key.pending_import = None;
             if key.state != KeyState::PendingDeletion {

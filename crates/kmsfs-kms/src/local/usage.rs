@@ -147,6 +147,7 @@ mod tests {
             parsed_policy: Default::default(),
             tags: vec![],
             pending_import: None,
+            deleted_material_digest: None,
         }
     }
 
