@@ -712,7 +712,8 @@ fn bad_input_does_not_hurt_the_server() {
                 secret: root.secret.clone(),
             };
             std::thread::spawn(move || {
-                let body = format!("{{\"Limit\": {i}}}");
+                // Limit is 1..=1000.
+                let body = format!("{{\"Limit\": {}}}", i + 1);
                 send(
                     port,
                     &request(

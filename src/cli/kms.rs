@@ -73,7 +73,14 @@ pub(crate) enum KmsCommand {
         key_id: String,
     },
     /// Lists the keys in the store.
-    ListKeys,
+    ListKeys {
+        /// The most entries to return (AWS's `Limit`).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `NextMarker` of the previous page.
+        #[arg(long)]
+        marker: Option<String>,
+    },
     /// Creates an alias (alias/NAME) for a key.
     CreateAlias {
         #[arg(long)]
@@ -97,6 +104,12 @@ pub(crate) enum KmsCommand {
     ListAliases {
         #[arg(long)]
         key_id: Option<String>,
+        /// The most entries to return (AWS's `Limit`).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `NextMarker` of the previous page.
+        #[arg(long)]
+        marker: Option<String>,
     },
     /// Enables a disabled key.
     EnableKey {
@@ -146,6 +159,15 @@ pub(crate) enum KmsCommand {
     ListKeyRotations {
         #[arg(long)]
         key_id: String,
+        /// ALL_KEY_MATERIAL or ROTATIONS_ONLY.
+        #[arg(long)]
+        include_key_material: Option<String>,
+        /// The most entries to return (AWS's `Limit`).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `NextMarker` of the previous page.
+        #[arg(long)]
+        marker: Option<String>,
     },
     /// Encrypts up to 4096 bytes under a key.
     Encrypt {
@@ -159,6 +181,9 @@ pub(crate) enum KmsCommand {
         encryption_context: Option<String>,
         #[arg(long)]
         encryption_algorithm: Option<String>,
+        /// Check permissions and input only: answers DryRunOperationException if the call would succeed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Decrypts a ciphertext blob; the blob names its key.
     Decrypt {
@@ -171,6 +196,9 @@ pub(crate) enum KmsCommand {
         key_id: Option<String>,
         #[arg(long)]
         encryption_algorithm: Option<String>,
+        /// Check permissions and input only: answers DryRunOperationException if the call would succeed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Decrypts and re-encrypts under another key (or the current version of the same key).
     ReEncrypt {
@@ -188,6 +216,9 @@ pub(crate) enum KmsCommand {
         source_encryption_algorithm: Option<String>,
         #[arg(long)]
         destination_encryption_algorithm: Option<String>,
+        /// Check permissions and input only: answers DryRunOperationException if the call would succeed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Returns a new data key in plaintext and wrapped by a key.
     GenerateDataKey {
@@ -200,6 +231,9 @@ pub(crate) enum KmsCommand {
         number_of_bytes: Option<u32>,
         #[arg(long)]
         encryption_context: Option<String>,
+        /// Check permissions and input only: answers DryRunOperationException if the call would succeed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Returns a new data key wrapped by a key, without its plaintext.
     GenerateDataKeyWithoutPlaintext {
@@ -211,6 +245,9 @@ pub(crate) enum KmsCommand {
         number_of_bytes: Option<u32>,
         #[arg(long)]
         encryption_context: Option<String>,
+        /// Check permissions and input only: answers DryRunOperationException if the call would succeed.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Prints a key's policy.
     GetKeyPolicy {
@@ -254,6 +291,120 @@ pub(crate) enum KmsCommand {
     },
     #[command(flatten)]
     Asymmetric(asymmetric::AsymmetricCommand),
+    /// Destroys the imported key material of an EXTERNAL key (it becomes PendingImport).
+    DeleteImportedKeyMaterial {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        key_material_id: Option<String>,
+    },
+    /// Replaces a key's description.
+    UpdateKeyDescription {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        description: String,
+    },
+    /// Lists the names of a key's policies (always `default`).
+    ListKeyPolicies {
+        #[arg(long)]
+        key_id: String,
+        /// The most entries to return (AWS's `Limit`).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `NextMarker` of the previous page.
+        #[arg(long)]
+        marker: Option<String>,
+    },
+    /// Shows the last cryptographic use of a key.
+    GetKeyLastUsage {
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Adds tags to a key, or changes the values of tags it has.
+    TagResource {
+        #[arg(long)]
+        key_id: String,
+        /// TagKey=k,TagValue=v … or a JSON list.
+        #[arg(long, num_args = 1.., required = true)]
+        tags: Vec<String>,
+    },
+    /// Removes tags from a key.
+    UntagResource {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long, num_args = 1.., required = true)]
+        tag_keys: Vec<String>,
+    },
+    /// Lists a key's tags, sorted by tag key.
+    ListResourceTags {
+        #[arg(long)]
+        key_id: String,
+        /// The most entries to return (AWS's `Limit`).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `NextMarker` of the previous page.
+        #[arg(long)]
+        marker: Option<String>,
+    },
+    /// Returns random bytes (base64), 1..1024 of them.
+    GenerateRandom {
+        #[arg(long)]
+        number_of_bytes: Option<u32>,
+        #[arg(long)]
+        custom_key_store_id: Option<String>,
+    },
+    /// Refused: kmsfs has no CloudHSM or external key stores.
+    CreateCustomKeyStore {
+        #[arg(long)]
+        custom_key_store_name: String,
+        /// AWS_CLOUDHSM or EXTERNAL_KEY_STORE.
+        #[arg(long)]
+        custom_key_store_type: Option<String>,
+        #[arg(long)]
+        cloud_hsm_cluster_id: Option<String>,
+        #[arg(long)]
+        xks_proxy_uri_endpoint: Option<String>,
+        #[arg(long)]
+        xks_proxy_uri_path: Option<String>,
+        #[arg(long)]
+        xks_proxy_connectivity: Option<String>,
+    },
+    /// Lists the custom key stores: none in kmsfs.
+    DescribeCustomKeyStores {
+        #[arg(long)]
+        custom_key_store_id: Option<String>,
+        #[arg(long)]
+        custom_key_store_name: Option<String>,
+        /// The most entries to return (AWS's `Limit`).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `NextMarker` of the previous page.
+        #[arg(long)]
+        marker: Option<String>,
+    },
+    /// CustomKeyStoreNotFoundException: kmsfs has no custom key stores.
+    ConnectCustomKeyStore {
+        #[arg(long)]
+        custom_key_store_id: String,
+    },
+    /// CustomKeyStoreNotFoundException: kmsfs has no custom key stores.
+    DisconnectCustomKeyStore {
+        #[arg(long)]
+        custom_key_store_id: String,
+    },
+    /// CustomKeyStoreNotFoundException: kmsfs has no custom key stores.
+    UpdateCustomKeyStore {
+        #[arg(long)]
+        custom_key_store_id: String,
+        #[arg(long)]
+        new_custom_key_store_name: Option<String>,
+    },
+    /// CustomKeyStoreNotFoundException: kmsfs has no custom key stores.
+    DeleteCustomKeyStore {
+        #[arg(long)]
+        custom_key_store_id: String,
+    },
 }
 
 fn usage(e: &awscli::ArgError, cli: &str) -> CliError {
@@ -314,15 +465,7 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
                 .as_deref()
                 .map(|p| text_arg(p, "--policy"))
                 .transpose()?;
-            let tags = if tags.is_empty() {
-                vec![]
-            } else {
-                awscli::parse_tags(tags)
-                    .map_err(|e| usage(&e, "--tags"))?
-                    .into_iter()
-                    .map(|(tag_key, tag_value)| Tag { tag_key, tag_value })
-                    .collect()
-            };
+            let tags = tags_arg(tags)?;
             wire(CreateKeyRequest {
                 description: description.clone(),
                 origin: origin.clone(),
@@ -332,10 +475,14 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
                 tags,
                 policy,
                 bypass_policy_lockout_safety_check: *bypass_policy_lockout_safety_check,
+                custom_key_store_id: None,
             })
         }
         DescribeKey { key_id } => wire(DescribeKeyRequest::new(key_id)),
-        ListKeys => wire(ListKeysRequest {}),
+        ListKeys { limit, marker } => wire(ListKeysRequest {
+            limit: *limit,
+            marker: marker.clone(),
+        }),
         CreateAlias {
             alias_name,
             target_key_id,
@@ -353,8 +500,14 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
         DeleteAlias { alias_name } => wire(DeleteAliasRequest {
             alias_name: alias_name.clone(),
         }),
-        ListAliases { key_id } => wire(ListAliasesRequest {
+        ListAliases {
+            key_id,
+            limit,
+            marker,
+        } => wire(ListAliasesRequest {
             key_id: key_id.clone(),
+            limit: *limit,
+            marker: marker.clone(),
         }),
         EnableKey { key_id } => wire(EnableKeyRequest::new(key_id)),
         DisableKey { key_id } => wire(DisableKeyRequest::new(key_id)),
@@ -376,28 +529,42 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
         DisableKeyRotation { key_id } => wire(DisableKeyRotationRequest::new(key_id)),
         GetKeyRotationStatus { key_id } => wire(GetKeyRotationStatusRequest::new(key_id)),
         RotateKeyOnDemand { key_id } => wire(RotateKeyOnDemandRequest::new(key_id)),
-        ListKeyRotations { key_id } => wire(ListKeyRotationsRequest::new(key_id)),
+        ListKeyRotations {
+            key_id,
+            include_key_material,
+            limit,
+            marker,
+        } => wire(ListKeyRotationsRequest {
+            key_id: key_id.clone(),
+            include_key_material: include_key_material.clone(),
+            limit: *limit,
+            marker: marker.clone(),
+        }),
         Encrypt {
             key_id,
             plaintext,
             encryption_context,
             encryption_algorithm,
+            dry_run,
         } => wire(EncryptRequest {
             key_id: key_id.clone(),
             plaintext: plaintext_arg(plaintext, "--plaintext")?,
             encryption_context: context_arg(encryption_context.as_ref(), "--encryption-context")?,
             encryption_algorithm: encryption_algorithm.clone(),
+            dry_run: *dry_run,
         }),
         Decrypt {
             ciphertext_blob,
             encryption_context,
             key_id,
             encryption_algorithm,
+            dry_run,
         } => wire(DecryptRequest {
             ciphertext_blob: blob_arg(ciphertext_blob, "--ciphertext-blob")?,
             encryption_context: context_arg(encryption_context.as_ref(), "--encryption-context")?,
             key_id: key_id.clone(),
             encryption_algorithm: encryption_algorithm.clone(),
+            dry_run: *dry_run,
         }),
         ReEncrypt {
             ciphertext_blob,
@@ -407,6 +574,7 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
             destination_encryption_context,
             source_encryption_algorithm,
             destination_encryption_algorithm,
+            dry_run,
         } => wire(ReEncryptRequest {
             ciphertext_blob: blob_arg(ciphertext_blob, "--ciphertext-blob")?,
             destination_key_id: destination_key_id.clone(),
@@ -421,28 +589,33 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
             )?,
             source_encryption_algorithm: source_encryption_algorithm.clone(),
             destination_encryption_algorithm: destination_encryption_algorithm.clone(),
+            dry_run: *dry_run,
         }),
         GenerateDataKey {
             key_id,
             key_spec,
             number_of_bytes,
             encryption_context,
+            dry_run,
         } => wire(GenerateDataKeyRequest {
             key_id: key_id.clone(),
             key_spec: key_spec.clone(),
             number_of_bytes: *number_of_bytes,
             encryption_context: context_arg(encryption_context.as_ref(), "--encryption-context")?,
+            dry_run: *dry_run,
         }),
         GenerateDataKeyWithoutPlaintext {
             key_id,
             key_spec,
             number_of_bytes,
             encryption_context,
+            dry_run,
         } => wire(GenerateDataKeyWithoutPlaintextRequest {
             key_id: key_id.clone(),
             key_spec: key_spec.clone(),
             number_of_bytes: *number_of_bytes,
             encryption_context: context_arg(encryption_context.as_ref(), "--encryption-context")?,
+            dry_run: *dry_run,
         }),
         GetKeyPolicy {
             key_id,
@@ -482,7 +655,118 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
             encrypted_key_material: blob_arg(encrypted_key_material, "--encrypted-key-material")?,
             expiration_model: expiration_model.clone(),
         }),
+        DeleteImportedKeyMaterial {
+            key_id,
+            key_material_id,
+        } => wire(DeleteImportedKeyMaterialRequest {
+            key_id: key_id.clone(),
+            key_material_id: key_material_id.clone(),
+        }),
+        UpdateKeyDescription {
+            key_id,
+            description,
+        } => wire(UpdateKeyDescriptionRequest {
+            key_id: key_id.clone(),
+            description: description.clone(),
+        }),
+        ListKeyPolicies {
+            key_id,
+            limit,
+            marker,
+        } => wire(ListKeyPoliciesRequest {
+            key_id: key_id.clone(),
+            limit: *limit,
+            marker: marker.clone(),
+        }),
+        GetKeyLastUsage { key_id } => wire(GetKeyLastUsageRequest {
+            key_id: key_id.clone(),
+        }),
+        TagResource { key_id, tags } => wire(TagResourceRequest {
+            key_id: key_id.clone(),
+            tags: tags_arg(tags)?,
+        }),
+        UntagResource { key_id, tag_keys } => wire(UntagResourceRequest {
+            key_id: key_id.clone(),
+            tag_keys: tag_keys.clone(),
+        }),
+        ListResourceTags {
+            key_id,
+            limit,
+            marker,
+        } => wire(ListResourceTagsRequest {
+            key_id: key_id.clone(),
+            limit: *limit,
+            marker: marker.clone(),
+        }),
+        GenerateRandom {
+            number_of_bytes,
+            custom_key_store_id,
+        } => wire(GenerateRandomRequest {
+            number_of_bytes: *number_of_bytes,
+            custom_key_store_id: custom_key_store_id.clone(),
+            recipient: None,
+        }),
+        CreateCustomKeyStore {
+            custom_key_store_name,
+            custom_key_store_type,
+            cloud_hsm_cluster_id,
+            xks_proxy_uri_endpoint,
+            xks_proxy_uri_path,
+            xks_proxy_connectivity,
+        } => wire(CreateCustomKeyStoreRequest {
+            custom_key_store_name: custom_key_store_name.clone(),
+            custom_key_store_type: custom_key_store_type.clone(),
+            cloud_hsm_cluster_id: cloud_hsm_cluster_id.clone(),
+            xks_proxy_uri_endpoint: xks_proxy_uri_endpoint.clone(),
+            xks_proxy_uri_path: xks_proxy_uri_path.clone(),
+            xks_proxy_connectivity: xks_proxy_connectivity.clone(),
+        }),
+        DescribeCustomKeyStores {
+            custom_key_store_id,
+            custom_key_store_name,
+            limit,
+            marker,
+        } => wire(DescribeCustomKeyStoresRequest {
+            custom_key_store_id: custom_key_store_id.clone(),
+            custom_key_store_name: custom_key_store_name.clone(),
+            limit: *limit,
+            marker: marker.clone(),
+        }),
+        ConnectCustomKeyStore {
+            custom_key_store_id,
+        } => wire(ConnectCustomKeyStoreRequest {
+            custom_key_store_id: custom_key_store_id.clone(),
+        }),
+        DisconnectCustomKeyStore {
+            custom_key_store_id,
+        } => wire(DisconnectCustomKeyStoreRequest {
+            custom_key_store_id: custom_key_store_id.clone(),
+        }),
+        UpdateCustomKeyStore {
+            custom_key_store_id,
+            new_custom_key_store_name,
+        } => wire(UpdateCustomKeyStoreRequest {
+            custom_key_store_id: custom_key_store_id.clone(),
+            new_custom_key_store_name: new_custom_key_store_name.clone(),
+        }),
+        DeleteCustomKeyStore {
+            custom_key_store_id,
+        } => wire(DeleteCustomKeyStoreRequest {
+            custom_key_store_id: custom_key_store_id.clone(),
+        }),
     }
+}
+
+/// A `--tags` argument: TagKey=k,TagValue=v … or a JSON list.
+fn tags_arg(tags: &[String]) -> Result<Vec<Tag>, CliError> {
+    if tags.is_empty() {
+        return Ok(vec![]);
+    }
+    Ok(awscli::parse_tags(tags)
+        .map_err(|e| usage(&e, "--tags"))?
+        .into_iter()
+        .map(|(tag_key, tag_value)| Tag { tag_key, tag_value })
+        .collect())
 }
 
 /// Fields the AWS CLI shows as ISO 8601 dates rather than epoch seconds.
@@ -495,6 +779,9 @@ const TIMESTAMP_FIELDS: &[&str] = &[
     "ParametersValidTo",
     "ValidTo",
     "OnDemandRotationStartDate",
+    "TrackingStartDate",
+    "KeyCreationDate",
+    "Timestamp",
 ];
 
 fn iso_timestamps(v: &mut Value) {

@@ -141,6 +141,19 @@ pub fn write_all(corpus: &Path) -> std::io::Result<()> {
             Operation::PutKeyPolicy => r#"{"KeyId":"alias/x","PolicyName":"default","Policy":"{\"Version\":\"2012-10-17\",\"Statement\":[]}"}"#.to_string(),
             Operation::GetParametersForImport => r#"{"KeyId":"alias/x","WrappingAlgorithm":"RSAES_OAEP_SHA_256","WrappingKeySpec":"RSA_2048"}"#.to_string(),
             Operation::ImportKeyMaterial => r#"{"KeyId":"alias/x","ImportToken":"aGk=","EncryptedKeyMaterial":"aGk=","ExpirationModel":"KEY_MATERIAL_DOES_NOT_EXPIRE","ValidTo":1700000000}"#.to_string(),
+            Operation::TagResource => r#"{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab","Tags":[{"TagKey":"k","TagValue":""}]}"#.to_string(),
+            Operation::UntagResource => r#"{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab","TagKeys":["k"]}"#.to_string(),
+            Operation::ListResourceTags | Operation::ListKeyPolicies | Operation::ListKeyRotations => {
+                r#"{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab","Limit":10,"Marker":"m"}"#.to_string()
+            }
+            Operation::UpdateKeyDescription => r#"{"KeyId":"1234abcd-12ab-34cd-56ef-1234567890ab","Description":"d"}"#.to_string(),
+            Operation::GenerateRandom => r#"{"NumberOfBytes":32}"#.to_string(),
+            Operation::CreateCustomKeyStore => r#"{"CustomKeyStoreName":"n","CustomKeyStoreType":"AWS_CLOUDHSM"}"#.to_string(),
+            Operation::DescribeCustomKeyStores => r#"{"Limit":10}"#.to_string(),
+            Operation::ConnectCustomKeyStore
+            | Operation::DisconnectCustomKeyStore
+            | Operation::UpdateCustomKeyStore
+            | Operation::DeleteCustomKeyStore => r#"{"CustomKeyStoreId":"cks-1"}"#.to_string(),
             _ => r#"{"KeyId":"alias/x"}"#.to_string(),
         };
         let index = u8::try_from(index).map_err(std::io::Error::other)?;

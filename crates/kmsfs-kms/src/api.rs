@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::error::{KmsError, Result};
 use super::local::{CreateKeyInput, KeyInfo, LocalKms, rsa_encryption};
 use super::model::{KeyState, Origin};
+use super::paging::{Limits, PageRequest};
 use super::policy::Caller;
 use super::protocol::crypto::SYMMETRIC_DEFAULT;
 use super::protocol::wire;
@@ -20,6 +21,8 @@ use super::protocol::*;
 pub use super::protocol::{CONTENT_TYPE, TARGET_PREFIX};
 
 mod asymmetric;
+// The handlers of the operations added for kmsfs issue 12.
+mod key_admin;
 
 /// The operation named `operation`, once `request` is known to be a JSON
 /// object (or empty): what every request must be before it is read.
@@ -98,6 +101,20 @@ fn dispatch(run: Dispatch, operation: Operation) -> Result<Value> {
             run.with::<GenerateDataKeyPairWithoutPlaintextRequest>()
         }
         Operation::DeriveSharedSecret => run.with::<DeriveSharedSecretRequest>(),
+        Operation::DeleteImportedKeyMaterial => run.with::<DeleteImportedKeyMaterialRequest>(),
+        Operation::UpdateKeyDescription => run.with::<UpdateKeyDescriptionRequest>(),
+        Operation::ListKeyPolicies => run.with::<ListKeyPoliciesRequest>(),
+        Operation::GetKeyLastUsage => run.with::<GetKeyLastUsageRequest>(),
+        Operation::TagResource => run.with::<TagResourceRequest>(),
+        Operation::UntagResource => run.with::<UntagResourceRequest>(),
+        Operation::ListResourceTags => run.with::<ListResourceTagsRequest>(),
+        Operation::GenerateRandom => run.with::<GenerateRandomRequest>(),
+        Operation::CreateCustomKeyStore => run.with::<CreateCustomKeyStoreRequest>(),
+        Operation::DescribeCustomKeyStores => run.with::<DescribeCustomKeyStoresRequest>(),
+        Operation::ConnectCustomKeyStore => run.with::<ConnectCustomKeyStoreRequest>(),
+        Operation::DisconnectCustomKeyStore => run.with::<DisconnectCustomKeyStoreRequest>(),
+        Operation::UpdateCustomKeyStore => run.with::<UpdateCustomKeyStoreRequest>(),
+        Operation::DeleteCustomKeyStore => run.with::<DeleteCustomKeyStoreRequest>(),
     }
 }
 
@@ -127,6 +144,21 @@ impl Dispatch<'_> {
         let response = request.handle(kms, caller)?;
         encode("response", serde_json::to_value(response))
     }
+}
+
+/// DryRun, in one place for every operation whose request has the member
+/// (Encrypt, Decrypt, ReEncrypt, GenerateDataKey, GenerateDataKeyWithout-
+/// Plaintext; and any added later): `call` is the operation's one call of
+/// `LocalKms`. With `dry_run` set, it runs under [`LocalKms::dry_run`]: every
+/// check still refuses with its own exception (AccessDeniedException,
+/// DisabledException, ValidationException, …), and a call that would have
+/// succeeded answers DryRunOperationException, changing nothing.
+pub(crate) fn dry_run_ok<T>(
+    kms: &LocalKms,
+    dry_run: bool,
+    call: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    if dry_run { kms.dry_run(call) } else { call() }
 }
 
 /// Refuses any encryption algorithm but the symmetric keys' one.
@@ -167,15 +199,30 @@ fn key_metadata(i: KeyInfo) -> KeyMetadata {
 
 impl Handler for CreateKeyRequest {
     fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<CreateKeyResponse> {
+        if let Some(store) = self.custom_key_store_id.as_deref() {
+            return Err(super::local::custom_key_store_not_found(store));
+        }
         let origin = match self.origin.as_deref() {
             None | Some("AWS_KMS") => Origin::AwsKms,
             Some("EXTERNAL") => Origin::External,
+            // Keys of a custom key store: kmsfs has none.
+            Some(store @ ("AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE")) => {
+                return Err(KmsError::CustomKeyStoreNotFound(format!(
+                    "Origin {store} needs a custom key store, and kmsfs has none"
+                )));
+            }
             Some(other) => {
                 return Err(KmsError::UnsupportedOperation(format!(
                     "Origin {other} is not supported: use AWS_KMS or EXTERNAL"
                 )));
             }
         };
+        let tags: Vec<(String, String)> = self
+            .tags
+            .into_iter()
+            .map(|t| (t.tag_key, t.tag_value))
+            .collect();
+        super::local::validate_tags(&tags)?;
         let info = kms.create_key(
             caller,
             CreateKeyInput {
@@ -187,11 +234,7 @@ impl Handler for CreateKeyRequest {
                     .key_spec
                     .or(self.customer_master_key_spec)
                     .unwrap_or_else(|| SYMMETRIC_DEFAULT.into()),
-                tags: self
-                    .tags
-                    .into_iter()
-                    .map(|t| (t.tag_key, t.tag_value))
-                    .collect(),
+                tags,
                 policy: self.policy,
                 bypass_policy_lockout_safety_check: self.bypass_policy_lockout_safety_check,
             },
@@ -212,8 +255,16 @@ impl Handler for DescribeKeyRequest {
 
 impl Handler for ListKeysRequest {
     fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<ListKeysResponse> {
-        let keys = kms
-            .list_keys(caller)?
+        let paging = PageRequest::new(
+            Operation::ListKeys,
+            self.limit,
+            self.marker.as_deref(),
+            Limits::STANDARD,
+        )?;
+        let page = paging.page(kms.list_keys(caller)?, |(id, _)| id.to_string());
+        let truncated = page.truncated();
+        let keys = page
+            .items
             .into_iter()
             .map(|(id, arn)| KeyListEntry {
                 key_id: id.to_string(),
@@ -222,7 +273,8 @@ impl Handler for ListKeysRequest {
             .collect();
         Ok(ListKeysResponse {
             keys,
-            truncated: false,
+            next_marker: page.next_marker,
+            truncated,
         })
     }
 }
@@ -250,8 +302,18 @@ impl Handler for DeleteAliasRequest {
 
 impl Handler for ListAliasesRequest {
     fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<ListAliasesResponse> {
-        let aliases = kms
-            .list_aliases(caller, self.key_id.as_deref())?
+        let paging = PageRequest::new(
+            Operation::ListAliases,
+            self.limit,
+            self.marker.as_deref(),
+            Limits::ALIASES,
+        )?;
+        let page = paging.page(kms.list_aliases(caller, self.key_id.as_deref())?, |a| {
+            a.name.clone()
+        });
+        let truncated = page.truncated();
+        let aliases = page
+            .items
             .into_iter()
             .map(|a| AliasListEntry {
                 alias_name: a.name,
@@ -263,7 +325,8 @@ impl Handler for ListAliasesRequest {
             .collect();
         Ok(ListAliasesResponse {
             aliases,
-            truncated: false,
+            next_marker: page.next_marker,
+            truncated,
         })
     }
 }
@@ -338,8 +401,27 @@ impl Handler for RotateKeyOnDemandRequest {
 
 impl Handler for ListKeyRotationsRequest {
     fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<ListKeyRotationsResponse> {
-        let rotations = kms
-            .list_key_rotations(caller, &self.key_id)?
+        match self.include_key_material.as_deref() {
+            None | Some("ROTATIONS_ONLY" | "ALL_KEY_MATERIAL") => {}
+            Some(other) => {
+                return Err(KmsError::Validation(format!(
+                    "1 validation error detected: Value '{other}' at 'includeKeyMaterial' failed to satisfy constraint: Member must satisfy enum value set: [ALL_KEY_MATERIAL, ROTATIONS_ONLY]"
+                )));
+            }
+        }
+        let paging = PageRequest::new(
+            Operation::ListKeyRotations,
+            self.limit,
+            self.marker.as_deref(),
+            Limits::STANDARD,
+        )?;
+        // Zero-padded so that the text order is the version order.
+        let page = paging.page(kms.list_key_rotations(caller, &self.key_id)?, |r| {
+            format!("{:010}", r.version)
+        });
+        let truncated = page.truncated();
+        let rotations = page
+            .items
             .into_iter()
             .map(|r| RotationListEntry {
                 key_id: r.arn,
@@ -349,7 +431,8 @@ impl Handler for ListKeyRotationsRequest {
             .collect();
         Ok(ListKeyRotationsResponse {
             rotations,
-            truncated: false,
+            next_marker: page.next_marker,
+            truncated,
         })
     }
 }
@@ -360,12 +443,14 @@ impl Handler for EncryptRequest {
             return asymmetric::encrypt(self, kms, caller, rsa);
         }
         require_symmetric(self.encryption_algorithm.as_deref())?;
-        let w = kms.encrypt(
-            caller,
-            &self.key_id,
-            &self.plaintext.0,
-            &self.encryption_context,
-        )?;
+        let w = dry_run_ok(kms, self.dry_run, || {
+            kms.encrypt(
+                caller,
+                &self.key_id,
+                &self.plaintext.0,
+                &self.encryption_context,
+            )
+        })?;
         Ok(EncryptResponse {
             ciphertext_blob: w.ciphertext_blob.into(),
             key_id: w.key_arn,
@@ -380,12 +465,14 @@ impl Handler for DecryptRequest {
             return asymmetric::decrypt(self, kms, caller, rsa);
         }
         require_symmetric(self.encryption_algorithm.as_deref())?;
-        let d = kms.decrypt(
-            caller,
-            &self.ciphertext_blob.0,
-            &self.encryption_context,
-            self.key_id.as_deref(),
-        )?;
+        let d = dry_run_ok(kms, self.dry_run, || {
+            kms.decrypt(
+                caller,
+                &self.ciphertext_blob.0,
+                &self.encryption_context,
+                self.key_id.as_deref(),
+            )
+        })?;
         Ok(DecryptResponse {
             key_id: d.key_arn,
             plaintext: d.plaintext.into(),
@@ -403,14 +490,16 @@ impl Handler for ReEncryptRequest {
         }
         require_symmetric(self.source_encryption_algorithm.as_deref())?;
         require_symmetric(self.destination_encryption_algorithm.as_deref())?;
-        let (from, to) = kms.re_encrypt(
-            caller,
-            &self.ciphertext_blob.0,
-            &self.source_encryption_context,
-            self.source_key_id.as_deref(),
-            &self.destination_key_id,
-            &self.destination_encryption_context,
-        )?;
+        let (from, to) = dry_run_ok(kms, self.dry_run, || {
+            kms.re_encrypt(
+                caller,
+                &self.ciphertext_blob.0,
+                &self.source_encryption_context,
+                self.source_key_id.as_deref(),
+                &self.destination_key_id,
+                &self.destination_encryption_context,
+            )
+        })?;
         Ok(ReEncryptResponse {
             ciphertext_blob: to.ciphertext_blob.into(),
             source_key_id: from.key_arn,
@@ -442,8 +531,9 @@ fn data_key_length(key_spec: Option<&str>, number_of_bytes: Option<u32>) -> Resu
 impl Handler for GenerateDataKeyRequest {
     fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<GenerateDataKeyResponse> {
         let length = data_key_length(self.key_spec.as_deref(), self.number_of_bytes)?;
-        let pair =
-            kms.generate_data_key(caller, &self.key_id, length, &self.encryption_context, true)?;
+        let pair = dry_run_ok(kms, self.dry_run, || {
+            kms.generate_data_key(caller, &self.key_id, length, &self.encryption_context, true)
+        })?;
         Ok(GenerateDataKeyResponse {
             ciphertext_blob: pair.ciphertext_blob.into(),
             plaintext: pair.plaintext.into(),
@@ -459,13 +549,15 @@ impl Handler for GenerateDataKeyWithoutPlaintextRequest {
         caller: &Caller,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse> {
         let length = data_key_length(self.key_spec.as_deref(), self.number_of_bytes)?;
-        let pair = kms.generate_data_key(
-            caller,
-            &self.key_id,
-            length,
-            &self.encryption_context,
-            false,
-        )?;
+        let pair = dry_run_ok(kms, self.dry_run, || {
+            kms.generate_data_key(
+                caller,
+                &self.key_id,
+                length,
+                &self.encryption_context,
+                false,
+            )
+        })?;
         Ok(GenerateDataKeyWithoutPlaintextResponse {
             ciphertext_blob: pair.ciphertext_blob.into(),
             key_id: pair.key_arn,

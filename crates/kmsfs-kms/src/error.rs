@@ -49,7 +49,16 @@ pub enum KmsError {
     /// VerifyMac: the MAC is not valid for the message and key.
     #[error("{0}")]
     KmsInvalidMac(String),
-    /// A request with DryRun set that would have succeeded.
+    /// A tag that AWS does not accept (reserved `aws:` prefix, too many).
+    #[error("{0}")]
+    Tag(String),
+    /// A pagination marker kmsfs did not issue for this listing.
+    #[error("{0}")]
+    InvalidMarker(String),
+    /// kmsfs has no custom key stores, so every store id is unknown.
+    #[error("{0}")]
+    CustomKeyStoreNotFound(String),
+    /// A DryRun request that would have succeeded.
     #[error("{0}")]
     DryRunOperation(String),
     /// The key store itself could not be read, authenticated or written.

@@ -25,6 +25,7 @@ pub mod keyspec;
 pub mod local;
 pub mod material;
 pub mod model;
+pub mod paging;
 pub mod policy;
 pub mod protocol;
 pub mod remote;

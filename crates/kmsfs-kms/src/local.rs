@@ -24,16 +24,29 @@ use super::protocol::operation::{RE_ENCRYPT_FROM, RE_ENCRYPT_TO};
 use super::store::{KeyStore, RootSecret};
 use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, Wrapped};
 
+// The operations added for kmsfs issue 12, each family in its own file, as
+// further `impl LocalKms` blocks with access to the helpers here.
 mod asymmetric_ops;
-pub use asymmetric_ops::{
-    DRY_RUN_MESSAGE, DataKeyPairInfo, PublicKeyInfo, ReEncryptSide, rsa_encryption,
-};
+mod custom_key_stores;
+mod dry_run;
+mod key_admin;
+mod tags;
+mod usage;
+
+pub use custom_key_stores::not_found as custom_key_store_not_found;
+pub use dry_run::DRY_RUN_MESSAGE;
+pub use key_admin::LastUsageInfo;
+pub use tags::{MAX_TAGS_PER_KEY, validate_tags};
+
+pub use asymmetric_ops::{DataKeyPairInfo, PublicKeyInfo, ReEncryptSide, rsa_encryption};
 
 /// What an operation tells the audit log about itself as it goes.
 #[derive(Default)]
 struct Trail {
     key_id: Option<String>,
     key_version: Option<u32>,
+    /// The keys whose material the call used, for GetKeyLastUsage.
+    used: Vec<Uuid>,
 }
 
 pub struct CreateKeyInput {
@@ -116,6 +129,9 @@ pub struct LocalKms {
     store: Mutex<KeyStore>,
     audit: AuditLog,
     clock: Arc<dyn Clock>,
+    /// Last cryptographic use per key, in memory until the next store write
+    /// (see local/usage.rs for why).
+    usage: usage::UsageTracker,
 }
 
 impl std::fmt::Debug for LocalKms {
@@ -145,6 +161,25 @@ fn policy_of(key: &Key) -> Result<&PolicyDocument> {
     key.policy_document()
 }
 
+/// The key `key_id` names in the caller's region, once the caller may do
+/// `action` with it and its state lets it be used: the first steps of every
+/// cryptographic operation. The trail names the key from here on, so a
+/// refusal is audited against it.
+fn usable_key<'d>(
+    data: &'d StoreData,
+    caller: &Caller,
+    key_id: &str,
+    action: &str,
+    trail: &mut Trail,
+) -> Result<(Uuid, String, &'d Key)> {
+    let id = data.resolve(caller.region.as_deref(), key_id)?;
+    let arn = data.key_arn(&id);
+    trail.key_id = Some(arn.clone());
+    let key = data.key(&id)?;
+    check(data, key, caller, action)?;
+    key.require_usable(&arn)?;
+    Ok((id, arn, key))
+}
 fn check(data: &StoreData, key: &Key, caller: &Caller, action: &str) -> Result<()> {
     policy_of(key)?.check_with(caller, action, &data.key_arn(&key.key_id), &|group| {
         data.iam.uid_in_group(caller.uid, group)
@@ -181,6 +216,7 @@ impl LocalKms {
         let kms = LocalKms {
             store: Mutex::new(store),
             audit: AuditLog::at(&PathBuf::from(audit_path)),
+            usage: usage::UsageTracker::new(clock.now()),
             clock,
         };
         // Rotation and deletion that came due while nobody had the store open.
@@ -266,8 +302,17 @@ impl LocalKms {
         let mut trail = Trail {
             key_id: key_hint.map(str::to_string),
             key_version: None,
+            used: Vec::new(),
         };
-        let out = f(&mut trail);
+        let mut out = f(&mut trail);
+        if out.is_ok() {
+            if dry_run::active() {
+                // Authorized and validated: nothing more may come of it.
+                out = Err(dry_run::would_have_succeeded());
+            } else {
+                self.usage.record(&trail.used, op, self.clock.now());
+            }
+        }
         let (outcome, error_message) = match &out {
             Ok(_) => ("Success", None),
             Err(e) => (e.code(), Some(e.message())),
@@ -300,7 +345,8 @@ impl LocalKms {
         }
     }
 
-    /// A read-only operation on one key: resolve, check policy, then `f`.
+    /// A read-only operation on one key (named by id, ARN or alias):
+    /// resolve, check policy, then `f`.
     fn read_key<T>(
         &self,
         caller: &Caller,
@@ -308,10 +354,27 @@ impl LocalKms {
         key_id: &str,
         f: impl FnOnce(&StoreData, &Key) -> Result<T>,
     ) -> Result<T> {
+        self.read_key_named(caller, op, key_id, true, f)
+    }
+
+    /// [`LocalKms::read_key`], aliases refused (NotFound) unless `aliases`.
+    fn read_key_named<T>(
+        &self,
+        caller: &Caller,
+        op: Operation,
+        key_id: &str,
+        aliases: bool,
+        f: impl FnOnce(&StoreData, &Key) -> Result<T>,
+    ) -> Result<T> {
         self.run(caller, op, Some(key_id), None, |trail| {
             let store = self.lock()?;
             let data = store.data();
-            let id = data.resolve(caller.region.as_deref(), key_id)?;
+            let region = caller.region.as_deref();
+            let id = if aliases {
+                data.resolve(region, key_id)?
+            } else {
+                data.resolve_key_only(region, key_id)?
+            };
             trail.key_id = Some(data.key_arn(&id));
             let key = data.key(&id)?;
             check(data, key, caller, op.iam_action())?;
@@ -342,7 +405,11 @@ impl LocalKms {
                 trail.key_id = Some(arn.clone());
                 check(data, data.key(&id)?, caller, op.iam_action())?;
                 let key = data.key_mut(&id)?;
-                f(key, now, &arn)
+                let out = f(key, now, &arn)?;
+                // A dry run writes nothing (the store discards a failed change).
+                dry_run::refuse_write()?;
+                self.usage.merge_into(data);
+                Ok(out)
             })
         })
     }
@@ -418,12 +485,14 @@ impl LocalKms {
                 key_spec,
                 key_usage,
                 private_material,
+                deleted_material_digest: None,
             };
             let mut store = self.lock()?;
             store.update(|data| {
                 let mut key = key;
                 key.region = data.region_or_default(caller.region.as_deref()).to_string();
                 data.keys.insert(key_id, key);
+                self.usage.merge_into(data);
                 trail.key_id = Some(data.key_arn(&key_id));
                 let key = data.key(&key_id)?;
                 trail.key_version = key.current_version().map(|v| v.version);
@@ -495,6 +564,7 @@ impl LocalKms {
                 key_spec: KeySpec::SymmetricDefault,
                 key_usage: KeyUsage::EncryptDecrypt,
                 private_material: None,
+                deleted_material_digest: None,
             };
             let mut store = self.lock()?;
             store.update(|data| {
@@ -977,17 +1047,13 @@ impl LocalKms {
     ) -> Result<Wrapped> {
         let store = self.lock()?;
         let data = store.data();
-        let id = data.resolve(caller.region.as_deref(), key_id)?;
-        let arn = data.key_arn(&id);
-        trail.key_id = Some(arn.clone());
-        let key = data.key(&id)?;
-        check(data, key, caller, action)?;
-        key.require_usable(&arn)?;
+        let (id, arn, key) = usable_key(data, caller, key_id, action, trail)?;
         asymmetric_ops::require_symmetric_encryption(key, &arn)?;
         let version = key
             .current_version()
             .ok_or_else(|| KmsError::InvalidState(format!("{arn} has no key material.")))?;
         trail.key_version = Some(version.version);
+        trail.used.push(id);
         let header = BlobHeader {
             key_id: id,
             key_version: version.version,
@@ -1040,6 +1106,7 @@ impl LocalKms {
             KmsError::InvalidCiphertext(format!("{arn} has no key version {}.", header.key_version))
         })?;
         let plaintext = blob::open(&version.material, &header, blob_bytes, ctx)?;
+        trail.used.push(header.key_id);
         Ok(Decrypted {
             key_arn: arn,
             key_version: header.key_version,
@@ -1092,6 +1159,8 @@ impl LocalKms {
                     RE_ENCRYPT_FROM,
                     &mut source_trail,
                 )?;
+                // Both keys were used (AWS records ReEncrypt for each).
+                trail.used.append(&mut source_trail.used);
                 let wrapped = self.seal_with(
                     caller,
                     destination_key_id,
@@ -1256,6 +1325,15 @@ impl LocalKms {
                         )));
                     }
                     Some(_) => {}
+                    None if key
+                        .deleted_material_digest
+                        .as_ref()
+                        .is_some_and(|d| *d != key_admin::material_digest(&material)) =>
+                    {
+                        return Err(KmsError::IncorrectKeyMaterial(format!(
+                            "The key material does not match the material deleted from {arn}: import the same material again."
+                        )));
+                    }
                     None => key.versions.push(KeyVersion {
                         version: 1,
                         created: now,
@@ -1264,6 +1342,7 @@ impl LocalKms {
                     }),
                 }
                 key.pending_import = None;
+                key.deleted_material_digest = None;
                 if key.state == KeyState::PendingImport {
                     key.state = KeyState::Enabled;
                 }

@@ -134,6 +134,11 @@ pub struct Key {
     /// rotate, so they have this one material for life and no `versions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_material: Option<SecretBytes>,
+    /// After DeleteImportedKeyMaterial: a digest of the deleted material,
+    /// so that only the same material can be imported again (as AWS
+    /// requires) without keeping the material itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_material_digest: Option<Vec<u8>>,
 }
 
 impl Key {
@@ -234,6 +239,34 @@ pub struct StoreData {
     /// Users, groups and access keys of `kmsfs kms serve` (see iam.rs).
     #[serde(default, skip_serializing_if = "super::iam::IamData::is_empty")]
     pub iam: super::iam::IamData,
+    /// GetKeyLastUsage's records, as last written (LocalKms holds newer
+    /// ones in memory until its next write; see local/usage.rs).
+    #[serde(default, skip_serializing_if = "UsageRecords::is_empty")]
+    pub usage: UsageRecords,
+}
+
+/// The last successful cryptographic use of a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastUse {
+    pub when: Timestamp,
+    /// The AWS operation name (Encrypt, Decrypt, …).
+    pub operation: String,
+}
+
+/// Last uses per key, and since when they are recorded at all (stores made
+/// before kmsfs tracked usage have keys older than that).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UsageRecords {
+    #[serde(default)]
+    pub tracking_since: Option<Timestamp>,
+    #[serde(default)]
+    pub last: BTreeMap<Uuid, LastUse>,
+}
+
+impl UsageRecords {
+    pub fn is_empty(&self) -> bool {
+        self.tracking_since.is_none() && self.last.is_empty()
+    }
 }
 
 fn layout_one() -> u32 {
@@ -256,6 +289,7 @@ impl StoreData {
             aliases_by_region: BTreeMap::new(),
             legacy_aliases: BTreeMap::new(),
             iam: Default::default(),
+            usage: Default::default(),
         }
     }
 
@@ -439,6 +473,7 @@ impl StoreData {
             .collect();
         for id in &doomed {
             self.keys.remove(id);
+            self.usage.last.remove(id);
             for aliases in self.aliases_by_region.values_mut() {
                 aliases.retain(|_, a| a.target != *id);
             }
@@ -521,6 +556,7 @@ mod tests {
             key_spec: KeySpec::SymmetricDefault,
             key_usage: KeyUsage::EncryptDecrypt,
             private_material: None,
+            deleted_material_digest: None,
         }
     }
 

@@ -41,6 +41,8 @@ pub const ADMIN_ACTIONS: &[&str] = &[
     "kms:Disable*",
     "kms:Get*",
     "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
     "kms:ScheduleKeyDeletion",
     "kms:CancelKeyDeletion",
     "kms:RotateKeyOnDemand",

@@ -308,6 +308,7 @@ impl KeyService for RemoteKms {
             key_spec: Some("AES_256".into()),
             number_of_bytes: None,
             encryption_context: ctx.clone(),
+            dry_run: false,
         })?;
         Ok(DataKeyPair {
             key_arn: out.key_id,
@@ -323,6 +324,7 @@ impl KeyService for RemoteKms {
             encryption_context: ctx.clone(),
             key_id: None,
             encryption_algorithm: None,
+            dry_run: false,
         })?;
         Ok(Decrypted {
             key_arn: out.key_id,
@@ -346,6 +348,7 @@ impl KeyService for RemoteKms {
             destination_encryption_context: ctx.clone(),
             source_encryption_algorithm: None,
             destination_encryption_algorithm: None,
+            dry_run: false,
         })?;
         Ok(Wrapped {
             key_arn: out.key_id,
@@ -381,6 +384,7 @@ impl KeyService for RemoteKms {
                 key_spec: Some("AES_256".into()),
                 number_of_bytes: None,
                 encryption_context: EncryptionContext::new(),
+                dry_run: false,
             })?;
             Some(blob_version(&probe.ciphertext_blob.0))
         } else {

@@ -221,6 +221,24 @@ fn dry_run_checks_everything_and_is_audited() {
         audit.contains("\"DryRunOperationException\""),
         "the audit log records the DryRun outcome: {audit}"
     );
+    // Neither a dry run nor GetPublicKey is a use; a Sign is.
+    assert!(
+        kms.get_key_last_usage(&owner(), &signer)
+            .unwrap()
+            .last
+            .is_none()
+    );
+    kms.get_public_key(&owner(), &signer).unwrap();
+    assert!(
+        kms.get_key_last_usage(&owner(), &signer)
+            .unwrap()
+            .last
+            .is_none()
+    );
+    kms.sign(&owner(), &signer, b"m", None, "ECDSA_SHA_256", false)
+        .unwrap();
+    let last = kms.get_key_last_usage(&owner(), &signer).unwrap().last;
+    assert_eq!(last.map(|l| l.operation).as_deref(), Some("Sign"));
 }
 
 #[test]

@@ -176,7 +176,8 @@ fn create_key_refuses_unsupported_usage_and_spec() {
         "CreateKey",
         &json!({"Origin": "AWS_CLOUDHSM"}),
     );
-    assert_eq!(code(r), "UnsupportedOperationException");
+    // kmsfs has no custom key stores, so none can hold the key.
+    assert_eq!(code(r), "CustomKeyStoreNotFoundException");
     assert!(env.kms.list_keys(&owner()).unwrap().is_empty());
 }
 

@@ -23,14 +23,6 @@ use crate::policy::Caller;
 use crate::protocol::Operation;
 use crate::protocol::operation::{RE_ENCRYPT_FROM, RE_ENCRYPT_TO};
 
-/// What AWS answers for a request that would have succeeded with DryRun set.
-pub const DRY_RUN_MESSAGE: &str = "The request would have succeeded, but the DryRun option is set.";
-
-/// The end of a DryRun request that passed every check.
-fn dry_run_refusal() -> KmsError {
-    KmsError::DryRunOperation(DRY_RUN_MESSAGE.into())
-}
-
 /// Symmetric encryption (the kmsfs blob, data keys) needs a
 /// SYMMETRIC_DEFAULT key: any other is an InvalidKeyUsageException.
 pub(super) fn require_symmetric_encryption(key: &Key, arn: &str) -> Result<()> {
@@ -254,12 +246,12 @@ impl LocalKms {
     ) -> Result<UsableKey> {
         let store = self.lock()?;
         let data = store.data();
-        let id = data.resolve(caller.region.as_deref(), key_id)?;
-        let arn = data.key_arn(&id);
-        trail.key_id = Some(arn.clone());
-        let key = data.key(&id)?;
-        check(data, key, caller, action)?;
-        key.require_usable(&arn)?;
+        let (id, arn, key) = super::usable_key(data, caller, key_id, action, trail)?;
+        // Every operation here but GetPublicKey is a cryptographic use that
+        // GetKeyLastUsage reports.
+        if action != Operation::GetPublicKey.iam_action() {
+            trail.used.push(id);
+        }
         let material = match (&key.private_material, key.key_spec) {
             (Some(m), _) => m.clone(),
             // Symmetric keys have no private material; every operation
@@ -321,7 +313,7 @@ impl LocalKms {
             let alg = k.signing(algorithm, parsed)?;
             let d = signed_digest(alg, message, digest)?;
             if dry_run {
-                return Err(dry_run_refusal());
+                return Err(super::dry_run::would_have_succeeded());
             }
             let signature = asymmetric::sign(k.spec, &k.material.0, alg, &d)?;
             Ok((k.arn, signature))
@@ -353,7 +345,7 @@ impl LocalKms {
             let alg = k.signing(algorithm, parsed)?;
             let d = signed_digest(alg, message, digest)?;
             if dry_run {
-                return Err(dry_run_refusal());
+                return Err(super::dry_run::would_have_succeeded());
             }
             if asymmetric::verify(k.spec, &k.material.0, alg, &d, signature)? {
                 Ok(k.arn)
@@ -399,7 +391,7 @@ impl LocalKms {
         self.run(caller, op, Some(key_id), None, |trail| {
             let (k, alg) = self.mac_key(caller, op, key_id, algorithm, trail)?;
             if dry_run {
-                return Err(dry_run_refusal());
+                return Err(super::dry_run::would_have_succeeded());
             }
             Ok((k.arn, asymmetric::mac(alg, &k.material.0, message)?))
         })
@@ -424,7 +416,7 @@ impl LocalKms {
         self.run(caller, op, Some(key_id), None, |trail| {
             let (k, alg) = self.mac_key(caller, op, key_id, algorithm, trail)?;
             if dry_run {
-                return Err(dry_run_refusal());
+                return Err(super::dry_run::would_have_succeeded());
             }
             if asymmetric::verify_mac(alg, &k.material.0, message, mac)? {
                 Ok(k.arn)
@@ -468,7 +460,7 @@ impl LocalKms {
             // failure, which DryRun reports as such.
             let secret = asymmetric::derive_shared_secret(k.spec, &k.material.0, peer_public_key)?;
             if dry_run {
-                return Err(dry_run_refusal());
+                return Err(super::dry_run::would_have_succeeded());
             }
             Ok((k.arn, secret, k.origin))
         })
@@ -503,7 +495,7 @@ impl LocalKms {
                 check(data, key, caller, op.iam_action())?;
                 key.require_usable(&arn)?;
                 require_symmetric_encryption(key, &arn)?;
-                return Err(dry_run_refusal());
+                return Err(super::dry_run::would_have_succeeded());
             }
             let private = asymmetric::generate(spec)?;
             let public_key = asymmetric::public_key_der(spec, &private)?;

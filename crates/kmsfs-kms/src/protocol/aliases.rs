@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::values::EpochSeconds;
+use super::values::{self, EpochSeconds};
 use super::{Empty, KmsRequest, Operation};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +46,14 @@ pub struct ListAliasesRequest {
     /// Only the aliases of this key.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "values::count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
 }
 
 /// One entry of ListAliases.
@@ -63,6 +71,8 @@ pub struct AliasListEntry {
 #[serde(rename_all = "PascalCase")]
 pub struct ListAliasesResponse {
     pub aliases: Vec<AliasListEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
     #[serde(default)]
     pub truncated: bool,
 }

@@ -28,6 +28,10 @@ pub struct EncryptRequest {
     pub encryption_context: EncryptionContext,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption_algorithm: Option<String>,
+    /// Authorize and validate only: answer DryRunOperationException if
+    /// the request would have succeeded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -60,6 +64,10 @@ pub struct DecryptRequest {
     pub key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption_algorithm: Option<String>,
+    /// Authorize and validate only: answer DryRunOperationException if
+    /// the request would have succeeded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,6 +108,10 @@ pub struct ReEncryptRequest {
     pub source_encryption_algorithm: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub destination_encryption_algorithm: Option<String>,
+    /// Authorize and validate only: answer DryRunOperationException if
+    /// the request would have succeeded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +157,10 @@ macro_rules! data_key_request {
                 skip_serializing_if = "EncryptionContext::is_empty"
             )]
             pub encryption_context: EncryptionContext,
+            /// Authorize and validate only: answer DryRunOperationException
+            /// if the request would have succeeded.
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            pub dry_run: bool,
         }
 
         impl KmsRequest for $name {

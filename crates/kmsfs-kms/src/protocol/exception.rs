@@ -30,6 +30,9 @@ pub fn exception_name(e: &KmsError) -> &'static str {
         KmsError::LimitExceeded(_) => "LimitExceededException",
         KmsError::KmsInvalidSignature(_) => "KMSInvalidSignatureException",
         KmsError::KmsInvalidMac(_) => "KMSInvalidMacException",
+        KmsError::Tag(_) => "TagException",
+        KmsError::InvalidMarker(_) => "InvalidMarkerException",
+        KmsError::CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFoundException",
         KmsError::DryRunOperation(_) => "DryRunOperationException",
         KmsError::Store(_) | KmsError::Internal(_) => INTERNAL,
     }
@@ -66,6 +69,9 @@ pub fn error_from_exception(exception: &str, message: String) -> KmsError {
         "LimitExceededException" => KmsError::LimitExceeded(message),
         "KMSInvalidSignatureException" => KmsError::KmsInvalidSignature(message),
         "KMSInvalidMacException" => KmsError::KmsInvalidMac(message),
+        "TagException" => KmsError::Tag(message),
+        "InvalidMarkerException" => KmsError::InvalidMarker(message),
+        "CustomKeyStoreNotFoundException" => KmsError::CustomKeyStoreNotFound(message),
         "DryRunOperationException" => KmsError::DryRunOperation(message),
         INTERNAL => KmsError::Internal(message),
         "UnrecognizedClientException"
@@ -112,6 +118,9 @@ mod tests {
             KmsError::LimitExceeded(m()),
             KmsError::KmsInvalidSignature(m()),
             KmsError::KmsInvalidMac(m()),
+            KmsError::Tag(m()),
+            KmsError::InvalidMarker(m()),
+            KmsError::CustomKeyStoreNotFound(m()),
             KmsError::DryRunOperation(m()),
             KmsError::Internal(m()),
         ];

@@ -32,6 +32,9 @@ pub struct CreateKeyRequest {
     pub policy: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bypass_policy_lockout_safety_check: bool,
+    /// kmsfs has no custom key stores: any value is refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub custom_key_store_id: Option<String>,
 }
 
 /// A key's metadata, as DescribeKey and CreateKey answer it. The members
@@ -124,7 +127,17 @@ pub struct DescribeKeyResponse {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ListKeysRequest {}
+#[serde(rename_all = "PascalCase")]
+pub struct ListKeysRequest {
+    #[serde(
+        default,
+        deserialize_with = "values::count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+}
 
 /// One entry of ListKeys.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,6 +151,8 @@ pub struct KeyListEntry {
 #[serde(rename_all = "PascalCase")]
 pub struct ListKeysResponse {
     pub keys: Vec<KeyListEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
     #[serde(default)]
     pub truncated: bool,
 }

@@ -7,7 +7,8 @@
 //! - [`Operation`]: every operation, with its AWS name, IAM action, effect
 //!   on the store and default-policy role;
 //! - one request and one response struct per operation, grouped by family
-//!   (keys, aliases, rotation, crypto, key policy, import), their members
+//!   (keys, aliases, rotation, crypto, key policy, import, tags, custom key
+//!   stores, the smaller key operations), their members
 //!   named as AWS names them (serde `PascalCase`), optional members as
 //!   `Option` and left out when absent; [`KmsRequest`] ties each request to
 //!   its operation and response;
@@ -20,12 +21,15 @@
 mod aliases;
 mod asymmetric;
 pub(crate) mod crypto;
+mod custom_key_stores;
 pub mod exception;
 mod import;
+mod key_admin;
 mod key_policy;
 mod keys;
 pub(crate) mod operation;
 mod rotation;
+mod tags;
 mod values;
 pub(crate) mod wire;
 
@@ -35,11 +39,14 @@ use serde::{Deserialize, Serialize};
 pub use aliases::*;
 pub use asymmetric::*;
 pub use crypto::*;
+pub use custom_key_stores::*;
 pub use import::*;
+pub use key_admin::*;
 pub use key_policy::*;
 pub use keys::*;
 pub use operation::{Effect, Holder, Operation};
 pub use rotation::*;
+pub use tags::*;
 pub use values::{Blob, EpochSeconds, Plaintext, Tag};
 
 /// Every request is a POST with this content type …

@@ -27,7 +27,40 @@ impl KmsRequest for EnableKeyRotationRequest {
 key_request!(DisableKeyRotationRequest => DisableKeyRotation, Empty);
 key_request!(GetKeyRotationStatusRequest => GetKeyRotationStatus, GetKeyRotationStatusResponse);
 key_request!(RotateKeyOnDemandRequest => RotateKeyOnDemand, RotateKeyOnDemandResponse);
-key_request!(ListKeyRotationsRequest => ListKeyRotations, ListKeyRotationsResponse);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListKeyRotationsRequest {
+    pub key_id: String,
+    /// ALL_KEY_MATERIAL or ROTATIONS_ONLY (the default); the same for
+    /// kmsfs, whose keys with rotations have no imported material.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub include_key_material: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "values::count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+}
+
+impl ListKeyRotationsRequest {
+    pub fn new(key_id: impl Into<String>) -> ListKeyRotationsRequest {
+        ListKeyRotationsRequest {
+            key_id: key_id.into(),
+            include_key_material: None,
+            limit: None,
+            marker: None,
+        }
+    }
+}
+
+impl KmsRequest for ListKeyRotationsRequest {
+    const OPERATION: Operation = Operation::ListKeyRotations;
+    type Response = ListKeyRotationsResponse;
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -63,6 +96,8 @@ pub struct RotationListEntry {
 #[serde(rename_all = "PascalCase")]
 pub struct ListKeyRotationsResponse {
     pub rotations: Vec<RotationListEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
     #[serde(default)]
     pub truncated: bool,
 }

@@ -163,3 +163,9 @@ pub(crate) fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Tag>, D::Error
         .map(Option::unwrap_or_default)
         .map_err(|_| de::Error::custom("must be a list of {TagKey, TagValue}"))
 }
+
+/// Field helper: a required tag list (TagResource's `Tags`).
+pub(crate) fn required_tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Tag>, D::Error> {
+    Vec::<Tag>::deserialize(d)
+        .map_err(|_| de::Error::custom("must be a list of {TagKey, TagValue}"))
+}
