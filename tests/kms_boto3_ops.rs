@@ -23,9 +23,9 @@ fn text(out: &std::process::Output) -> String {
 }
 
 /// Runs `body` with `kms` (the user `key`) and `other` (a second user, if
-/// any) as boto3 KMS clients in region `local`, `code(fn, **kw)` giving the
-/// error code of a call that must fail and `eq(a, b)` asserting equality;
-/// the script must end by printing OK.
+/// any) as boto3 KMS clients in region `local`, `err(fn, **kw)` giving the
+/// error code of a call that must fail, and `eq(a, b)`; the script must end
+/// by printing OK.
 fn boto3(s: &KmsServer, key: &AccessKey, other: Option<&AccessKey>, body: &str) -> String {
     let client = |k: &AccessKey| {
         format!(
@@ -40,14 +40,6 @@ fn boto3(s: &KmsServer, key: &AccessKey, other: Option<&AccessKey>, body: &str) 
 from botocore.config import Config
 kms = {kms}
 other = {other}
-def code(f, **kw):
-    try:
-        f(**kw)
-    except ClientError as e:
-        return e.response['Error']['Code']
-    raise AssertionError(f'{{f.__name__}} {{kw}} succeeded')
-def eq(a, b):
-    assert a == b, f'{{a!r}} != {{b!r}}'
 {body}
 print('OK')
 "#,
@@ -81,32 +73,32 @@ eq(r['Truncated'], False)
 assert 'NextMarker' not in r
 kms.untag_resource(KeyId=key, TagKeys=['a', 'never-there'])
 eq([t['TagKey'] for t in kms.list_resource_tags(KeyId=key)['Tags']], ['b', 'team'])
-eq(code(kms.tag_resource, KeyId=key, Tags=[{'TagKey': 'aws:owner', 'TagValue': 'x'}]), 'TagException')
-eq(code(kms.untag_resource, KeyId=key, TagKeys=['aws:owner']), 'TagException')
-eq(code(kms.tag_resource, KeyId=key, Tags=[{'TagKey': 'k' * 129, 'TagValue': 'x'}]), 'ValidationException')
-eq(code(kms.tag_resource, KeyId=key, Tags=[{'TagKey': f'many{i}', 'TagValue': ''} for i in range(49)]), 'TagException')
-eq(code(kms.create_key, Tags=[{'TagKey': 'AWS:x', 'TagValue': ''}]), 'TagException')
+eq(err(kms.tag_resource, KeyId=key, Tags=[{'TagKey': 'aws:owner', 'TagValue': 'x'}]), 'TagException')
+eq(err(kms.untag_resource, KeyId=key, TagKeys=['aws:owner']), 'TagException')
+eq(err(kms.tag_resource, KeyId=key, Tags=[{'TagKey': 'k' * 129, 'TagValue': 'x'}]), 'ValidationException')
+eq(err(kms.tag_resource, KeyId=key, Tags=[{'TagKey': f'many{i}', 'TagValue': ''} for i in range(49)]), 'TagException')
+eq(err(kms.create_key, Tags=[{'TagKey': 'AWS:x', 'TagValue': ''}]), 'TagException')
 kms.create_alias(AliasName='alias/ops', TargetKeyId=key)
-eq(code(kms.list_resource_tags, KeyId='alias/ops'), 'NotFoundException')
-eq(code(kms.tag_resource, KeyId='alias/ops', Tags=[{'TagKey': 'c', 'TagValue': ''}]), 'NotFoundException')
-eq(code(kms.list_resource_tags, KeyId='1234abcd-12ab-34cd-56ef-1234567890ab'), 'NotFoundException')
-eq(code(kms.list_resource_tags, KeyId=key, Marker='bogus'), 'InvalidMarkerException')
-eq(code(other.tag_resource, KeyId=key, Tags=[{'TagKey': 'c', 'TagValue': ''}]), 'AccessDeniedException')
-eq(code(other.list_resource_tags, KeyId=key), 'AccessDeniedException')
+eq(err(kms.list_resource_tags, KeyId='alias/ops'), 'NotFoundException')
+eq(err(kms.tag_resource, KeyId='alias/ops', Tags=[{'TagKey': 'c', 'TagValue': ''}]), 'NotFoundException')
+eq(err(kms.list_resource_tags, KeyId='1234abcd-12ab-34cd-56ef-1234567890ab'), 'NotFoundException')
+eq(err(kms.list_resource_tags, KeyId=key, Marker='bogus'), 'InvalidMarkerException')
+eq(err(other.tag_resource, KeyId=key, Tags=[{'TagKey': 'c', 'TagValue': ''}]), 'AccessDeniedException')
+eq(err(other.list_resource_tags, KeyId=key), 'AccessDeniedException')
 
 # Descriptions.
 kms.update_key_description(KeyId=arn, Description='new words')
 eq(kms.describe_key(KeyId=key)['KeyMetadata']['Description'], 'new words')
-eq(code(kms.update_key_description, KeyId='alias/ops', Description='x'), 'NotFoundException')
-eq(code(kms.update_key_description, KeyId=key, Description='x' * 8193), 'ValidationException')
-eq(code(other.update_key_description, KeyId=key, Description='mine'), 'AccessDeniedException')
+eq(err(kms.update_key_description, KeyId='alias/ops', Description='x'), 'NotFoundException')
+eq(err(kms.update_key_description, KeyId=key, Description='x' * 8193), 'ValidationException')
+eq(err(other.update_key_description, KeyId=key, Description='mine'), 'AccessDeniedException')
 
 # Policy names.
 r = kms.list_key_policies(KeyId=key)
 eq(r['PolicyNames'], ['default'])
 eq(r['Truncated'], False)
-eq(code(kms.list_key_policies, KeyId=key, Limit=1001), 'ValidationException')
-eq(code(other.list_key_policies, KeyId=key), 'AccessDeniedException')
+eq(err(kms.list_key_policies, KeyId=key, Limit=1001), 'ValidationException')
+eq(err(other.list_key_policies, KeyId=key), 'AccessDeniedException')
 eq([n for p in kms.get_paginator('list_key_policies').paginate(KeyId=key) for n in p['PolicyNames']], ['default'])
 
 # Last usage: none yet, then the Encrypt.
@@ -119,13 +111,13 @@ kms.encrypt(KeyId=key, Plaintext=b'used')
 r = kms.get_key_last_usage(KeyId=key)
 eq(r['KeyLastUsage']['Operation'], 'Encrypt')
 assert abs(r['KeyLastUsage']['Timestamp'].timestamp() - before) < 5, r
-eq(code(other.get_key_last_usage, KeyId=key), 'AccessDeniedException')
+eq(err(other.get_key_last_usage, KeyId=key), 'AccessDeniedException')
 
 # Pending deletion: tags and descriptions refused, listing fine.
 kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
-eq(code(kms.tag_resource, KeyId=key, Tags=[{'TagKey': 'late', 'TagValue': ''}]), 'KMSInvalidStateException')
-eq(code(kms.untag_resource, KeyId=key, TagKeys=['b']), 'KMSInvalidStateException')
-eq(code(kms.update_key_description, KeyId=key, Description='late'), 'KMSInvalidStateException')
+eq(err(kms.tag_resource, KeyId=key, Tags=[{'TagKey': 'late', 'TagValue': ''}]), 'KMSInvalidStateException')
+eq(err(kms.untag_resource, KeyId=key, TagKeys=['b']), 'KMSInvalidStateException')
+eq(err(kms.update_key_description, KeyId=key, Description='late'), 'KMSInvalidStateException')
 eq(len(kms.list_resource_tags(KeyId=key)['Tags']), 2)
 "#,
     );
@@ -155,17 +147,17 @@ for f, kw in [
     (kms.generate_data_key, dict(KeyId=key, KeySpec='AES_256')),
     (kms.generate_data_key_without_plaintext, dict(KeyId=key, NumberOfBytes=16)),
 ]:
-    eq(code(f, DryRun=True, **kw), 'DryRunOperationException')
-    eq(code(getattr(other, f.__name__), DryRun=True, **kw), 'AccessDeniedException')
+    eq(err(f, DryRun=True, **kw), 'DryRunOperationException')
+    eq(err(getattr(other, f.__name__), DryRun=True, **kw), 'AccessDeniedException')
 try:
     kms.encrypt(KeyId=key, Plaintext=b'x', DryRun=True)
 except ClientError as e:
     eq(e.response['Error']['Message'], 'The request would have succeeded, but the DryRun option is set.')
-eq(code(kms.generate_data_key, KeyId=key, NumberOfBytes=1025, DryRun=True), 'ValidationException')
-eq(code(kms.decrypt, CiphertextBlob=blob, EncryptionContext={'a': 'b'}, DryRun=True), 'InvalidCiphertextException')
+eq(err(kms.generate_data_key, KeyId=key, NumberOfBytes=1025, DryRun=True), 'ValidationException')
+eq(err(kms.decrypt, CiphertextBlob=blob, EncryptionContext={'a': 'b'}, DryRun=True), 'InvalidCiphertextException')
 kms.disable_key(KeyId=key)
-eq(code(kms.encrypt, KeyId=key, Plaintext=b'x', DryRun=True), 'DisabledException')
-eq(code(kms.decrypt, CiphertextBlob=blob, DryRun=True), 'DisabledException')
+eq(err(kms.encrypt, KeyId=key, Plaintext=b'x', DryRun=True), 'DisabledException')
+eq(err(kms.decrypt, CiphertextBlob=blob, DryRun=True), 'DisabledException')
 kms.enable_key(KeyId=key)
 # A dry run is no use of the key.
 r = kms.get_key_last_usage(KeyId=key)
@@ -175,12 +167,12 @@ eq(r['KeyLastUsage']['Operation'], 'Encrypt')
 eq(len(kms.generate_random(NumberOfBytes=1024)['Plaintext']), 1024)
 eq(len(other.generate_random(NumberOfBytes=1)['Plaintext']), 1)
 assert kms.generate_random(NumberOfBytes=32)['Plaintext'] != kms.generate_random(NumberOfBytes=32)['Plaintext']
-eq(code(kms.generate_random, NumberOfBytes=1025), 'ValidationException')
-eq(code(kms.generate_random), 'ValidationException')
-eq(code(kms.generate_random, NumberOfBytes=8, CustomKeyStoreId='cks-1234567890abcdef0'), 'CustomKeyStoreNotFoundException')
+eq(err(kms.generate_random, NumberOfBytes=1025), 'ValidationException')
+eq(err(kms.generate_random), 'ValidationException')
+eq(err(kms.generate_random, NumberOfBytes=8, CustomKeyStoreId='cks-1234567890abcdef0'), 'CustomKeyStoreNotFoundException')
 
 # Imported material: deleted, the key waits for the same material again.
-eq(code(kms.delete_imported_key_material, KeyId=key), 'UnsupportedOperationException')
+eq(err(kms.delete_imported_key_material, KeyId=key), 'UnsupportedOperationException')
 ext = kms.create_key(Origin='EXTERNAL')['KeyMetadata']['KeyId']
 material = os.urandom(32)
 def import_material(material, **kw):
@@ -193,9 +185,9 @@ ext_blob = kms.encrypt(KeyId=ext, Plaintext=b'imported')['CiphertextBlob']
 r = kms.delete_imported_key_material(KeyId=ext)
 assert r['KeyId'].endswith(ext), r
 eq(kms.describe_key(KeyId=ext)['KeyMetadata']['KeyState'], 'PendingImport')
-eq(code(kms.decrypt, CiphertextBlob=ext_blob), 'KMSInvalidStateException')
-eq(code(other.delete_imported_key_material, KeyId=ext), 'AccessDeniedException')
-eq(code(kms.delete_imported_key_material, KeyId=ext, KeyMaterialId='0' * 64), 'NotFoundException')
+eq(err(kms.decrypt, CiphertextBlob=ext_blob), 'KMSInvalidStateException')
+eq(err(other.delete_imported_key_material, KeyId=ext), 'AccessDeniedException')
+eq(err(kms.delete_imported_key_material, KeyId=ext, KeyMaterialId='0' * 64), 'NotFoundException')
 time.sleep(1.1)  # a new signature for the next GetParametersForImport
 try:
     import_material(os.urandom(32))
@@ -212,18 +204,18 @@ r = kms.describe_custom_key_stores()
 eq(r['CustomKeyStores'], [])
 eq(r['Truncated'], False)
 eq([s for p in kms.get_paginator('describe_custom_key_stores').paginate() for s in p['CustomKeyStores']], [])
-eq(code(kms.describe_custom_key_stores, CustomKeyStoreId='cks-1234567890abcdef0'), 'CustomKeyStoreNotFoundException')
-eq(code(kms.describe_custom_key_stores, CustomKeyStoreName='hsm'), 'CustomKeyStoreNotFoundException')
-eq(code(kms.describe_custom_key_stores, Marker='bogus'), 'InvalidMarkerException')
-eq(code(kms.connect_custom_key_store, CustomKeyStoreId='cks-1234567890abcdef1'), 'CustomKeyStoreNotFoundException')
-eq(code(kms.disconnect_custom_key_store, CustomKeyStoreId='cks-1234567890abcdef2'), 'CustomKeyStoreNotFoundException')
-eq(code(kms.update_custom_key_store, CustomKeyStoreId='cks-1234567890abcdef3', NewCustomKeyStoreName='n'), 'CustomKeyStoreNotFoundException')
-eq(code(kms.delete_custom_key_store, CustomKeyStoreId='cks-1234567890abcdef4'), 'CustomKeyStoreNotFoundException')
-eq(code(kms.create_custom_key_store, CustomKeyStoreName='hsm', CloudHsmClusterId='cluster-234567abcdefg', TrustAnchorCertificate='cert', KeyStorePassword='secret-password'), 'UnsupportedOperationException')
-eq(code(kms.create_custom_key_store, CustomKeyStoreName='xks', CustomKeyStoreType='EXTERNAL_KEY_STORE', XksProxyUriEndpoint='https://xks.example.com', XksProxyUriPath='/kms/xks/v1', XksProxyConnectivity='PUBLIC_ENDPOINT', XksProxyAuthenticationCredential={'AccessKeyId': 'A' * 20, 'RawSecretAccessKey': 'B' * 43}), 'UnsupportedOperationException')
-eq(code(kms.create_key, CustomKeyStoreId='cks-1234567890abcdef5'), 'CustomKeyStoreNotFoundException')
-eq(code(kms.create_key, Origin='AWS_CLOUDHSM'), 'CustomKeyStoreNotFoundException')
-eq(code(kms.create_key, Origin='EXTERNAL_KEY_STORE', Description='x'), 'CustomKeyStoreNotFoundException')
+eq(err(kms.describe_custom_key_stores, CustomKeyStoreId='cks-1234567890abcdef0'), 'CustomKeyStoreNotFoundException')
+eq(err(kms.describe_custom_key_stores, CustomKeyStoreName='hsm'), 'CustomKeyStoreNotFoundException')
+eq(err(kms.describe_custom_key_stores, Marker='bogus'), 'InvalidMarkerException')
+eq(err(kms.connect_custom_key_store, CustomKeyStoreId='cks-1234567890abcdef1'), 'CustomKeyStoreNotFoundException')
+eq(err(kms.disconnect_custom_key_store, CustomKeyStoreId='cks-1234567890abcdef2'), 'CustomKeyStoreNotFoundException')
+eq(err(kms.update_custom_key_store, CustomKeyStoreId='cks-1234567890abcdef3', NewCustomKeyStoreName='n'), 'CustomKeyStoreNotFoundException')
+eq(err(kms.delete_custom_key_store, CustomKeyStoreId='cks-1234567890abcdef4'), 'CustomKeyStoreNotFoundException')
+eq(err(kms.create_custom_key_store, CustomKeyStoreName='hsm', CloudHsmClusterId='cluster-234567abcdefg', TrustAnchorCertificate='cert', KeyStorePassword='secret-password'), 'UnsupportedOperationException')
+eq(err(kms.create_custom_key_store, CustomKeyStoreName='xks', CustomKeyStoreType='EXTERNAL_KEY_STORE', XksProxyUriEndpoint='https://xks.example.com', XksProxyUriPath='/kms/xks/v1', XksProxyConnectivity='PUBLIC_ENDPOINT', XksProxyAuthenticationCredential={'AccessKeyId': 'A' * 20, 'RawSecretAccessKey': 'B' * 43}), 'UnsupportedOperationException')
+eq(err(kms.create_key, CustomKeyStoreId='cks-1234567890abcdef5'), 'CustomKeyStoreNotFoundException')
+eq(err(kms.create_key, Origin='AWS_CLOUDHSM'), 'CustomKeyStoreNotFoundException')
+eq(err(kms.create_key, Origin='EXTERNAL_KEY_STORE', Description='x'), 'CustomKeyStoreNotFoundException')
 "#,
     );
     // The secrets of the refused CreateCustomKeyStore reach no log.
@@ -254,9 +246,9 @@ eq(len(first['Keys']), 3)
 eq(first['Truncated'], True)
 second = kms.list_keys(Limit=3, Marker=first['NextMarker'])
 eq(second['Keys'][0]['KeyId'], keys[3])
-eq(code(kms.list_keys, Marker='bogus'), 'InvalidMarkerException')
-eq(code(kms.list_keys, Limit=1001), 'ValidationException')
-eq(code(kms.list_aliases, Marker=first['NextMarker']), 'InvalidMarkerException')
+eq(err(kms.list_keys, Marker='bogus'), 'InvalidMarkerException')
+eq(err(kms.list_keys, Limit=1001), 'ValidationException')
+eq(err(kms.list_aliases, Marker=first['NextMarker']), 'InvalidMarkerException')
 
 for i, k in enumerate(keys[:5]):
     kms.create_alias(AliasName=f'alias/page{i}', TargetKeyId=k)
@@ -276,7 +268,7 @@ for i in range(4):
 pages = list(kms.get_paginator('list_key_rotations').paginate(KeyId=keys[1], PaginationConfig={'PageSize': 1}))
 eq(len(pages), 4)
 eq([r['RotationType'] for p in pages for r in p['Rotations']], ['ON_DEMAND'] * 4)
-eq(code(kms.list_key_rotations, KeyId=keys[1], Marker='bogus'), 'InvalidMarkerException')
+eq(err(kms.list_key_rotations, KeyId=keys[1], Marker='bogus'), 'InvalidMarkerException')
 "#,
     );
 }

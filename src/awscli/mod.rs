@@ -37,7 +37,8 @@ mod render;
 // The error types `ParamProblem` (inside `ArgError::Param`) and `QueryError`
 // stay unexported: callers only display them.
 pub(crate) use params::{
-    ArgError, parse_string_map, parse_structure_list, parse_tags, read_blob_arg, read_text_arg,
+    ArgError, parse_string_map, parse_structure, parse_structure_list, parse_tags, read_blob_arg,
+    read_text_arg,
 };
 pub(crate) use query::apply_query;
 pub(crate) use region::resolve_region;

@@ -99,32 +99,30 @@ pub(crate) enum IamCommand {
     },
 }
 
-const ACCOUNT: &str = "000000000000";
-
 fn iso(t: Timestamp) -> String {
     chrono::DateTime::from_timestamp(t, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
-fn user_json(iam: &IamData, name: &str) -> Value {
+fn user_json(account: &str, iam: &IamData, name: &str) -> Value {
     let u = &iam.users[name];
     json!({
         "Path": "/",
         "UserName": name,
         "UserId": u.user_id,
-        "Arn": format!("arn:aws:iam::{ACCOUNT}:user/{name}"),
+        "Arn": kmsfs_kms::iam::user_arn(account, name),
         "CreateDate": iso(u.created),
     })
 }
 
-fn group_json(iam: &IamData, name: &str) -> Value {
+fn group_json(account: &str, iam: &IamData, name: &str) -> Value {
     let g = &iam.groups[name];
     json!({
         "Path": "/",
         "GroupName": name,
         "GroupId": g.group_id,
-        "Arn": format!("arn:aws:iam::{ACCOUNT}:group/{name}"),
+        "Arn": format!("arn:aws:iam::{account}:group/{name}"),
         "CreateDate": iso(g.created),
     })
 }
@@ -151,32 +149,42 @@ fn service(op: &'static str) -> impl Fn(kmsfs_kms::KmsError) -> CliError {
 pub(crate) fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
     use IamCommand::*;
     let kms = open_local_kms(keystore, Arc::new(kmsfs_kms::clock::SystemClock))?;
+    // ARNs name the store's account (KMSFS_ACCOUNT_ID when it was made).
+    let (_, account) = kms.region_and_account().map_err(CliError::Kms)?;
     let read = |f: &dyn Fn(&IamData) -> Value| kms.iam_read(f).map_err(CliError::Kms);
     let response: Value = match &args.command {
         CreateUser { user_name } => kms
             .iam_update(|iam, now| {
                 iam.create_user(user_name, now)?;
-                Ok(json!({"User": user_json(iam, user_name)}))
+                Ok(json!({"User": user_json(&account, iam, user_name)}))
             })
             .map_err(service("CreateUser"))?,
         DeleteUser { user_name } => kms
             .iam_update(|iam, _| iam.delete_user(user_name).map(|_| json!({})))
             .map_err(service("DeleteUser"))?,
         ListUsers => read(&|iam| {
-            let users: Vec<Value> = iam.users.keys().map(|n| user_json(iam, n)).collect();
+            let users: Vec<Value> = iam
+                .users
+                .keys()
+                .map(|n| user_json(&account, iam, n))
+                .collect();
             json!({"Users": users})
         })?,
         CreateGroup { group_name } => kms
             .iam_update(|iam, now| {
                 iam.create_group(group_name, now)?;
-                Ok(json!({"Group": group_json(iam, group_name)}))
+                Ok(json!({"Group": group_json(&account, iam, group_name)}))
             })
             .map_err(service("CreateGroup"))?,
         DeleteGroup { group_name } => kms
             .iam_update(|iam, _| iam.delete_group(group_name).map(|_| json!({})))
             .map_err(service("DeleteGroup"))?,
         ListGroups => read(&|iam| {
-            let groups: Vec<Value> = iam.groups.keys().map(|n| group_json(iam, n)).collect();
+            let groups: Vec<Value> = iam
+                .groups
+                .keys()
+                .map(|n| group_json(&account, iam, n))
+                .collect();
             json!({"Groups": groups})
         })?,
         GetGroup { group_name } => {
@@ -188,9 +196,9 @@ pub(crate) fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliEr
                     .members
                     .iter()
                     .filter(|m| iam.users.contains_key(*m))
-                    .map(|m| user_json(iam, m))
+                    .map(|m| user_json(&account, iam, m))
                     .collect();
-                json!({"Users": users, "Group": group_json(iam, group_name), "IsTruncated": false})
+                json!({"Users": users, "Group": group_json(&account, iam, group_name), "IsTruncated": false})
             })?;
             if found.is_null() {
                 return Err(CliError::Service(

@@ -16,6 +16,7 @@ use kmsfs_kms::protocol::*;
 use kmsfs_kms::{Caller, EncryptionContext, api};
 
 mod asymmetric;
+mod grants;
 
 #[derive(Debug, Args)]
 pub(crate) struct KmsArgs {
@@ -291,6 +292,8 @@ pub(crate) enum KmsCommand {
     },
     #[command(flatten)]
     Asymmetric(asymmetric::AsymmetricCommand),
+    #[command(flatten)]
+    Grants(grants::GrantCommand),
     /// Destroys the imported key material of an EXTERNAL key (it becomes PendingImport).
     DeleteImportedKeyMaterial {
         #[arg(long)]
@@ -451,6 +454,7 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
     match cmd {
         Serve(_) => Err(CliError::Usage("serve is not an API operation".into())),
         Asymmetric(command) => command.request(),
+        Grants(command) => command.request(),
         CreateKey {
             description,
             origin,

@@ -180,13 +180,16 @@ impl KmsServer {
 
     /// Runs a boto3 script as `key`, which must exit 0; its stdout. The
     /// script has `kms(region)` (a KMS client of this server in that region)
-    /// and `code(f, *args, **kw)` (the (error code, message) of a call that
-    /// must fail).
+    /// `code(f, *args, **kw)` (the (error code, message) of a call that
+    /// must fail), `err(f, *args, **kw)` (its error code alone) and
+    /// `eq(a, b)` (an assertion that shows both sides).
     pub(crate) fn boto3(&self, key: &AccessKey, body: &str) -> String {
         let script = format!(
             "import boto3, json, sys\nfrom botocore.exceptions import ClientError\n\
              def kms(region):\n    return boto3.client('kms', endpoint_url='{}', region_name=region, aws_access_key_id='{}', aws_secret_access_key='{}')\n\
              def code(f, *a, **k):\n    try:\n        f(*a, **k)\n    except ClientError as e:\n        return e.response['Error']['Code'], e.response['Error']['Message']\n    raise AssertionError('no error from ' + f.__name__)\n\
+             def err(f, *a, **k):\n    return code(f, *a, **k)[0]\n\
+             def eq(a, b):\n    assert a == b, f'{{a!r}} != {{b!r}}'\n\
              {body}\n",
             self.url(),
             key.id,

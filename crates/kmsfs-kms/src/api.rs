@@ -21,6 +21,7 @@ use super::protocol::*;
 pub use super::protocol::{CONTENT_TYPE, TARGET_PREFIX};
 
 mod asymmetric;
+mod grants;
 // The handlers of the operations added for kmsfs issue 12.
 mod key_admin;
 
@@ -37,7 +38,23 @@ fn checked_operation(operation: &str, request: &Value) -> Result<Operation> {
             "Operation {operation} is not supported by kmsfs"
         )));
     };
+    check_grant_tokens(request)?;
     Ok(operation)
+}
+
+/// The `GrantTokens` member, of whichever operation has it: checked here,
+/// once, and then ignored, because a grant is in force as soon as
+/// CreateGrant returns (grants.rs says why).
+fn check_grant_tokens(request: &Value) -> Result<()> {
+    let Some(tokens) = request.get("GrantTokens") else {
+        return Ok(());
+    };
+    let tokens: Vec<String> = serde_json::from_value(tokens.clone()).map_err(|_| {
+        KmsError::Validation(
+            "1 validation error detected: Value at 'grantTokens' failed to satisfy constraint: Member must be a list of strings".into(),
+        )
+    })?;
+    super::grants::validate_tokens(&tokens)
 }
 
 /// Runs one AWS KMS operation. An empty object means "no output" (the AWS
@@ -115,6 +132,11 @@ fn dispatch(run: Dispatch, operation: Operation) -> Result<Value> {
         Operation::DisconnectCustomKeyStore => run.with::<DisconnectCustomKeyStoreRequest>(),
         Operation::UpdateCustomKeyStore => run.with::<UpdateCustomKeyStoreRequest>(),
         Operation::DeleteCustomKeyStore => run.with::<DeleteCustomKeyStoreRequest>(),
+        Operation::CreateGrant => run.with::<CreateGrantRequest>(),
+        Operation::ListGrants => run.with::<ListGrantsRequest>(),
+        Operation::ListRetirableGrants => run.with::<ListRetirableGrantsRequest>(),
+        Operation::RetireGrant => run.with::<RetireGrantRequest>(),
+        Operation::RevokeGrant => run.with::<RevokeGrantRequest>(),
     }
 }
 

@@ -58,6 +58,15 @@ pub enum KmsError {
     /// kmsfs has no custom key stores, so every store id is unknown.
     #[error("{0}")]
     CustomKeyStoreNotFound(String),
+    /// A grant token kmsfs did not issue (or not of this shape).
+    #[error("{0}")]
+    InvalidGrantToken(String),
+    /// A grant id that names no grant of the key.
+    #[error("{0}")]
+    InvalidGrantId(String),
+    /// A principal that is not an ARN of the shape the member needs.
+    #[error("{0}")]
+    InvalidArn(String),
     /// A DryRun request that would have succeeded.
     #[error("{0}")]
     DryRunOperation(String),

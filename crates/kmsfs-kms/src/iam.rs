@@ -110,6 +110,21 @@ pub fn unix_user(name: &str) -> Result<nix::unistd::User> {
 
 /// The Caller of a request signed by `user_name`'s access key: the Unix
 /// user's uid, primary gid and supplementary groups.
+/// The IAM ARN that names `caller` in grants: `arn:aws:iam::ACCOUNT:user/NAME`
+/// for the Unix user NAME of its uid. IAM users are Unix users of the same
+/// name (see [`caller_for_user`]), so this is the ARN of the IAM user a
+/// signed request came from, and the ARN a local caller would have as one.
+/// None for a uid without a user name: no grant can name it.
+pub fn principal_arn(account: &str, caller: &Caller) -> Option<String> {
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(caller.uid)).ok()??;
+    Some(user_arn(account, &user.name))
+}
+
+/// The ARN of IAM user `name`.
+pub fn user_arn(account: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account}:user/{name}")
+}
+
 pub fn caller_for_user(user_name: &str) -> Result<Caller> {
     let u = unix_user(user_name)?;
     let cname = std::ffi::CString::new(user_name)

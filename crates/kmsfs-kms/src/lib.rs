@@ -19,6 +19,7 @@ pub mod blob;
 pub mod cache;
 pub mod clock;
 pub mod error;
+pub mod grants;
 pub mod iam;
 pub(crate) mod import;
 pub mod keyspec;

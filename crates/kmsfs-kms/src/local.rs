@@ -12,13 +12,15 @@ use super::audit::{AuditEvent, AuditLog};
 use super::blob::{self, BlobHeader, EncryptionContext, MAX_PLAINTEXT};
 use super::clock::Clock;
 use super::error::{KmsError, Result};
+use super::grants::Grant;
+use super::iam;
 use super::keyspec::{KeySpec, KeyUsage};
 use super::material::{KeyMaterial, SecretBytes, random_nonce};
 use super::model::{
     Alias, Key, KeyState, KeyVersion, Origin, PendingImport, RotationType, SECONDS_PER_DAY,
     StoreData, Tag, Timestamp, validate_alias_name,
 };
-use super::policy::{Caller, PolicyDocument};
+use super::policy::{Caller, Decision, PolicyDocument};
 use super::protocol::Operation;
 use super::protocol::operation::{RE_ENCRYPT_FROM, RE_ENCRYPT_TO};
 use super::store::{KeyStore, RootSecret};
@@ -29,12 +31,14 @@ use super::{DataKeyPair, Decrypted, KeyDescription, KeyService, Wrapped};
 mod asymmetric_ops;
 mod custom_key_stores;
 mod dry_run;
+mod grants;
 mod key_admin;
 mod tags;
 mod usage;
 
 pub use custom_key_stores::not_found as custom_key_store_not_found;
 pub use dry_run::DRY_RUN_MESSAGE;
+pub use grants::{CreateGrantInput, GrantInfo};
 pub use key_admin::LastUsageInfo;
 pub use tags::{MAX_TAGS_PER_KEY, validate_tags};
 
@@ -170,20 +174,73 @@ fn usable_key<'d>(
     caller: &Caller,
     key_id: &str,
     action: &str,
+    ctx: Option<&EncryptionContext>,
     trail: &mut Trail,
 ) -> Result<(Uuid, String, &'d Key)> {
     let id = data.resolve(caller.region.as_deref(), key_id)?;
     let arn = data.key_arn(&id);
     trail.key_id = Some(arn.clone());
     let key = data.key(&id)?;
-    check(data, key, caller, action)?;
+    check_in_context(data, key, caller, action, ctx)?;
     key.require_usable(&arn)?;
     Ok((id, arn, key))
 }
+
+/// Whether `caller` may do `action` with `key`, in a request that carries
+/// no encryption context.
 fn check(data: &StoreData, key: &Key, caller: &Caller, action: &str) -> Result<()> {
-    policy_of(key)?.check_with(caller, action, &data.key_arn(&key.key_id), &|group| {
-        data.iam.uid_in_group(caller.uid, group)
+    check_in_context(data, key, caller, action, None)
+}
+
+/// Whether `caller` may do `action` with `key` in a request whose
+/// encryption context is `ctx`: the key policy, then the key's grants.
+fn check_in_context(
+    data: &StoreData,
+    key: &Key,
+    caller: &Caller,
+    action: &str,
+    ctx: Option<&EncryptionContext>,
+) -> Result<()> {
+    check_policy_or_grants(data, key, caller, action, &|grant, principal| {
+        grant.allows(principal, action, ctx)
     })
+}
+
+/// The key policy's decision on `caller` doing `action`, and when it
+/// neither allows nor denies, whether a grant of the key that `granted`
+/// accepts (given the caller's principal ARN) allows it. An explicit Deny
+/// of the policy wins over every grant, as in AWS's policy evaluation; a
+/// grant only adds permissions.
+fn check_policy_or_grants(
+    data: &StoreData,
+    key: &Key,
+    caller: &Caller,
+    action: &str,
+    granted: &dyn Fn(&Grant, &str) -> bool,
+) -> Result<()> {
+    let in_group = |group: &str| data.iam.uid_in_group(caller.uid, group);
+    let arn = data.key_arn(&key.key_id);
+    match policy_of(key)?.decide(caller, action, &in_group) {
+        Decision::Allow => Ok(()),
+        Decision::Deny => Err(KmsError::AccessDenied(format!(
+            "User uid:{} is not authorized to perform: {action} on resource: {arn} with an explicit deny in the key policy",
+            caller.uid
+        ))),
+        Decision::NotAllowed => {
+            let principal = iam::principal_arn(&data.account, caller);
+            if principal
+                .as_deref()
+                .is_some_and(|p| key.grants.iter().any(|g| granted(g, p)))
+            {
+                Ok(())
+            } else {
+                Err(KmsError::AccessDenied(format!(
+                    "User uid:{} is not authorized to perform: {action} on resource: {arn} because no key policy statement or grant allows it",
+                    caller.uid
+                )))
+            }
+        }
+    }
 }
 
 impl LocalKms {
@@ -486,6 +543,7 @@ impl LocalKms {
                 key_usage,
                 private_material,
                 deleted_material_digest: None,
+                grants: Vec::new(),
             };
             let mut store = self.lock()?;
             store.update(|data| {
@@ -565,6 +623,7 @@ impl LocalKms {
                 key_usage: KeyUsage::EncryptDecrypt,
                 private_material: None,
                 deleted_material_digest: None,
+                grants: Vec::new(),
             };
             let mut store = self.lock()?;
             store.update(|data| {
@@ -1047,7 +1106,7 @@ impl LocalKms {
     ) -> Result<Wrapped> {
         let store = self.lock()?;
         let data = store.data();
-        let (id, arn, key) = usable_key(data, caller, key_id, action, trail)?;
+        let (id, arn, key) = usable_key(data, caller, key_id, action, Some(ctx), trail)?;
         asymmetric_ops::require_symmetric_encryption(key, &arn)?;
         let version = key
             .current_version()
@@ -1099,7 +1158,7 @@ impl LocalKms {
                 "The ciphertext refers to a customer master key that does not exist, does not exist in this region, or you are not allowed to access.".into(),
             ));
         }
-        check(data, key, caller, action)?;
+        check_in_context(data, key, caller, action, Some(ctx))?;
         key.require_usable(&arn)?;
         asymmetric_ops::require_symmetric_encryption(key, &arn)?;
         let version = key.version(header.key_version).ok_or_else(|| {

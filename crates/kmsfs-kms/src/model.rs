@@ -139,6 +139,9 @@ pub struct Key {
     /// requires) without keeping the material itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_material_digest: Option<Vec<u8>>,
+    /// The key's grants (grants.rs), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<super::grants::Grant>,
 }
 
 impl Key {
@@ -557,6 +560,7 @@ mod tests {
             key_usage: KeyUsage::EncryptDecrypt,
             private_material: None,
             deleted_material_digest: None,
+            grants: Vec::new(),
         }
     }
 

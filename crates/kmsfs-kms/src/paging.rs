@@ -39,6 +39,11 @@ impl Limits {
         default: 50,
         max: 100,
     };
+    /// ListGrants, ListRetirableGrants: "between 1 and 100 … defaults to 50".
+    pub const GRANTS: Limits = Limits {
+        default: 50,
+        max: 100,
+    };
     /// ListResourceTags: "between 1 and 50 … defaults to 50".
     pub const TAGS: Limits = Limits {
         default: 50,

@@ -136,6 +136,17 @@ pub enum Principal {
     },
 }
 
+/// The outcome of evaluating a policy for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// An applicable statement denies it.
+    Deny,
+    /// An applicable statement allows it, and none denies it.
+    Allow,
+    /// No statement applies.
+    NotAllowed,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
     Allow,
@@ -291,6 +302,18 @@ impl PolicyDocument {
         action: &str,
         iam_group: &dyn Fn(&str) -> bool,
     ) -> bool {
+        self.decide(caller, action, iam_group) == Decision::Allow
+    }
+
+    /// What the policy says of `caller` doing `action`: an explicit Deny
+    /// (which nothing else can override, grants included), an Allow, or
+    /// nothing (a grant may still allow).
+    pub fn decide(
+        &self,
+        caller: &Caller,
+        action: &str,
+        iam_group: &dyn Fn(&str) -> bool,
+    ) -> Decision {
         let applicable = |effect: Effect| {
             self.statement.iter().any(|st| {
                 st.effect == effect
@@ -302,7 +325,13 @@ impl PolicyDocument {
                         .any(|p| *p == "*" || action_matches(p, action))
             })
         };
-        !applicable(Effect::Deny) && applicable(Effect::Allow)
+        if applicable(Effect::Deny) {
+            Decision::Deny
+        } else if applicable(Effect::Allow) {
+            Decision::Allow
+        } else {
+            Decision::NotAllowed
+        }
     }
 
     /// `allows`, or the AccessDeniedException AWS would give.

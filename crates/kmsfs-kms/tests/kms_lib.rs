@@ -1067,8 +1067,9 @@ fn api_maps_fields_and_errors() {
         code(call("Decrypt", json!({"CiphertextBlob": "!!not base64!!"}))),
         "ValidationException"
     );
+    assert_eq!(code(call("CreateGrant", json!({}))), "ValidationException");
     assert_eq!(
-        code(call("CreateGrant", json!({}))),
+        code(call("FrobnicateKey", json!({}))),
         "UnsupportedOperationException"
     );
     let sched = call(

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-pub(crate) use nested::parse_structure_list;
+pub(crate) use nested::{parse_structure, parse_structure_list};
 pub(crate) use paramfile::{read_blob_arg, read_text_arg};
 use shorthand::{Shorthand, ShorthandValue};
 

@@ -246,7 +246,7 @@ impl LocalKms {
     ) -> Result<UsableKey> {
         let store = self.lock()?;
         let data = store.data();
-        let (id, arn, key) = super::usable_key(data, caller, key_id, action, trail)?;
+        let (id, arn, key) = super::usable_key(data, caller, key_id, action, None, trail)?;
         // Every operation here but GetPublicKey is a cryptographic use that
         // GetKeyLastUsage reports.
         if action != Operation::GetPublicKey.iam_action() {

@@ -4,7 +4,7 @@
 //! as botocore's KMS model names them; messages are [`Plaintext`] (AWS marks
 //! them sensitive), private keys and shared secrets too.
 //!
-//! `GrantTokens` is read and ignored (kmsfs has no grants), as elsewhere.
+//! `GrantTokens` is checked once for every operation (`api::check_grant_tokens`) and not needed after: a grant is in force at once.
 //! `Recipient` (Nitro Enclaves attestation) is read so that it can be
 //! refused rather than silently ignored.
 

@@ -33,6 +33,9 @@ pub fn exception_name(e: &KmsError) -> &'static str {
         KmsError::Tag(_) => "TagException",
         KmsError::InvalidMarker(_) => "InvalidMarkerException",
         KmsError::CustomKeyStoreNotFound(_) => "CustomKeyStoreNotFoundException",
+        KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
+        KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
+        KmsError::InvalidArn(_) => "InvalidArnException",
         KmsError::DryRunOperation(_) => "DryRunOperationException",
         KmsError::Store(_) | KmsError::Internal(_) => INTERNAL,
     }
@@ -72,6 +75,9 @@ pub fn error_from_exception(exception: &str, message: String) -> KmsError {
         "TagException" => KmsError::Tag(message),
         "InvalidMarkerException" => KmsError::InvalidMarker(message),
         "CustomKeyStoreNotFoundException" => KmsError::CustomKeyStoreNotFound(message),
+        "InvalidGrantTokenException" => KmsError::InvalidGrantToken(message),
+        "InvalidGrantIdException" => KmsError::InvalidGrantId(message),
+        "InvalidArnException" => KmsError::InvalidArn(message),
         "DryRunOperationException" => KmsError::DryRunOperation(message),
         INTERNAL => KmsError::Internal(message),
         "UnrecognizedClientException"
@@ -121,6 +127,9 @@ mod tests {
             KmsError::Tag(m()),
             KmsError::InvalidMarker(m()),
             KmsError::CustomKeyStoreNotFound(m()),
+            KmsError::InvalidGrantToken(m()),
+            KmsError::InvalidGrantId(m()),
+            KmsError::InvalidArn(m()),
             KmsError::DryRunOperation(m()),
             KmsError::Internal(m()),
         ];

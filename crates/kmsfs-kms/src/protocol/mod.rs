@@ -7,8 +7,8 @@
 //! - [`Operation`]: every operation, with its AWS name, IAM action, effect
 //!   on the store and default-policy role;
 //! - one request and one response struct per operation, grouped by family
-//!   (keys, aliases, rotation, crypto, key policy, import, tags, custom key
-//!   stores, the smaller key operations), their members
+//!   (keys, aliases, rotation, crypto, key policy, import, tags, grants,
+//!   custom key stores, the smaller key operations), their members
 //!   named as AWS names them (serde `PascalCase`), optional members as
 //!   `Option` and left out when absent; [`KmsRequest`] ties each request to
 //!   its operation and response;
@@ -23,6 +23,7 @@ mod asymmetric;
 pub(crate) mod crypto;
 mod custom_key_stores;
 pub mod exception;
+mod grants;
 mod import;
 mod key_admin;
 mod key_policy;
@@ -40,6 +41,7 @@ pub use aliases::*;
 pub use asymmetric::*;
 pub use crypto::*;
 pub use custom_key_stores::*;
+pub use grants::*;
 pub use import::*;
 pub use key_admin::*;
 pub use key_policy::*;

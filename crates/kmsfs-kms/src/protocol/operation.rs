@@ -32,6 +32,10 @@ pub enum Holder {
     /// (GenerateRandom, the custom key store operations); AWS leaves it to
     /// IAM policies, kmsfs to authentication alone (docs/KMS.md).
     NoKey,
+    /// The parties of a grant (RetireGrant): its retiring principal, its
+    /// grantee when the grant allows RetireGrant, or whoever the key policy
+    /// allows kms:RetireGrant (no default role holds it).
+    GrantParties,
 }
 
 impl Holder {
@@ -125,6 +129,11 @@ operations![
     DisconnectCustomKeyStore,
     UpdateCustomKeyStore,
     DeleteCustomKeyStore,
+    CreateGrant,
+    ListGrants,
+    ListRetirableGrants,
+    RetireGrant,
+    RevokeGrant,
 ];
 
 impl Operation {
@@ -342,6 +351,22 @@ impl Operation {
                 Changes,
                 NoKey,
             ),
+            Operation::CreateGrant => {
+                op("CreateGrant", &["kms:CreateGrant"], Changes, Administrators)
+            }
+            Operation::ListGrants => op("ListGrants", &["kms:ListGrants"], Reads, Administrators),
+            Operation::ListRetirableGrants => op(
+                "ListRetirableGrants",
+                &["kms:ListRetirableGrants"],
+                Reads,
+                NoKey,
+            ),
+            Operation::RetireGrant => {
+                op("RetireGrant", &["kms:RetireGrant"], Changes, GrantParties)
+            }
+            Operation::RevokeGrant => {
+                op("RevokeGrant", &["kms:RevokeGrant"], Changes, Administrators)
+            }
         }
     }
 
