@@ -20,7 +20,7 @@ use super::model::{
     Alias, Key, KeyState, KeyVersion, Origin, PendingImport, RotationType, SECONDS_PER_DAY,
     StoreData, Tag, Timestamp, validate_alias_name,
 };
-use super::policy::{Caller, Decision, PolicyDocument};
+use super::policy::{Caller, Decision, PolicyDocument, RequestFacts, Who};
 use super::protocol::Operation;
 use super::protocol::operation::{RE_ENCRYPT_FROM, RE_ENCRYPT_TO};
 use super::store::{KeyStore, RootSecret};
@@ -192,6 +192,75 @@ fn check(data: &StoreData, key: &Key, caller: &Caller, action: &str) -> Result<(
     check_in_context(data, key, caller, action, None)
 }
 
+/// The key policy's decision on `caller` doing `action` with `key` in a
+/// request whose encryption context is `ctx`, the caller's IAM identity
+/// policies consulted where the key policy hands the decision to the
+/// account.
+fn key_policy_decision(
+    data: &StoreData,
+    key: &Key,
+    caller: &Caller,
+    action: &str,
+    ctx: Option<&EncryptionContext>,
+) -> Result<Decision> {
+    let resource = data.key_arn(&key.key_id);
+    Ok(policy_decision(
+        data,
+        policy_of(key)?,
+        &resource,
+        Some(key),
+        caller,
+        action,
+        ctx,
+    ))
+}
+
+/// `doc`'s decision on a request for `resource` (a key's ARN, or `*`).
+fn policy_decision(
+    data: &StoreData,
+    doc: &PolicyDocument,
+    resource: &str,
+    key: Option<&Key>,
+    caller: &Caller,
+    action: &str,
+    ctx: Option<&EncryptionContext>,
+) -> Decision {
+    let principal = iam::principal_arn(&data.account, caller);
+    let facts = RequestFacts {
+        action,
+        resource,
+        account: &data.account,
+        principal_arn: principal.as_deref(),
+        encryption_context: ctx,
+        region: caller.region.as_deref().or(key.map(|k| k.region.as_str())),
+        key_spec: key.map(|k| k.key_spec.as_str()),
+        key_usage: key.map(|k| k.key_usage.as_str()),
+        key_origin: key.map(|k| k.origin.as_str()),
+    };
+    let user = principal
+        .as_deref()
+        .and_then(|p| p.rsplit_once(":user/"))
+        .map(|(_, name)| name);
+    // Unix root is the account's root user: as at AWS, a key policy that
+    // names the account lets its root user in without any identity policy
+    // (and a policy that names neither keeps root out like anyone else).
+    let identity = || {
+        if caller.uid == 0 {
+            Decision::Allow
+        } else {
+            user.map_or(Decision::NotAllowed, |u| {
+                data.iam.identity_decision(u, &facts)
+            })
+        }
+    };
+    doc.decide(&Who {
+        caller,
+        facts: &facts,
+        iam_group: &|group| data.iam.uid_in_group(caller.uid, group),
+        identity: &identity,
+    })
+}
+
 /// Whether `caller` may do `action` with `key` in a request whose
 /// encryption context is `ctx`: the key policy, then the key's grants.
 fn check_in_context(
@@ -201,7 +270,7 @@ fn check_in_context(
     action: &str,
     ctx: Option<&EncryptionContext>,
 ) -> Result<()> {
-    check_policy_or_grants(data, key, caller, action, &|grant, principal| {
+    check_policy_or_grants(data, key, caller, action, ctx, &|grant, principal| {
         grant.allows(principal, action, ctx)
     })
 }
@@ -216,11 +285,11 @@ fn check_policy_or_grants(
     key: &Key,
     caller: &Caller,
     action: &str,
+    ctx: Option<&EncryptionContext>,
     granted: &dyn Fn(&Grant, &str) -> bool,
 ) -> Result<()> {
-    let in_group = |group: &str| data.iam.uid_in_group(caller.uid, group);
     let arn = data.key_arn(&key.key_id);
-    match policy_of(key)?.decide(caller, action, &in_group) {
+    match key_policy_decision(data, key, caller, action, ctx)? {
         Decision::Allow => Ok(()),
         Decision::Deny => Err(KmsError::AccessDenied(format!(
             "User uid:{} is not authorized to perform: {action} on resource: {arn} with an explicit deny in the key policy",
@@ -488,7 +557,7 @@ impl LocalKms {
             let policy = match &input.policy {
                 Some(text) => {
                     let doc = PolicyDocument::parse(text)?;
-                    lockout_check(&doc, caller, input.bypass_policy_lockout_safety_check)?;
+                    self.lockout_check(&doc, caller, input.bypass_policy_lockout_safety_check)?;
                     text.clone()
                 }
                 None => PolicyDocument::default_for(caller.uid).to_json(),
@@ -1038,6 +1107,24 @@ impl LocalKms {
         })
     }
 
+    /// AWS refuses a policy that would stop its author from changing it
+    /// again (the author's identity policies count where the new policy
+    /// hands the decision to the account).
+    fn lockout_check(&self, doc: &PolicyDocument, caller: &Caller, bypass: bool) -> Result<()> {
+        if bypass {
+            return Ok(());
+        }
+        let store = self.lock()?;
+        let action = Operation::PutKeyPolicy.iam_action();
+        if policy_decision(store.data(), doc, "*", None, caller, action, None) == Decision::Allow {
+            return Ok(());
+        }
+        Err(KmsError::MalformedPolicyDocument(format!(
+            "The new key policy will not allow you (uid {}) to update the key policy in the future; pass --bypass-policy-lockout-safety-check if that is intended.",
+            caller.uid
+        )))
+    }
+
     pub fn put_key_policy(
         &self,
         caller: &Caller,
@@ -1048,7 +1135,7 @@ impl LocalKms {
     ) -> Result<()> {
         let valid = check_policy_name(name)
             .and_then(|()| PolicyDocument::parse(policy))
-            .and_then(|doc| lockout_check(&doc, caller, bypass_lockout_check));
+            .and_then(|doc| self.lockout_check(&doc, caller, bypass_lockout_check));
         self.precheck(caller, Operation::PutKeyPolicy, Some(key_id), valid)?;
         self.change_key(
             caller,
@@ -1418,17 +1505,6 @@ fn check_policy_name(name: Option<&str>) -> Result<()> {
             "No such policy exists: {other} (the only policy name is \"default\")"
         ))),
     }
-}
-
-/// AWS refuses a policy that would stop its author from changing it again.
-fn lockout_check(doc: &PolicyDocument, caller: &Caller, bypass: bool) -> Result<()> {
-    if bypass || doc.allows(caller, Operation::PutKeyPolicy.iam_action()) {
-        return Ok(());
-    }
-    Err(KmsError::MalformedPolicyDocument(format!(
-        "The new key policy will not allow you (uid {}) to update the key policy in the future; pass --bypass-policy-lockout-safety-check if that is intended.",
-        caller.uid
-    )))
 }
 
 /// The placeholder account of stores created without `KMSFS_ACCOUNT_ID`.

@@ -5,7 +5,7 @@
 
 use uuid::Uuid;
 
-use super::{LocalKms, Trail, check_policy_or_grants, dry_run, policy_of};
+use super::{LocalKms, Trail, check_policy_or_grants, dry_run, key_policy_decision};
 use crate::error::{KmsError, Result};
 use crate::grants::{
     self, Constraints, Grant, MAX_GRANTS_PER_KEY, validate_grant_id, validate_name,
@@ -79,12 +79,19 @@ impl LocalKms {
                 let arn = data.key_arn(&id);
                 trail.key_id = Some(arn.clone());
                 let key = data.key(&id)?;
-                check_policy_or_grants(data, key, caller, op.iam_action(), &|g, principal| {
-                    g.grantee == principal
-                        && g.allows_operation("CreateGrant")
-                        && operations.iter().all(|o| g.allows_operation(o))
-                        && input.constraints.at_least_as_strict_as(&g.constraints)
-                })?;
+                check_policy_or_grants(
+                    data,
+                    key,
+                    caller,
+                    op.iam_action(),
+                    None,
+                    &|g, principal| {
+                        g.grantee == principal
+                            && g.allows_operation("CreateGrant")
+                            && operations.iter().all(|o| g.allows_operation(o))
+                            && input.constraints.at_least_as_strict_as(&g.constraints)
+                    },
+                )?;
                 key.require_usable(&arn)?;
                 let creator = iam::principal_arn(&data.account, caller)
                     .unwrap_or_else(|| format!("uid:{}", caller.uid));
@@ -168,11 +175,10 @@ impl LocalKms {
             let data = store.data();
             let region = data.region_or_default(caller.region.as_deref());
             let own = iam::principal_arn(&data.account, caller).as_deref() == Some(retiring);
-            let in_group = |group: &str| data.iam.uid_in_group(caller.uid, group);
             let mut out = Vec::new();
             for key in data.keys.values().filter(|k| k.region == region) {
                 let visible = own
-                    || policy_of(key)?.decide(caller, op.iam_action(), &in_group)
+                    || key_policy_decision(data, key, caller, op.iam_action(), None)?
                         == Decision::Allow;
                 if !visible {
                     continue;
@@ -215,8 +221,10 @@ impl LocalKms {
                 grant.retiring.as_deref() == Some(p)
                     || (grant.grantee == p && grant.allows_operation("RetireGrant"))
             });
-            let in_group = |group: &str| data.iam.uid_in_group(caller.uid, group);
-            if party || policy_of(key)?.decide(caller, op.iam_action(), &in_group) == Decision::Allow {
+            if party
+                || key_policy_decision(data, key, caller, op.iam_action(), None)?
+                    == Decision::Allow
+            {
                 Ok(())
             } else {
                 Err(KmsError::AccessDenied(format!(
