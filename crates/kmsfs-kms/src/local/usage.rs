@@ -152,6 +152,7 @@ mod tests {
             key_usage: Default::default(),
             private_material: None,
             deleted_material_digest: None,
+            multi_region: None,
         }
     }
 

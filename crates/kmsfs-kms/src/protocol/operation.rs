@@ -125,6 +125,8 @@ operations![
     DisconnectCustomKeyStore,
     UpdateCustomKeyStore,
     DeleteCustomKeyStore,
+    ReplicateKey,
+    UpdatePrimaryRegion,
 ];
 
 impl Operation {
@@ -341,6 +343,18 @@ impl Operation {
                 &["kms:DeleteCustomKeyStore"],
                 Changes,
                 NoKey,
+            ),
+            Operation::ReplicateKey => op(
+                "ReplicateKey",
+                &["kms:ReplicateKey"],
+                Creates,
+                Administrators,
+            ),
+            Operation::UpdatePrimaryRegion => op(
+                "UpdatePrimaryRegion",
+                &["kms:UpdatePrimaryRegion"],
+                Changes,
+                Administrators,
             ),
         }
     }
