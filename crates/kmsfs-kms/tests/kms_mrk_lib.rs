@@ -564,3 +564,83 @@ fn a_primary_with_replicas_waits_for_them() {
     );
     assert_eq!(code(env.decrypt(US, &blob)), "NotFoundException");
 }
+
+/// A store written by the code before multi-Region keys (layout 2,
+/// tests/fixtures/keystore_layout2, made by gen_keystore_layout2.rs) opens:
+/// its keys keep their ARNs, aliases and versions, its ciphertexts decrypt
+/// in their region only, reading leaves the file as it was, and the first
+/// change writes layout 3, which then holds multi-Region keys beside them.
+#[test]
+fn layout_two_stores_open_unchanged() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/keystore_layout2");
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["keystore", "keystore.rootkey"] {
+        std::fs::copy(fixture.join(name), dir.path().join(name)).unwrap();
+    }
+    let path = dir.path().join("keystore");
+    let original = std::fs::read(&path).unwrap();
+    let clock = Arc::new(ManualClock::new(T0 + DAY));
+    let kms = open(&path, &clock);
+    let listing = std::fs::read_to_string(fixture.join("keys.txt")).unwrap();
+    let mut seen = 0;
+    for line in listing.lines() {
+        let [region, arn, blob_hex] = line.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("bad keys.txt line {line:?}");
+        };
+        let blob: Vec<u8> = (0..blob_hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&blob_hex[i..i + 2], 16).unwrap())
+            .collect();
+        let who = owner(region);
+        let info = kms.describe_key(&who, arn).unwrap();
+        assert_eq!(info.arn, arn);
+        assert!(arn.starts_with(&format!("arn:aws:kms:{region}:111122223333:key/")));
+        assert!(info.multi_region.is_none());
+        assert_eq!(info.current_version, Some(2));
+        assert_eq!(info.description, format!("layout 2 key in {region}"));
+        assert_eq!(kms.describe_key(&who, "alias/old").unwrap().arn, arn);
+        let d = kms
+            .decrypt(&who, &blob, &EncryptionContext::new(), None)
+            .unwrap();
+        assert_eq!(d.plaintext.to_vec(), region.as_bytes());
+        assert_eq!(d.key_arn, arn);
+        let elsewhere = if region == US { EU } else { US };
+        assert_eq!(
+            code(kms.decrypt(&owner(elsewhere), &blob, &EncryptionContext::new(), None)),
+            "InvalidCiphertextException"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 2);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        original,
+        "reading rewrote the store"
+    );
+
+    let mrk = kms
+        .create_key(
+            &owner(US),
+            CreateKeyInput {
+                multi_region: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    kms.replicate_key(&owner(US), &mrk.key_id, replica_in(EU))
+        .unwrap();
+    let store = kmsfs_kms::store::KeyStore::open(&path, &RootSecret::KeyFile).unwrap();
+    assert_eq!(store.data().layout, kmsfs_kms::model::STORE_LAYOUT);
+    assert_eq!(kmsfs_kms::model::STORE_LAYOUT, 3);
+    assert_eq!(store.data().keys.len(), 4);
+    let again = open(&path, &clock);
+    assert_eq!(again.list_keys(&owner(EU)).unwrap().len(), 2);
+    assert_eq!(
+        again
+            .describe_key(&owner(EU), "alias/old")
+            .unwrap()
+            .current_version,
+        Some(2)
+    );
+}
