@@ -757,6 +757,61 @@ mod tests {
         assert_eq!(data.resolve(None, &id2.to_string()).unwrap(), id2);
     }
 
+    /// The records of a multi-Region key are found by `mrk-` id in their
+    /// region only; neither their map keys nor the shared id written as a
+    /// UUID name them, and a rotation reaches every record.
+    #[test]
+    fn multi_region_records_resolve_by_mrk_id_only() {
+        let mut data = StoreData::new("local", "000000000000");
+        let mrk = Uuid::new_v4();
+        let mut handles = vec![];
+        for (region, primary) in [("us-east-1", true), ("eu-west-1", false)] {
+            let mut k = key(0);
+            k.region = region.into();
+            k.multi_region = Some(MultiRegion { id: mrk, primary });
+            handles.push(k.key_id);
+            data.keys.insert(k.key_id, k);
+        }
+        let text = format!("mrk-{}", mrk.simple());
+        assert_eq!(data.resolve(Some("us-east-1"), &text).unwrap(), handles[0]);
+        assert_eq!(data.resolve(Some("eu-west-1"), &text).unwrap(), handles[1]);
+        assert_eq!(
+            data.resolve(None, &text).unwrap(),
+            handles[0],
+            "the primary"
+        );
+        assert!(
+            matches!(data.resolve(Some("ap-south-1"), &text), Err(KmsError::NotFound(m)) if m.contains(&text))
+        );
+        let eu_arn = format!("arn:aws:kms:eu-west-1:000000000000:key/{text}");
+        assert_eq!(data.key_arn(&handles[1]), eu_arn);
+        assert_eq!(data.resolve(None, &eu_arn).unwrap(), handles[1]);
+        for region in [None, Some("us-east-1"), Some("eu-west-1")] {
+            for uuid in [handles[0], handles[1], mrk] {
+                assert!(matches!(
+                    data.resolve(region, &uuid.to_string()),
+                    Err(KmsError::NotFound(_))
+                ));
+            }
+        }
+        assert_eq!(
+            data.ciphertext_key(Some("eu-west-1"), &mrk),
+            Some(handles[1])
+        );
+        data.key_mut(&handles[0])
+            .unwrap()
+            .rotate(5, RotationType::OnDemand);
+        data.sync_multi_region();
+        let replica = data.key(&handles[1]).unwrap();
+        assert_eq!(replica.versions.len(), 2);
+        assert_eq!(
+            replica.versions[1].material.as_bytes(),
+            data.key(&handles[0]).unwrap().versions[1]
+                .material
+                .as_bytes()
+        );
+    }
+
     #[test]
     fn layout_one_stores_upgrade_keeping_their_arns() {
         let id = "704493cd-90ba-4c14-a14d-a430ff940fdc";
