@@ -159,6 +159,14 @@ root.disable_key(KeyId=kid)
 eq(err(root.create_grant, KeyId=kid, GranteePrincipal=BIN, Operations=['Encrypt']), 'DisabledException')
 root.revoke_grant(KeyId=kid, GrantId=g3['GrantId'])
 
+# A multi-Region key's grants are its regional key's; its token retires it.
+mrk = root.create_key(MultiRegion=True)['KeyMetadata']['KeyId']
+assert mrk.startswith('mrk-'), mrk
+gm = root.create_grant(KeyId=mrk, GranteePrincipal=DAEMON, RetiringPrincipal=DAEMON, Operations=['DescribeKey'])
+eq(daemon.describe_key(KeyId=mrk)['KeyMetadata']['KeyId'], mrk)
+daemon.retire_grant(GrantToken=gm['GrantToken'])
+eq(err(daemon.describe_key, KeyId=mrk), 'AccessDeniedException')
+
 # Keys are regional: so are their grants.
 east = boto3.client('kms', endpoint_url=root.meta.endpoint_url, region_name='us-east-1',
                     aws_access_key_id=root._request_signer._credentials.access_key,

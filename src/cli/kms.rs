@@ -17,6 +17,7 @@ use kmsfs_kms::{Caller, EncryptionContext, api};
 
 mod asymmetric;
 mod grants;
+mod multi_region;
 
 #[derive(Debug, Args)]
 pub(crate) struct KmsArgs {
@@ -67,6 +68,9 @@ pub(crate) enum KmsCommand {
         policy: Option<String>,
         #[arg(long)]
         bypass_policy_lockout_safety_check: bool,
+        /// A multi-Region primary key (id mrk-…), for replicate-key.
+        #[arg(long)]
+        multi_region: bool,
     },
     /// Shows a key's metadata.
     DescribeKey {
@@ -294,6 +298,8 @@ pub(crate) enum KmsCommand {
     Asymmetric(asymmetric::AsymmetricCommand),
     #[command(flatten)]
     Grants(grants::GrantCommand),
+    #[command(flatten)]
+    MultiRegion(multi_region::MultiRegionCommand),
     /// Destroys the imported key material of an EXTERNAL key (it becomes PendingImport).
     DeleteImportedKeyMaterial {
         #[arg(long)]
@@ -455,6 +461,7 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
         Serve(_) => Err(CliError::Usage("serve is not an API operation".into())),
         Asymmetric(command) => command.request(),
         Grants(command) => command.request(),
+        MultiRegion(command) => command.request(),
         CreateKey {
             description,
             origin,
@@ -464,6 +471,7 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
             tags,
             policy,
             bypass_policy_lockout_safety_check,
+            multi_region,
         } => {
             let policy = policy
                 .as_deref()
@@ -480,6 +488,8 @@ fn request(cmd: &KmsCommand) -> Result<(&'static str, Value), CliError> {
                 policy,
                 bypass_policy_lockout_safety_check: *bypass_policy_lockout_safety_check,
                 custom_key_store_id: None,
+                // Left out unless set, as the AWS CLI sends it.
+                multi_region: multi_region.then_some(true),
             })
         }
         DescribeKey { key_id } => wire(DescribeKeyRequest::new(key_id)),

@@ -24,6 +24,7 @@ mod asymmetric;
 mod grants;
 // The handlers of the operations added for kmsfs issue 12.
 mod key_admin;
+mod multi_region;
 
 /// The operation named `operation`, once `request` is known to be a JSON
 /// object (or empty): what every request must be before it is read.
@@ -137,6 +138,8 @@ fn dispatch(run: Dispatch, operation: Operation) -> Result<Value> {
         Operation::ListRetirableGrants => run.with::<ListRetirableGrantsRequest>(),
         Operation::RetireGrant => run.with::<RetireGrantRequest>(),
         Operation::RevokeGrant => run.with::<RevokeGrantRequest>(),
+        Operation::ReplicateKey => run.with::<ReplicateKeyRequest>(),
+        Operation::UpdatePrimaryRegion => run.with::<UpdatePrimaryRegionRequest>(),
     }
 }
 
@@ -211,7 +214,8 @@ fn key_metadata(i: KeyInfo) -> KeyMetadata {
         signing_algorithms: asymmetric::signing_algorithms(i.key_spec, i.key_usage),
         mac_algorithms: asymmetric::mac_algorithms(i.key_spec),
         key_agreement_algorithms: asymmetric::key_agreement_algorithms(i.key_usage),
-        multi_region: false,
+        multi_region: i.multi_region.is_some(),
+        multi_region_configuration: i.multi_region.map(multi_region::configuration),
         deletion_date: i.deletion_date.map(EpochSeconds),
         pending_deletion_window_in_days: i.pending_window_days,
         expiration_model: (i.origin == Origin::External)
@@ -259,6 +263,7 @@ impl Handler for CreateKeyRequest {
                 tags,
                 policy: self.policy,
                 bypass_policy_lockout_safety_check: self.bypass_policy_lockout_safety_check,
+                multi_region: self.multi_region.unwrap_or(false),
             },
         )?;
         Ok(CreateKeyResponse {
@@ -371,10 +376,14 @@ impl Handler for ScheduleKeyDeletionRequest {
     fn handle(self, kms: &LocalKms, caller: &Caller) -> Result<ScheduleKeyDeletionResponse> {
         let (arn, date, days) =
             kms.schedule_key_deletion(caller, &self.key_id, self.pending_window_in_days)?;
+        let state = match date {
+            Some(_) => KeyState::PendingDeletion,
+            None => KeyState::PendingReplicaDeletion,
+        };
         Ok(ScheduleKeyDeletionResponse {
             key_id: arn,
-            deletion_date: date.into(),
-            key_state: KeyState::PendingDeletion.as_str().into(),
+            deletion_date: date.map(EpochSeconds),
+            key_state: state.as_str().into(),
             pending_window_in_days: days,
         })
     }

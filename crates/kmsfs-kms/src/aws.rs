@@ -201,6 +201,7 @@ impl KeyService for AwsKms {
             Some(AwsKeyState::Enabled) => KeyState::Enabled,
             Some(AwsKeyState::PendingDeletion) => KeyState::PendingDeletion,
             Some(AwsKeyState::PendingImport) => KeyState::PendingImport,
+            Some(AwsKeyState::PendingReplicaDeletion) => KeyState::PendingReplicaDeletion,
             // Disabled, and the states kmsfs has no name for (Creating,
             // Unavailable, …): none of them can be used.
             _ => KeyState::Disabled,

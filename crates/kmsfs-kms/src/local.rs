@@ -33,6 +33,7 @@ mod custom_key_stores;
 mod dry_run;
 mod grants;
 mod key_admin;
+mod multi_region;
 mod tags;
 mod usage;
 
@@ -40,6 +41,7 @@ pub use custom_key_stores::not_found as custom_key_store_not_found;
 pub use dry_run::DRY_RUN_MESSAGE;
 pub use grants::{CreateGrantInput, GrantInfo};
 pub use key_admin::LastUsageInfo;
+pub use multi_region::{MultiRegionInfo, ReplicaInfo, ReplicateKeyInput};
 pub use tags::{MAX_TAGS_PER_KEY, validate_tags};
 
 pub use asymmetric_ops::{DataKeyPairInfo, PublicKeyInfo, ReEncryptSide, rsa_encryption};
@@ -63,6 +65,8 @@ pub struct CreateKeyInput {
     pub tags: Vec<(String, String)>,
     pub policy: Option<String>,
     pub bypass_policy_lockout_safety_check: bool,
+    /// A multi-Region primary key (id `mrk-…`), to replicate with ReplicateKey.
+    pub multi_region: bool,
 }
 
 impl Default for CreateKeyInput {
@@ -75,6 +79,7 @@ impl Default for CreateKeyInput {
             tags: vec![],
             policy: None,
             bypass_policy_lockout_safety_check: false,
+            multi_region: false,
         }
     }
 }
@@ -82,7 +87,8 @@ impl Default for CreateKeyInput {
 /// A snapshot of a key's metadata, as DescribeKey reports it.
 #[derive(Debug, Clone)]
 pub struct KeyInfo {
-    pub key_id: Uuid,
+    /// The key id as AWS shows it: a UUID, or `mrk-…` for a multi-Region key.
+    pub key_id: String,
     pub arn: String,
     pub account: String,
     pub description: String,
@@ -94,13 +100,16 @@ pub struct KeyInfo {
     pub current_version: Option<u32>,
     pub key_spec: KeySpec,
     pub key_usage: KeyUsage,
+    /// MultiRegionConfiguration; None for a single-Region key.
+    pub multi_region: Option<MultiRegionInfo>,
 }
 
 #[derive(Debug, Clone)]
 pub struct AliasInfo {
     pub name: String,
     pub arn: String,
-    pub target: Uuid,
+    /// The target's key id (a UUID, or `mrk-…`).
+    pub target: String,
     pub created: Timestamp,
     pub updated: Timestamp,
 }
@@ -146,7 +155,7 @@ impl std::fmt::Debug for LocalKms {
 
 fn info(data: &StoreData, key: &Key) -> KeyInfo {
     KeyInfo {
-        key_id: key.key_id,
+        key_id: key.public_id(),
         arn: data.key_arn(&key.key_id),
         account: data.account.clone(),
         description: key.description.clone(),
@@ -158,6 +167,7 @@ fn info(data: &StoreData, key: &Key) -> KeyInfo {
         current_version: key.current_version().map(|v| v.version),
         key_spec: key.key_spec,
         key_usage: key.key_usage,
+        multi_region: multi_region::configuration(data, key),
     }
 }
 
@@ -544,6 +554,7 @@ impl LocalKms {
         self.run(caller, Operation::CreateKey, None, None, |trail| {
             let usage = Some(input.key_usage.as_str()).filter(|u| !u.is_empty());
             let (key_spec, key_usage) = super::keyspec::key_type(&input.key_spec, usage)?;
+            multi_region::check_creatable(input.multi_region, input.origin)?;
             if input.origin == Origin::External && !key_spec.is_symmetric_default() {
                 return Err(KmsError::UnsupportedOperation(format!(
                     "kmsfs imports only symmetric key material: Origin EXTERNAL is not supported for KeySpec {key_spec}"
@@ -613,6 +624,7 @@ impl LocalKms {
                 private_material,
                 deleted_material_digest: None,
                 grants: Vec::new(),
+                multi_region: input.multi_region.then(multi_region::new_primary),
             };
             let mut store = self.lock()?;
             store.update(|data| {
@@ -693,6 +705,7 @@ impl LocalKms {
                 private_material: None,
                 deleted_material_digest: None,
                 grants: Vec::new(),
+                multi_region: None,
             };
             let mut store = self.lock()?;
             store.update(|data| {
@@ -726,7 +739,8 @@ impl LocalKms {
         })
     }
 
-    pub fn list_keys(&self, caller: &Caller) -> Result<Vec<(Uuid, String)>> {
+    /// Key ids (UUID or `mrk-…`) and ARNs of the caller's region.
+    pub fn list_keys(&self, caller: &Caller) -> Result<Vec<(String, String)>> {
         self.run(caller, Operation::ListKeys, None, None, |_| {
             let store = self.lock()?;
             let data = store.data();
@@ -735,7 +749,7 @@ impl LocalKms {
                 .keys
                 .values()
                 .filter(|k| k.region == region)
-                .map(|k| (k.key_id, data.key_arn(&k.key_id)))
+                .map(|k| (k.public_id(), data.key_arn(&k.key_id)))
                 .collect())
         })
     }
@@ -877,7 +891,10 @@ impl LocalKms {
                 .map(|(name, a)| AliasInfo {
                     name: name.clone(),
                     arn: data.alias_arn(region, name),
-                    target: a.target,
+                    target: data
+                        .keys
+                        .get(&a.target)
+                        .map_or_else(|| a.target.to_string(), Key::public_id),
                     created: a.created,
                     updated: a.updated,
                 })
@@ -917,13 +934,15 @@ impl LocalKms {
         )
     }
 
-    /// Returns the deletion date.
+    /// Returns the ARN, the deletion date and the window. No date: the key is
+    /// a multi-Region primary with replicas, now PendingReplicaDeletion; its
+    /// window starts when the last replica is deleted (see multi_region.rs).
     pub fn schedule_key_deletion(
         &self,
         caller: &Caller,
         key_id: &str,
         pending_window_days: Option<u32>,
-    ) -> Result<(String, Timestamp, u32)> {
+    ) -> Result<(String, Option<Timestamp>, u32)> {
         let days = pending_window_days.unwrap_or(30);
         if !(7..=30).contains(&days) {
             let e = KmsError::Validation(format!(
@@ -931,22 +950,31 @@ impl LocalKms {
             ));
             return self.precheck(caller, Operation::ScheduleKeyDeletion, Some(key_id), Err(e));
         }
-        self.change_key(
+        self.change_key_in_store(
             caller,
             Operation::ScheduleKeyDeletion,
             key_id,
-            true,
-            |key, now, arn| {
-                if key.state == KeyState::PendingDeletion {
+            |data, id, now, arn| {
+                let waits_for_replicas = multi_region::has_replicas(data, &id);
+                let key = data.key_mut(&id)?;
+                if matches!(
+                    key.state,
+                    KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
+                ) {
                     return Err(KmsError::InvalidState(format!(
                         "{arn} is pending deletion."
                     )));
                 }
+                key.pending_window_days = Some(days);
+                if waits_for_replicas {
+                    key.state = KeyState::PendingReplicaDeletion;
+                    key.deletion_date = None;
+                    return Ok((arn.to_string(), None, days));
+                }
                 let when = now + i64::from(days) * SECONDS_PER_DAY;
                 key.state = KeyState::PendingDeletion;
                 key.deletion_date = Some(when);
-                key.pending_window_days = Some(days);
-                Ok((arn.to_string(), when, days))
+                Ok((arn.to_string(), Some(when), days))
             },
         )
     }
@@ -958,7 +986,10 @@ impl LocalKms {
             key_id,
             true,
             |key, _, arn| {
-                if key.state != KeyState::PendingDeletion {
+                if !matches!(
+                    key.state,
+                    KeyState::PendingDeletion | KeyState::PendingReplicaDeletion
+                ) {
                     return Err(KmsError::InvalidState(format!(
                         "{arn} is {} and not pending deletion.",
                         key.state.as_str()
@@ -977,6 +1008,7 @@ impl LocalKms {
     }
 
     fn require_rotatable(key: &Key, arn: &str, op: &str) -> Result<()> {
+        multi_region::refuse_replica_rotation(key, arn, op)?;
         if !key.key_spec.is_symmetric_default() {
             return Err(KmsError::UnsupportedOperation(format!(
                 "{arn} has KeySpec {}: automatic and on-demand rotation are supported only on symmetric encryption KMS keys, not on asymmetric or HMAC KMS keys; {op} is not supported for it.",
@@ -1039,8 +1071,11 @@ impl LocalKms {
             Operation::GetKeyRotationStatus,
             key_id,
             |data, key| {
+                let arn = data.key_arn(&key.key_id);
+                // Rotation is shared: a replica reports its primary's.
+                let key = multi_region::rotation_source(data, key);
                 Ok(RotationStatus {
-                    arn: data.key_arn(&key.key_id),
+                    arn,
                     enabled: key.rotation_period_days.is_some(),
                     period_days: key.rotation_period_days,
                     next_rotation: key.next_rotation,
@@ -1201,7 +1236,8 @@ impl LocalKms {
         trail.key_version = Some(version.version);
         trail.used.push(id);
         let header = BlobHeader {
-            key_id: id,
+            // Shared by related multi-Region keys: any of them opens it.
+            key_id: key.blob_id(),
             key_version: version.version,
             nonce: random_nonce(),
         };
@@ -1224,17 +1260,21 @@ impl LocalKms {
         let header = blob::parse_header(blob_bytes)?;
         let store = self.lock()?;
         let data = store.data();
-        let arn = data.key_arn(&header.key_id);
+        // The record (of a multi-Region key: this region's) to open it with.
+        let id = data
+            .ciphertext_key(caller.region.as_deref(), &header.key_id)
+            .unwrap_or(header.key_id);
+        let arn = data.key_arn(&id);
         trail.key_id = Some(arn.clone());
         trail.key_version = Some(header.key_version);
         if let Some(expected) = expected_key
-            && data.resolve(caller.region.as_deref(), expected)? != header.key_id
+            && data.resolve(caller.region.as_deref(), expected)? != id
         {
             return Err(KmsError::IncorrectKey(format!(
                 "The key ID in the request does not identify the CMK that encrypted the ciphertext ({arn})."
             )));
         }
-        let key = data.keys.get(&header.key_id).ok_or_else(|| {
+        let key = data.keys.get(&id).ok_or_else(|| {
             KmsError::NotFound(format!(
                 "The key that encrypted this ciphertext, {arn}, does not exist: it was deleted, or belongs to another key store. The ciphertext cannot be decrypted."
             ))
@@ -1252,7 +1292,7 @@ impl LocalKms {
             KmsError::InvalidCiphertext(format!("{arn} has no key version {}.", header.key_version))
         })?;
         let plaintext = blob::open(&version.material, &header, blob_bytes, ctx)?;
-        trail.used.push(header.key_id);
+        trail.used.push(id);
         Ok(Decrypted {
             key_arn: arn,
             key_version: header.key_version,

@@ -12,6 +12,9 @@ use super::error::{KmsError, Result};
 use super::keyspec::{KeySpec, KeyUsage};
 use super::material::{KeyMaterial, SecretBytes};
 
+mod multi_region;
+pub use multi_region::{MultiRegion, valid_region_name};
+
 pub const SECONDS_PER_DAY: i64 = 86_400;
 
 pub use super::clock::Timestamp;
@@ -22,6 +25,9 @@ pub enum KeyState {
     Disabled,
     PendingDeletion,
     PendingImport,
+    /// A multi-Region primary key scheduled for deletion while replicas of
+    /// it remain: its waiting period starts when the last one is deleted.
+    PendingReplicaDeletion,
 }
 
 impl KeyState {
@@ -31,6 +37,7 @@ impl KeyState {
             KeyState::Disabled => "Disabled",
             KeyState::PendingDeletion => "PendingDeletion",
             KeyState::PendingImport => "PendingImport",
+            KeyState::PendingReplicaDeletion => "PendingReplicaDeletion",
         }
     }
 }
@@ -142,6 +149,12 @@ pub struct Key {
     /// The key's grants (grants.rs), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub grants: Vec<super::grants::Grant>,
+    /// Set on each key of a multi-Region key (its primary and every
+    /// replica, one record per region; see model/multi_region.rs). Then
+    /// `key_id` is only this record's place in `StoreData::keys`, and the
+    /// key's id is `mrk-` + the shared `MultiRegion::id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_region: Option<MultiRegion>,
 }
 
 impl Key {
@@ -190,10 +203,10 @@ impl Key {
             KeyState::Disabled => Err(KmsError::Disabled(format!("{arn} is disabled."))),
             state => Err(KmsError::InvalidState(format!(
                 "{arn} is pending {}.",
-                if state == KeyState::PendingDeletion {
-                    "deletion"
-                } else {
-                    "import"
+                match state {
+                    KeyState::PendingDeletion => "deletion",
+                    KeyState::PendingReplicaDeletion => "replica deletion",
+                    _ => "import",
                 }
             ))),
         }
@@ -216,8 +229,12 @@ pub struct Alias {
 
 /// The layout of [`StoreData`] this build writes. 1: one region per store,
 /// aliases in `aliases`; 2: every key names its region, aliases are kept per
-/// region in `aliases_by_region`. Older layouts are upgraded when read.
-pub const STORE_LAYOUT: u32 = 2;
+/// region in `aliases_by_region`; 3: multi-Region keys, one record per
+/// region sharing an id (`Key::multi_region`), so a map key of `keys` is no
+/// longer always the key's id. Older layouts are upgraded when read; a
+/// build of layout 2 must refuse a layout-3 store, as it would show the
+/// records of a multi-Region key as unrelated keys.
+pub const STORE_LAYOUT: u32 = 3;
 
 /// Everything the store holds. Serialized as JSON, then sealed as a whole
 /// under the root key (see store.rs).
@@ -279,6 +296,8 @@ fn layout_one() -> u32 {
 /// What a lookup may name.
 pub enum KeyRef<'a> {
     Id(Uuid),
+    /// `mrk-…`: the id shared by the keys of a multi-Region key.
+    MultiRegion(Uuid),
     Alias(&'a str),
 }
 
@@ -317,6 +336,8 @@ impl StoreData {
                 .or_default()
                 .extend(legacy);
         }
+        // 2 → 3 converts nothing: no multi-Region key existed before 3, and
+        // every single-Region key stays where it is, under its own id.
         self.layout = STORE_LAYOUT;
         Ok(())
     }
@@ -328,11 +349,15 @@ impl StoreData {
 
     /// The ARN of key `id`, in the key's own region.
     pub fn key_arn(&self, id: &Uuid) -> String {
-        let region = self
-            .keys
-            .get(id)
-            .map_or(self.region.as_str(), |k| &k.region);
-        self.key_arn_in(region, id)
+        match self.keys.get(id) {
+            Some(k) => format!(
+                "arn:aws:kms:{}:{}:key/{}",
+                k.region,
+                self.account,
+                k.public_id()
+            ),
+            None => self.key_arn_in(&self.region, id),
+        }
     }
 
     /// The ARN key `id` would have in `region` (for "does not exist" errors).
@@ -383,9 +408,9 @@ impl StoreData {
             let bound = Some(parts[2]);
             let resource = parts[4];
             if let Some(id) = resource.strip_prefix("key/") {
-                return Uuid::parse_str(id)
-                    .map(|id| (bound, KeyRef::Id(id)))
-                    .map_err(|_| not_found());
+                return multi_region::parse_key_id(id)
+                    .map(|id| (bound, id))
+                    .ok_or_else(not_found);
             }
             if resource.starts_with("alias/") {
                 return Ok((
@@ -398,9 +423,9 @@ impl StoreData {
         if key_id.starts_with("alias/") {
             return Ok((region, KeyRef::Alias(key_id)));
         }
-        Uuid::parse_str(key_id)
-            .map(|id| (region, KeyRef::Id(id)))
-            .map_err(|_| not_found())
+        multi_region::parse_key_id(key_id)
+            .map(|id| (region, id))
+            .ok_or_else(not_found)
     }
 
     /// Resolves any key reference sent to `region` to the key's id. A key of
@@ -408,8 +433,21 @@ impl StoreData {
     /// key wherever it lives and an alias is looked up in the default region.
     pub fn resolve(&self, region: Option<&str>, key_id: &str) -> Result<Uuid> {
         let (bound, reference) = self.parse_ref(region, key_id)?;
+        // A bare UUID names a single-Region key only: the records of a
+        // multi-Region key are found by their `mrk-` id.
+        let single_region_only = matches!(reference, KeyRef::Id(_));
         let id = match reference {
             KeyRef::Id(id) => id,
+            KeyRef::MultiRegion(mrk) => {
+                let in_region = self.region_or_default(bound);
+                return self.multi_region_key_in(bound, &mrk).ok_or_else(|| {
+                    KmsError::NotFound(format!(
+                        "Key 'arn:aws:kms:{in_region}:{}:key/{}' does not exist",
+                        self.account,
+                        multi_region::mrk_id(&mrk)
+                    ))
+                });
+            }
             KeyRef::Alias(name) => {
                 let in_region = self.region_or_default(bound);
                 self.alias(in_region, name)
@@ -423,7 +461,12 @@ impl StoreData {
             }
         };
         match self.keys.get(&id) {
-            Some(key) if bound.is_none_or(|b| b == key.region) => Ok(id),
+            Some(key)
+                if bound.is_none_or(|b| b == key.region)
+                    && !(single_region_only && key.multi_region.is_some()) =>
+            {
+                Ok(id)
+            }
             _ => Err(KmsError::NotFound(format!(
                 "Key '{}' does not exist",
                 self.key_arn_in(self.region_or_default(bound), &id)
@@ -438,7 +481,7 @@ impl StoreData {
             KeyRef::Alias(_) => Err(KmsError::NotFound(format!(
                 "Invalid keyId '{key_id}': this operation takes a key id or key ARN, not an alias"
             ))),
-            KeyRef::Id(_) => self.resolve(region, key_id),
+            KeyRef::Id(_) | KeyRef::MultiRegion(_) => self.resolve(region, key_id),
         }
     }
 
@@ -483,6 +526,9 @@ impl StoreData {
         }
         self.aliases_by_region
             .retain(|_, aliases| !aliases.is_empty());
+        if !doomed.is_empty() {
+            self.start_primary_deletions(now);
+        }
         let mut rotated = Vec::new();
         for key in self.keys.values_mut() {
             if key.state != KeyState::Enabled {
@@ -561,6 +607,7 @@ mod tests {
             private_material: None,
             deleted_material_digest: None,
             grants: Vec::new(),
+            multi_region: None,
         }
     }
 
@@ -712,6 +759,61 @@ mod tests {
         assert_eq!(data.resolve(Some("local"), "alias/a").unwrap(), id);
         assert_eq!(data.resolve(None, "alias/a").unwrap(), id);
         assert_eq!(data.resolve(None, &id2.to_string()).unwrap(), id2);
+    }
+
+    /// The records of a multi-Region key are found by `mrk-` id in their
+    /// region only; neither their map keys nor the shared id written as a
+    /// UUID name them, and a rotation reaches every record.
+    #[test]
+    fn multi_region_records_resolve_by_mrk_id_only() {
+        let mut data = StoreData::new("local", "000000000000");
+        let mrk = Uuid::new_v4();
+        let mut handles = vec![];
+        for (region, primary) in [("us-east-1", true), ("eu-west-1", false)] {
+            let mut k = key(0);
+            k.region = region.into();
+            k.multi_region = Some(MultiRegion { id: mrk, primary });
+            handles.push(k.key_id);
+            data.keys.insert(k.key_id, k);
+        }
+        let text = format!("mrk-{}", mrk.simple());
+        assert_eq!(data.resolve(Some("us-east-1"), &text).unwrap(), handles[0]);
+        assert_eq!(data.resolve(Some("eu-west-1"), &text).unwrap(), handles[1]);
+        assert_eq!(
+            data.resolve(None, &text).unwrap(),
+            handles[0],
+            "the primary"
+        );
+        assert!(
+            matches!(data.resolve(Some("ap-south-1"), &text), Err(KmsError::NotFound(m)) if m.contains(&text))
+        );
+        let eu_arn = format!("arn:aws:kms:eu-west-1:000000000000:key/{text}");
+        assert_eq!(data.key_arn(&handles[1]), eu_arn);
+        assert_eq!(data.resolve(None, &eu_arn).unwrap(), handles[1]);
+        for region in [None, Some("us-east-1"), Some("eu-west-1")] {
+            for uuid in [handles[0], handles[1], mrk] {
+                assert!(matches!(
+                    data.resolve(region, &uuid.to_string()),
+                    Err(KmsError::NotFound(_))
+                ));
+            }
+        }
+        assert_eq!(
+            data.ciphertext_key(Some("eu-west-1"), &mrk),
+            Some(handles[1])
+        );
+        data.key_mut(&handles[0])
+            .unwrap()
+            .rotate(5, RotationType::OnDemand);
+        data.sync_multi_region();
+        let replica = data.key(&handles[1]).unwrap();
+        assert_eq!(replica.versions.len(), 2);
+        assert_eq!(
+            replica.versions[1].material.as_bytes(),
+            data.key(&handles[0]).unwrap().versions[1]
+                .material
+                .as_bytes()
+        );
     }
 
     #[test]

@@ -456,6 +456,9 @@ impl KeyStore {
         self.reload()?;
         let mut next = self.data.clone();
         let out = change(&mut next)?;
+        // Whatever changed, related multi-Region keys leave with the same
+        // material (a rotation of the primary reaches every replica).
+        next.sync_multi_region();
         let previous = std::mem::replace(&mut self.data, next);
         if let Err(e) = self.write() {
             self.data = previous;

@@ -262,7 +262,7 @@ fn deletion_windows_and_cancel() {
         .schedule_key_deletion(&owner(), &key, Some(7))
         .unwrap();
     assert!(arn.ends_with(&key));
-    assert_eq!((date, days), (T0 + 7 * DAY, 7));
+    assert_eq!((date, days), (Some(T0 + 7 * DAY), 7));
     let info = env.kms.describe_key(&owner(), &key).unwrap();
     assert_eq!(info.state, KeyState::PendingDeletion);
     assert_eq!(info.deletion_date, Some(T0 + 7 * DAY));
@@ -298,7 +298,7 @@ fn deletion_windows_and_cancel() {
             .list_keys(&owner())
             .unwrap()
             .iter()
-            .any(|(id, _)| id.to_string() == key)
+            .any(|(id, _)| *id == key)
     );
 
     // Cancel leaves the key Disabled, not Enabled.
@@ -326,7 +326,7 @@ fn deletion_windows_and_cancel() {
         .kms
         .schedule_key_deletion(&owner(), &key, Some(30))
         .unwrap();
-    assert_eq!((date, days), (env.clock.now() + 30 * DAY, 30));
+    assert_eq!((date, days), (Some(env.clock.now() + 30 * DAY), 30));
     env.kms.cancel_key_deletion(&owner(), &key).unwrap();
     let (_, _, days) = env.kms.schedule_key_deletion(&owner(), &key, None).unwrap();
     assert_eq!(days, 30);

@@ -28,6 +28,14 @@ pub struct CreateGrantInput {
     pub name: Option<String>,
 }
 
+/// The key a grant request names: as the caller wrote it (id or ARN), or
+/// the store record a grant token carries.
+#[derive(Debug, Clone, Copy)]
+enum GrantKey<'a> {
+    Named(&'a str),
+    Record(Uuid),
+}
+
 /// One grant as the List operations show it.
 #[derive(Debug, Clone)]
 pub struct GrantInfo {
@@ -205,17 +213,17 @@ impl LocalKms {
         grant_id: Option<&str>,
     ) -> Result<()> {
         let op = Operation::RetireGrant;
-        let named: Result<(String, String)> = match (token, key_id, grant_id) {
-            (Some(t), _, _) => grants::parse_token(t).map(|(k, g)| (k.to_string(), g)),
+        let named: Result<(GrantKey, String)> = match (token, key_id, grant_id) {
+            (Some(t), _, _) => grants::parse_token(t).map(|(k, g)| (GrantKey::Record(k), g)),
             (None, Some(k), Some(g)) => {
-                validate_grant_id(g).map(|_| (k.to_string(), g.to_string()))
+                validate_grant_id(g).map(|_| (GrantKey::Named(k), g.to_string()))
             }
             _ => Err(KmsError::Validation(
                 "Either GrantToken, or both KeyId and GrantId, must be specified".into(),
             )),
         };
-        let (key_ref, grant_id) = self.precheck(caller, op, key_id, named)?;
-        self.remove_grant(caller, op, &key_ref, &grant_id, |data, key, grant| {
+        let (key, grant_id) = self.precheck(caller, op, key_id, named)?;
+        self.remove_grant(caller, op, key, &grant_id, |data, key, grant| {
             let principal = iam::principal_arn(&data.account, caller);
             let party = grant.zip(principal.as_deref()).is_some_and(|(grant, p)| {
                 grant.retiring.as_deref() == Some(p)
@@ -240,9 +248,13 @@ impl LocalKms {
     pub fn revoke_grant(&self, caller: &Caller, key_id: &str, grant_id: &str) -> Result<()> {
         let op = Operation::RevokeGrant;
         self.precheck(caller, op, Some(key_id), validate_grant_id(grant_id))?;
-        self.remove_grant(caller, op, key_id, grant_id, |data, key, _| {
-            super::check(data, key, caller, op.iam_action())
-        })
+        self.remove_grant(
+            caller,
+            op,
+            GrantKey::Named(key_id),
+            grant_id,
+            |data, key, _| super::check(data, key, caller, op.iam_action()),
+        )
     }
 
     /// Removes grant `grant_id` of the key `key_ref` names (id or ARN) once
@@ -254,14 +266,32 @@ impl LocalKms {
         &self,
         caller: &Caller,
         op: Operation,
-        key_ref: &str,
+        key_ref: GrantKey,
         grant_id: &str,
         authorize: impl FnOnce(&StoreData, &crate::model::Key, Option<&Grant>) -> Result<()>,
     ) -> Result<()> {
-        self.run(caller, op, Some(key_ref), None, |trail: &mut Trail| {
+        let hint = match key_ref {
+            GrantKey::Named(k) => Some(k),
+            GrantKey::Record(_) => None,
+        };
+        self.run(caller, op, hint, None, |trail: &mut Trail| {
             let mut store = self.lock()?;
             store.update(|data| {
-                let id = data.resolve_key_only(caller.region.as_deref(), key_ref)?;
+                let id = match key_ref {
+                    GrantKey::Named(k) => data.resolve_key_only(caller.region.as_deref(), k)?,
+                    // A token names the key's record, which must be of the
+                    // request's region like any key.
+                    GrantKey::Record(id) => data
+                        .keys
+                        .get(&id)
+                        .filter(|k| caller.region.as_deref().is_none_or(|r| r == k.region))
+                        .map(|k| k.key_id)
+                        .ok_or_else(|| {
+                            KmsError::NotFound(
+                                "The grant token names no key of this region.".into(),
+                            )
+                        })?,
+                };
                 let arn = data.key_arn(&id);
                 trail.key_id = Some(arn.clone());
                 let key = data.key(&id)?;

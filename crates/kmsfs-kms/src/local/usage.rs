@@ -153,6 +153,7 @@ mod tests {
             private_material: None,
             deleted_material_digest: None,
             grants: Vec::new(),
+            multi_region: None,
         }
     }
 

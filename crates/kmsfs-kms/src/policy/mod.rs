@@ -52,6 +52,9 @@ pub const ADMIN_ACTIONS: &[&str] = &[
     "kms:CancelKeyDeletion",
     "kms:RotateKeyOnDemand",
     "kms:ImportKeyMaterial",
+    // The console adds it for multi-Region keys (kms:UpdatePrimaryRegion
+    // is in kms:Update*).
+    "kms:ReplicateKey",
 ];
 
 /// The actions a key user gets in the console's default policy.

@@ -35,6 +35,9 @@ pub struct CreateKeyRequest {
     /// kmsfs has no custom key stores: any value is refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_key_store_id: Option<String>,
+    /// A multi-Region primary key (see protocol/multi_region.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multi_region: Option<bool>,
 }
 
 /// A key's metadata, as DescribeKey and CreateKey answer it. The members
@@ -69,6 +72,8 @@ pub struct KeyMetadata {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub key_agreement_algorithms: Vec<String>,
     pub multi_region: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_region_configuration: Option<super::MultiRegionConfiguration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_date: Option<EpochSeconds>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -179,7 +184,10 @@ pub struct ScheduleKeyDeletionRequest {
 pub struct ScheduleKeyDeletionResponse {
     /// The key's ARN.
     pub key_id: String,
-    pub deletion_date: EpochSeconds,
+    /// Absent for a multi-Region primary key with replicas: its date is
+    /// known only once the last replica is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_date: Option<EpochSeconds>,
     pub key_state: String,
     pub pending_window_in_days: u32,
 }

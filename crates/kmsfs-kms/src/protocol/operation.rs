@@ -134,6 +134,8 @@ operations![
     ListRetirableGrants,
     RetireGrant,
     RevokeGrant,
+    ReplicateKey,
+    UpdatePrimaryRegion,
 ];
 
 impl Operation {
@@ -367,6 +369,18 @@ impl Operation {
             Operation::RevokeGrant => {
                 op("RevokeGrant", &["kms:RevokeGrant"], Changes, Administrators)
             }
+            Operation::ReplicateKey => op(
+                "ReplicateKey",
+                &["kms:ReplicateKey"],
+                Creates,
+                Administrators,
+            ),
+            Operation::UpdatePrimaryRegion => op(
+                "UpdatePrimaryRegion",
+                &["kms:UpdatePrimaryRegion"],
+                Changes,
+                Administrators,
+            ),
         }
     }
 
