@@ -14,29 +14,11 @@ fn arn(user: &str) -> String {
 }
 
 /// Runs `body` with boto3 clients `root`, `bin` and `daemon` (region
-/// `local`), and the helpers of [`KmsServer::boto3`] (`err`, `eq`).
+/// `local`), the helpers of [`KmsServer::boto3`] (`err`, `eq`), and the
+/// ARNs `BIN` and `DAEMON`.
 fn boto3(s: &KmsServer, users: &[(&str, &AccessKey)], body: &str) {
-    let mut clients = String::new();
-    for (name, k) in users {
-        clients.push_str(&format!(
-            "{name} = boto3.client('kms', endpoint_url='{}', region_name='local', aws_access_key_id='{}', aws_secret_access_key='{}')\n",
-            s.url(),
-            k.id,
-            k.secret
-        ));
-    }
-    let script = format!(
-        r#"{clients}
-BIN = '{bin}'
-DAEMON = '{daemon}'
-{body}
-print('OK')
-"#,
-        bin = arn("bin"),
-        daemon = arn("daemon"),
-    );
-    let out = s.boto3(users[0].1, &script);
-    assert!(out.trim_end().ends_with("OK"), "{out}");
+    let arns = format!("BIN = '{}'\nDAEMON = '{}'\n", arn("bin"), arn("daemon"));
+    s.boto3_as(users, &format!("{arns}{body}"));
 }
 
 #[test]

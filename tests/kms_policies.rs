@@ -7,22 +7,7 @@
 
 mod common;
 
-use common::kms_server::{AccessKey, KmsServer, stderr};
-
-fn boto3(s: &KmsServer, users: &[(&str, &AccessKey)], body: &str) {
-    let mut clients = String::new();
-    for (name, k) in users {
-        clients.push_str(&format!(
-            "{name} = boto3.client('kms', endpoint_url='{}', region_name='local', aws_access_key_id='{}', aws_secret_access_key='{}')\n",
-            s.url(),
-            k.id,
-            k.secret
-        ));
-    }
-    let script = format!("import json\n{clients}\n{body}\nprint('OK')\n");
-    let out = s.boto3(users[0].1, &script);
-    assert!(out.trim_end().ends_with("OK"), "{out}");
-}
+use common::kms_server::{KmsServer, stderr};
 
 /// `kmsfs iam ARGS`, which must succeed.
 fn iam(s: &KmsServer, args: &[&str]) -> serde_json::Value {
@@ -122,8 +107,7 @@ fn identity_policies_account_principal_conditions_and_not_action() {
     let out = s.kmsfs(&["iam", "delete-group", "--group-name", "KMSUsers"]);
     assert!(!out.status.success());
 
-    boto3(
-        &s,
+    s.boto3_as(
         &[("root", &root), ("bin", &bin), ("daemon", &daemon)],
         r#"
 ACCOUNT_ROOT = {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
@@ -215,8 +199,7 @@ eq(err(daemon.decrypt, CiphertextBlob=blob, EncryptionContext=it), 'AccessDenied
             "use-keys",
         ],
     );
-    boto3(
-        &s,
+    s.boto3_as(
         &[("bin", &bin)],
         r#"
 for k in bin.list_keys()['Keys']:

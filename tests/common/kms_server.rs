@@ -212,6 +212,26 @@ impl KmsServer {
     }
 }
 
+impl KmsServer {
+    /// Runs a boto3 script with one KMS client per `(name, key)` (region
+    /// `local`), bound to `name`, and the helpers of [`KmsServer::boto3`];
+    /// the script must reach its end (it prints OK there).
+    pub(crate) fn boto3_as(&self, users: &[(&str, &AccessKey)], body: &str) {
+        let mut clients = String::new();
+        for (name, k) in users {
+            clients.push_str(&format!(
+                "{name} = boto3.client('kms', endpoint_url='{}', region_name='local', aws_access_key_id='{}', aws_secret_access_key='{}')\n",
+                self.url(),
+                k.id,
+                k.secret
+            ));
+        }
+        let script = format!("import json\n{clients}\n{body}\nprint('OK')\n");
+        let out = self.boto3(users[0].1, &script);
+        assert!(out.trim_end().ends_with("OK"), "{out}");
+    }
+}
+
 /// No configuration of whoever runs the tests reaches `command`: only `env`.
 fn isolate(command: &mut Command, env: &[(String, String)]) {
     command
