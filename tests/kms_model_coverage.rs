@@ -14,7 +14,11 @@ fn every_operation_of_botocores_kms_model_is_served() {
         ])
         .output()
         .expect("python3 with botocore (pip install boto3) must be on PATH");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let model: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
