@@ -3,8 +3,9 @@
 //! 1. IAM: a group and users, a KMS access policy attached to the group;
 //! 2. the group's users administer keys but cannot encrypt or decrypt;
 //! 3. a key made in one region (KMS-provided material);
-//! 4. its policy names the administrators (through IAM) and the key user;
-//! then the key user runs `aws configure` and the lab's script:
+//! 4. its policy names the administrators (through IAM) and the key user.
+//!
+//! Then the key user runs `aws configure` and the lab's script:
 //! encrypt, decrypt, re-encrypt and enable-key-rotation with fileb:// files.
 
 mod common;
