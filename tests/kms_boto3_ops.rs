@@ -422,3 +422,39 @@ fn kmsfs_kms_tag_random_and_friends() {
     let over_http: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(over_http["Tags"][0]["TagKey"], "team");
 }
+
+#[test]
+fn aliases_through_boto3() {
+    let s = KmsServer::start();
+    let root = s.user_with_key("root");
+    let bin = s.user_with_key("bin");
+    boto3(
+        &s,
+        &root,
+        Some(&bin),
+        r#"
+a = kms.create_key(Description='a')['KeyMetadata']
+b = kms.create_key(Description='b')['KeyMetadata']
+kms.create_alias(AliasName='alias/app', TargetKeyId=a['KeyId'])
+eq(kms.describe_key(KeyId='alias/app')['KeyMetadata']['KeyId'], a['KeyId'])
+entry = [x for x in kms.list_aliases()['Aliases'] if x['AliasName'] == 'alias/app'][0]
+eq(entry['TargetKeyId'], a['KeyId'])
+assert entry['AliasArn'].endswith(':alias/app'), entry
+eq(err(kms.create_alias, AliasName='alias/app', TargetKeyId=b['KeyId']), 'AlreadyExistsException')
+eq(err(kms.create_alias, AliasName='app', TargetKeyId=b['KeyId']), 'ValidationException')
+eq(err(kms.create_alias, AliasName='alias/aws/mine', TargetKeyId=b['KeyId']), 'InvalidAliasNameException')
+# A target is a key id or ARN, never another alias.
+eq(err(kms.create_alias, AliasName='alias/x', TargetKeyId='alias/app'), 'NotFoundException')
+# UpdateAlias moves it; the old key keeps working under its id.
+kms.update_alias(AliasName='alias/app', TargetKeyId=b['Arn'])
+eq(kms.describe_key(KeyId='alias/app')['KeyMetadata']['KeyId'], b['KeyId'])
+eq(err(kms.update_alias, AliasName='alias/none', TargetKeyId=a['KeyId']), 'NotFoundException')
+eq(err(other.update_alias, AliasName='alias/app', TargetKeyId=a['KeyId']), 'AccessDeniedException')
+eq(err(other.delete_alias, AliasName='alias/app'), 'AccessDeniedException')
+kms.delete_alias(AliasName='alias/app')
+eq(err(kms.describe_key, KeyId='alias/app'), 'NotFoundException')
+eq(err(kms.delete_alias, AliasName='alias/app'), 'NotFoundException')
+eq([x['AliasName'] for x in kms.list_aliases(KeyId=b['KeyId'])['Aliases']], [])
+"#,
+    );
+}
