@@ -28,6 +28,14 @@ pub(crate) struct ServeArgs {
     /// Most connections served at once (more wait to be accepted).
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
+    /// TLS certificate chain (PEM, leaf first) for the TCP listener: serves
+    /// https. Clients trust it through AWS_CA_BUNDLE (or the AWS CLI's
+    /// --ca-bundle, boto3's verify=).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM, PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 pub(crate) fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
@@ -45,13 +53,19 @@ pub(crate) fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), C
         max_body: args.max_body,
         read_timeout: std::time::Duration::from_secs(args.read_timeout.max(1)),
         max_connections: args.max_connections.max(1),
+        tls: args
+            .tls_cert
+            .clone()
+            .zip(args.tls_key.clone())
+            .map(|(cert, key)| server::TlsFiles { cert, key }),
         ..ServeOptions::default()
     };
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
     server::serve(kms, opts, |tcp, unix| {
         // Scripts (and the tests) read the bound address from this line.
         let mut out = std::io::stdout().lock();
         if let Some(addr) = tcp {
-            let _ = writeln!(out, "listening on http://{addr}");
+            let _ = writeln!(out, "listening on {scheme}://{addr}");
         }
         if let Some(path) = unix {
             let _ = writeln!(out, "listening on unix:{}", path.display());

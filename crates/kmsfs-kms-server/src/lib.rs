@@ -25,6 +25,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+mod tls;
+
+pub use tls::TlsFiles;
+
 use kmsfs_kms::api;
 use kmsfs_kms::authn;
 use kmsfs_kms::local::LocalKms;
@@ -46,6 +50,8 @@ pub struct ServeOptions {
     /// Longest a connection may stay open (keep-alive included).
     pub max_connection_age: Duration,
     pub max_connections: usize,
+    /// TLS on the TCP listener (https); plain HTTP without.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ServeOptions {
@@ -57,6 +63,7 @@ impl Default for ServeOptions {
             read_timeout: Duration::from_secs(10),
             max_connection_age: Duration::from_secs(300),
             max_connections: 512,
+            tls: None,
         }
     }
 }
@@ -486,6 +493,9 @@ pub fn serve(
         .enable_all()
         .build()?;
     let service = Arc::new(Service::new(kms));
+    // Read before anything is bound: a bad certificate or key is a clear
+    // error at startup, not a failure of every handshake.
+    let tls = opts.tls.as_ref().map(tls::acceptor).transpose()?;
     let opts = Arc::new(opts);
     runtime.block_on(async move {
         let limit = Arc::new(Semaphore::new(opts.max_connections));
@@ -525,13 +535,37 @@ pub fn serve(
                     match l.accept().await {
                         Ok((stream, addr)) => {
                             let _ = stream.set_nodelay(true);
-                            serve_connection(
-                                stream,
-                                Peer::Tcp(addr),
-                                service.clone(),
-                                opts.clone(),
-                                permit,
-                            );
+                            let Some(tls) = tls.clone() else {
+                                serve_connection(
+                                    stream,
+                                    Peer::Tcp(addr),
+                                    service.clone(),
+                                    opts.clone(),
+                                    permit,
+                                );
+                                continue;
+                            };
+                            // The handshake runs in its own task, bounded
+                            // like a request's headers, so that a slow peer
+                            // holds up nobody else.
+                            let (service, opts) = (service.clone(), opts.clone());
+                            tokio::spawn(async move {
+                                let handshake =
+                                    tokio::time::timeout(opts.read_timeout, tls.accept(stream));
+                                match handshake.await {
+                                    Ok(Ok(stream)) => serve_connection(
+                                        stream,
+                                        Peer::Tcp(addr),
+                                        service,
+                                        opts,
+                                        permit,
+                                    ),
+                                    Ok(Err(e)) => {
+                                        tracing::debug!(peer = %addr, error = %e, "TLS handshake failed")
+                                    }
+                                    Err(_) => tracing::debug!(peer = %addr, "TLS handshake timed out"),
+                                }
+                            });
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");

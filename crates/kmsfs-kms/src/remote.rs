@@ -99,21 +99,25 @@ impl std::fmt::Debug for KmsClient {
 }
 
 impl KmsClient {
-    /// A client of `url` (http://HOST[:PORT][/PATH]); credentials and region
-    /// from the environment.
+    /// A client of `url` (https:// or http://HOST[:PORT][/PATH]); credentials
+    /// and region from the environment.
     pub fn from_env(url: &str) -> Result<KmsClient> {
         KmsClient::new(url, Credentials::from_env(), &env_region())
     }
 
     pub fn new(url: &str, credentials: Option<Credentials>, region: &str) -> Result<KmsClient> {
         let unix = UnixTransport::from_url(url, TIMEOUT).transpose()?;
-        let rest = match &unix {
-            Some(_) => "localhost/",
-            None => url.strip_prefix("http://").ok_or_else(|| {
-                KmsError::Validation(format!(
-                    "endpoint URL {url:?} is not supported: kmsfs speaks http:// (or unix:/socket) to KMS endpoints"
-                ))
-            })?,
+        let (scheme, rest) = match &unix {
+            Some(_) => ("unix", "localhost/"),
+            None => match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+                (Some(rest), _) => ("https", rest),
+                (None, Some(rest)) => ("http", rest),
+                (None, None) => {
+                    return Err(KmsError::Validation(format!(
+                        "endpoint URL {url:?} is not supported: kmsfs speaks https://, http:// (or unix:/socket) to KMS endpoints"
+                    )));
+                }
+            },
         };
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -124,15 +128,17 @@ impl KmsClient {
                 "endpoint URL {url:?} has no host"
             )));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(TIMEOUT))
-            .build()
-            .into();
+            .timeout_global(Some(TIMEOUT));
+        if scheme == "https" {
+            config = config.tls_config(tls_config()?);
+        }
+        let agent: ureq::Agent = config.build().into();
         Ok(KmsClient {
             url: match unix {
                 Some(_) => url.to_string(),
-                None => format!("http://{host}{path}"),
+                None => format!("{scheme}://{host}{path}"),
             },
             host: host.to_string(),
             path: path.to_string(),
@@ -241,6 +247,45 @@ impl KmsClient {
             })?;
         answer(&self.url, status, bytes)
     }
+}
+
+/// Where the certificates trusted for https endpoints come from when
+/// AWS_CA_BUNDLE names none: Debian's bundle of the system's CAs.
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// TLS for https endpoints: rustls (ring), trusting the PEM certificates of
+/// AWS_CA_BUNDLE, as the AWS CLI and SDKs do, else the system's CAs.
+fn tls_config() -> Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig, TlsProvider};
+    // One provider for the whole process, whatever else is compiled in
+    // (the aws-kms feature brings aws-lc-rs): ureq uses the process default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let path = std::env::var_os("AWS_CA_BUNDLE")
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| SYSTEM_CA_BUNDLE.into());
+    let pem = std::fs::read(&path).map_err(|e| {
+        KmsError::Validation(format!(
+            "cannot read the CA bundle {} (set AWS_CA_BUNDLE to the PEM file of the endpoint's CA): {e}",
+            path.display()
+        ))
+    })?;
+    let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    if certs.is_empty() {
+        return Err(KmsError::Validation(format!(
+            "the CA bundle {} holds no PEM certificate",
+            path.display()
+        )));
+    }
+    Ok(TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::new_with_certs(&certs))
+        .build())
 }
 
 /// The body of a 2xx answer, or the service's error an error answer carries.

@@ -65,8 +65,10 @@ impl RequestFacts<'_> {
                 .and_then(|a| a.rsplit_once(":user/").map(|(_, n)| n))),
             "aws:principaltype" => one(self.principal_arn.map(|_| "User")),
             "aws:requestedregion" => one(self.region),
-            // kmsfs serves plain HTTP and local sockets (no TLS yet).
-            "aws:securetransport" => one(Some("false")),
+            // Absent: the key service does not yet tell a policy whether
+            // the request came over TLS, a Unix socket or plain HTTP, and
+            // a guess either way would make a condition lie.
+            "aws:securetransport" => None,
             "kms:keyspec" | "kms:customermasterkeyspec" => one(self.key_spec),
             "kms:keyusage" | "kms:customermasterkeyusage" => one(self.key_usage),
             "kms:keyorigin" => one(self.key_origin),
