@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use fuser::Errno;
 use kmsfs_format::names::DirId;
-use kmsfs_volume::backing::{Dir, Node};
+use kmsfs_volume::backing::{Atime, Dir, Node};
 use kmsfs_volume::names::VolumeNames;
 
 use super::dir_cache::{CAPACITY, DirCache};
@@ -171,10 +171,12 @@ impl Tree {
     }
 
     /// Opens FUSE inode `ino`, a regular file, for I/O.
-    pub(super) fn open_file(&self, ino: u64, writable: bool) -> Result<File, Errno> {
+    pub(super) fn open_file(&self, ino: u64, writable: bool, atime: Atime) -> Result<File, Errno> {
         let located = self.locate(ino)?;
         let (dir, name) = located.link.ok_or(Errno::EISDIR)?;
-        let file = dir.open_file(&name, writable).map_err(|e| errno(&e))?;
+        let file = dir
+            .open_file_with(&name, writable, atime)
+            .map_err(|e| errno(&e))?;
         let meta = file.metadata().map_err(|e| errno(&e))?;
         if !self.is(ino, &meta) {
             return Err(Errno::ESTALE);
