@@ -299,3 +299,31 @@ fn timestamps_survive_a_remount_with_the_writeback_cache() {
         }
     }
 }
+
+#[test]
+fn cd_dot_dot_works_from_a_directory_another_process_removed() {
+    // generic/011 (dirstress): once the kernel's cached attributes of the
+    // removed working directory expired, its permission check for `cd ..`
+    // asked for them and got ESTALE: the directory has no name any more.
+    for m in both_versions() {
+        fs::create_dir_all(m.path("top/sub")).unwrap();
+        let script = r#"cd "$0/top/sub" && rmdir "$0/top/sub" && sleep 1.2 &&
+            stat -c %h . && cd .. && pwd"#;
+        let out = Command::new("sh")
+            .args(["-c", script])
+            .arg(&m.mnt)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        // A removed directory has no links left.
+        assert_eq!(lines.first(), Some(&"0"), "{stdout}");
+        assert_eq!(
+            lines.get(1),
+            Some(&m.path("top").to_str().unwrap()),
+            "{stdout}"
+        );
+        assert!(!m.path("top/sub").exists());
+    }
+}

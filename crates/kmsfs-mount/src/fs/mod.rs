@@ -570,15 +570,25 @@ impl KmsFs {
     ) -> Result<(), Errno> {
         let (dir, entry) = self.parent_entry(parent, name)?;
         let stored = entry.as_os_str();
-        let ino = dir
-            .open_node(stored)
-            .map_err(|e| errno(&e))?
-            .opened_metadata()
-            .ino();
+        let node = dir.open_node(stored).map_err(|e| errno(&e))?;
+        let ino = node.opened_metadata().ino();
+        // A directory is kept by descriptor past its removal (see
+        // `Tree::keep_removed_dir`); checked to be the inode just seen.
+        let kept = if node.opened_metadata().is_dir() {
+            dir.open_dir(stored).ok().filter(|d| {
+                d.metadata()
+                    .is_ok_and(|m| kmsfs_volume::backing::same_inode(&m, node.opened_metadata()))
+            })
+        } else {
+            None
+        };
         remove(self.names()?, &dir, &entry).map_err(|e| errno(&e))?;
         let ino = self.tree.inodes.fuse_ino(ino);
         self.tree.inodes.unlink(ino, parent.0, stored);
         self.tree.drop_dir(ino);
+        if let Some(kept) = kept {
+            self.tree.keep_removed_dir(ino, kept);
+        }
         Ok(())
     }
 

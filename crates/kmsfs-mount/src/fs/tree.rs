@@ -79,6 +79,14 @@ pub(super) struct Tree {
     dirs: DirCache<CachedDir>,
     /// The backing directory as the administrator named it: for log lines.
     root_path: std::path::PathBuf,
+    /// Directories removed through the mount that the kernel still knows
+    /// (a process's working directory, say), by FUSE inode, until it
+    /// forgets them. A removed directory has no name to be located by, but
+    /// on a local filesystem it still has its attributes: the kernel asks
+    /// for them (a permission check on `chdir("..")` once its cached ones
+    /// expire, a `stat(".")`), and ESTALE there made `cd ..` fail
+    /// (generic/011).
+    removed: std::sync::Mutex<std::collections::HashMap<u64, Dir>>,
 }
 
 impl Tree {
@@ -91,6 +99,7 @@ impl Tree {
             root_dev: meta.dev(),
             dirs: DirCache::new(CAPACITY),
             root_path: root_path.to_path_buf(),
+            removed: Default::default(),
         })
     }
 
@@ -150,7 +159,17 @@ impl Tree {
             let node = self.root.as_node().map_err(|e| errno(&e))?;
             return Ok(Located { link: None, node });
         }
-        let links = self.inodes.links(ino).ok_or(Errno::ESTALE)?;
+        let links = self.inodes.links(ino).unwrap_or_default();
+        if links.is_empty()
+            && let Some(dir) = self
+                .removed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&ino)
+        {
+            let node = dir.as_node().map_err(|e| errno(&e))?;
+            return Ok(Located { link: None, node });
+        }
         let mut failure = Errno::ESTALE;
         for (parent, name) in links {
             let Ok(dir) = self.dir(parent) else {
@@ -192,6 +211,22 @@ impl Tree {
     pub(super) fn forget(&self, ino: u64, n: u64) {
         if self.inodes.forget(ino, n) {
             self.dirs.remove(ino);
+            self.removed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&ino);
+        }
+    }
+
+    /// The directory `ino` (`dir`, a descriptor of it) was removed through
+    /// the mount: keep answering for its attributes while the kernel knows
+    /// it (see `removed`).
+    pub(super) fn keep_removed_dir(&self, ino: u64, dir: Dir) {
+        if self.inodes.links(ino).is_some() {
+            self.removed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ino, dir);
         }
     }
 
