@@ -12,6 +12,12 @@
 #     two lines of xfstests' common/rc, see its header; gocryptfs needs the
 #     same two patches, so kmsfs must run first once over a fresh tree)
 #   TESTS="generic/001 ...": override the list (default: the SUITE's list)
+#   EXCLUDE="generic/103" (default): left out of the list. generic/103
+#     fills its scratch filesystem to ENOSPC with fallocate; a FUSE scratch
+#     is a directory of the host's filesystem, so it fills the host's disk
+#     (a shared machine's root disk, seen here: builds and other runs
+#     failed with ENOSPC meanwhile). EXCLUDE= runs it.
+#   RUN=0: print the table of the logs already in WORK, run nothing
 #
 # kmsfs runs through SUITE unchanged (POLICY=open: every uid may use the
 # key, so tests that switch to fsgqa measure the filesystem, not the key
@@ -35,6 +41,11 @@ if [ -z "${TESTS:-}" ]; then
   # the kmsfs runner's own list, so both filesystems run the same tests
   TESTS=$(sed -n '/^DEFAULT_TESTS="/,/"$/p' "$SUITE" | tr -d '"' | sed 's/^DEFAULT_TESTS=//' | tr '\n' ' ')
 fi
+EXCLUDE=${EXCLUDE-generic/103}
+for x in $EXCLUDE; do
+  TESTS=$(echo " $TESTS " | sed "s| $x | |g")
+done
+TESTS=$(echo $TESTS)
 [ -n "$TESTS" ] || { echo "no tests" >&2; exit 2; }
 export TESTS
 mkdir -p "$WORK"
@@ -61,8 +72,11 @@ run_gocryptfs() {
 # mount(8) calls: mount.fuse.gocryptfs SOURCE MOUNTPOINT [-o OPTIONS]
 # (made by benches/xfstests-peers.sh for one run)
 src=\$1; dir=\$2; shift 2
-[ -e "\$src/gocryptfs.conf" ] || gocryptfs -init -q -passfile "$w/passfile" "\$src" >/dev/null || exit 1
-exec gocryptfs -q -passfile "$w/passfile" -allow_other "\$@" "\$src" "\$dir"
+# gocryptfs's own messages go to a log, not into the tests' output: once
+# in the background it reports on stderr that there is no syslog.
+log="$w/gocryptfs-helper.log"
+[ -e "\$src/gocryptfs.conf" ] || gocryptfs -init -q -passfile "$w/passfile" "\$src" >>"\$log" 2>&1 || exit 1
+exec gocryptfs -q -nosyslog -passfile "$w/passfile" -allow_other "\$@" "\$src" "\$dir" >>"\$log" 2>&1
 HELPER
   chmod 755 "$helper"
   cat > "$w/gocryptfs.config" <<CFG
@@ -83,7 +97,7 @@ CFG
   rm -f "$helper"
 }
 
-for fs in $FSES; do
+[ "${RUN:-1}" = 0 ] || for fs in $FSES; do
   case $fs in
     kmsfs) run_kmsfs ;;
     gocryptfs) run_gocryptfs ;;
