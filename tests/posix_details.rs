@@ -327,3 +327,59 @@ fn cd_dot_dot_works_from_a_directory_another_process_removed() {
         assert!(!m.path("top/sub").exists());
     }
 }
+
+#[test]
+fn a_directory_replaces_an_empty_directory_by_rename() {
+    // generic/023 and 078: with encrypted names an empty directory still
+    // holds its id file, and rename(2) over it failed with ENOTEMPTY.
+    for m in both_versions() {
+        let long = "t".repeat(200); // a long name (v2: a side file) too
+        for target in ["empty", long.as_str()] {
+            fs::create_dir(m.path("src")).unwrap();
+            fs::write(m.path("src/f"), b"kept").unwrap();
+            fs::create_dir(m.path(target)).unwrap();
+            fs::rename(m.path("src"), m.path(target))
+                .unwrap_or_else(|e| panic!("rename onto {target}: {e}"));
+            assert_eq!(fs::read(m.path(&format!("{target}/f"))).unwrap(), b"kept");
+            assert!(!m.path("src").exists());
+            // A non-empty target is refused and left as it was.
+            fs::create_dir(m.path("src")).unwrap();
+            let e = fs::rename(m.path("src"), m.path(target)).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ENOTEMPTY), "{target}: {e}");
+            assert_eq!(fs::read(m.path(&format!("{target}/f"))).unwrap(), b"kept");
+            fs::remove_dir(m.path("src")).unwrap();
+            fs::remove_file(m.path(&format!("{target}/f"))).unwrap();
+            fs::remove_dir(m.path(target)).unwrap();
+        }
+        let (clean, report) = m.fsck();
+        assert!(clean, "{report}");
+    }
+}
+
+#[test]
+fn a_new_file_inherits_the_default_acl_of_its_directory() {
+    // generic/099: under umask 0, the daemon "added back" the bits its own
+    // umask took with a chmod, which overwrote the mode and ACL the file
+    // inherited from its directory's default ACL.
+    for m in both_versions() {
+        let dir = m.path("acldir");
+        fs::create_dir(&dir).unwrap();
+        let out = Command::new("setfacl")
+            .args(["-d", "-m", "u::r-x,g::r--,o::---"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        let script = r#"umask 0 && touch "$0/file" && mkdir "$0/sub" && mkfifo "$0/fifo""#;
+        let out = Command::new("sh")
+            .args(["-c", script])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        for (name, want) in [("file", 0o440), ("sub", 0o540), ("fifo", 0o440)] {
+            let mode = fs::symlink_metadata(dir.join(name)).unwrap().mode() & 0o7777;
+            assert_eq!(mode, want, "{name}: {mode:o}");
+        }
+    }
+}

@@ -74,6 +74,24 @@ fn lost_to_umask(mode: u32) -> u32 {
     mode & DAEMON_UMASK
 }
 
+/// The bits of `mode` that the daemon's umask removed from a node just
+/// created in `dir`: none if `dir` has a default ACL, which the backing
+/// filesystem applies instead of the umask (a chmod "adding back" bits
+/// would overwrite the mode and ACL the new node inherited: generic/099).
+fn lost_to_umask_in(dir: &Dir, mode: u32) -> u32 {
+    let lost = lost_to_umask(mode);
+    if lost != 0 && has_default_acl(dir) {
+        0
+    } else {
+        lost
+    }
+}
+
+fn has_default_acl(dir: &Dir) -> bool {
+    dir.open_readable()
+        .is_ok_and(|d| kmsfs_sys::fgetxattr(d.as_fd(), "system.posix_acl_default").is_ok())
+}
+
 /// Whether setting or removing the extended attribute `name` can change
 /// the inode's mode bits (the access ACL's owner, group/mask and other
 /// entries are the mode).
@@ -516,7 +534,7 @@ impl KmsFs {
         kind: FileType,
         mode: u32,
     ) -> Result<(), Errno> {
-        let lost = lost_to_umask(mode);
+        let lost = lost_to_umask_in(dir, mode);
         let by_daemon = Self::created_by_daemon(req);
         if by_daemon && (lost == 0 || kind == FileType::Symlink) {
             return Ok(());
@@ -647,7 +665,7 @@ impl KmsFs {
         };
         // The descriptor is the file we created: chmod and chown it, not a
         // name.
-        if lost_to_umask(mode) != 0 {
+        if lost_to_umask_in(dir, mode) != 0 {
             nix::sys::stat::fchmod(file.as_fd(), Mode::from_bits_truncate(mode & 0o7777))
                 .map_err(|e| fail(nix_errno(e)))?;
         }
@@ -1161,10 +1179,11 @@ impl fuser::Filesystem for KmsFs {
                     // On the directory we opened (never by name); what the
                     // kernel made, which may have inherited setgid, plus
                     // what our umask took.
-                    if lost_to_umask(perm) != 0 {
+                    let lost = lost_to_umask_in(&dir, perm);
+                    if lost != 0 {
                         let node = new.as_node()?;
                         let now = node.opened_metadata().mode() & 0o7777;
-                        node.chmod(now | lost_to_umask(perm))?;
+                        node.chmod(now | lost)?;
                     }
                     Ok(())
                 })
@@ -1256,6 +1275,32 @@ impl fuser::Filesystem for KmsFs {
             };
             let moved = ino_of(&from, name).map_err(|e| errno(&e))?;
             let replaced = ino_of(&to, newname).ok();
+            let is_dir = |dir: &Dir, name: &OsStr| {
+                dir.open_node(name)
+                    .is_ok_and(|n| n.opened_metadata().is_dir())
+            };
+            let same_entry = parent == newparent && name == newname;
+            // A directory may replace an empty one. With encrypted names
+            // an empty directory still holds its id file, and the backing
+            // rename would refuse with ENOTEMPTY (generic/023, 078): the
+            // target goes first, as rmdir would remove it (ENOTEMPTY if it
+            // holds anything else). The kernel holds both parents locked
+            // for the rename, so no request can make a new target meanwhile;
+            // it has also refused the cases the backing rename would (a
+            // directory into itself), short of an I/O error.
+            if replaced.is_some()
+                && replaced != Some(moved)
+                && !same_entry
+                && !flags.contains(RenameFlags::RENAME_EXCHANGE)
+                && !flags.contains(RenameFlags::RENAME_NOREPLACE)
+                && self.names()?.is_encrypted()
+                && is_dir(&from, name)
+                && is_dir(&to, newname)
+            {
+                self.names()?
+                    .remove_dir(&to, &to_entry)
+                    .map_err(|e| errno(&e))?;
+            }
             let mut f = nix::fcntl::RenameFlags::empty();
             if flags.contains(RenameFlags::RENAME_NOREPLACE) {
                 f |= nix::fcntl::RenameFlags::RENAME_NOREPLACE;
@@ -1275,7 +1320,6 @@ impl fuser::Filesystem for KmsFs {
                 self.unprepare(&to, &to_entry);
                 errno(&e)
             })?;
-            let same_entry = parent == newparent && name == newname;
             if !flags.contains(RenameFlags::RENAME_EXCHANGE) && !same_entry && !whiteout {
                 self.names()?.forget(&from, &from_entry);
             }
