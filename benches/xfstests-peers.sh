@@ -9,8 +9,8 @@
 #   FSES="kmsfs gocryptfs" (default: both, in that order)
 #   WORK=/var/tmp/xfst-peers (one subdirectory per filesystem; results, logs)
 #   SUITE=../shared/suites/xfstests-fuse.sh (the kmsfs runner; it patches
-#     two lines of xfstests' common/rc, see its header; gocryptfs needs the
-#     same two patches, so kmsfs must run first once over a fresh tree)
+#     two lines of xfstests' common/rc, see its header; the gocryptfs run
+#     applies the same patches, taken from SUITE)
 #   TESTS="generic/001 ...": override the list (default: the SUITE's list)
 #   EXCLUDE="generic/103" (default): left out of the list. generic/103
 #     fills its scratch filesystem to ENOSPC with fallocate; a FUSE scratch
@@ -58,8 +58,13 @@ run_kmsfs() {
 
 run_gocryptfs() {
   command -v gocryptfs >/dev/null || { echo "gocryptfs not installed" >&2; return 2; }
-  grep -q "kmsfs-run: fuse subtype" "$XFSTESTS_SRC/common/rc" ||
-    { echo "common/rc is not patched yet: run FSES=kmsfs once first" >&2; return 2; }
+  # The same two patches of common/rc as SUITE makes (its own Python,
+  # taken from it, so that there is one copy): idempotent.
+  if ! grep -q "kmsfs-run: fuse subtype" "$XFSTESTS_SRC/common/rc"; then
+    sed -n "/python3 - \"\$RC\" <<'PY'/,/^PY\$/{//!p}" "$SUITE" > "$WORK/patch-rc.py"
+    python3 "$WORK/patch-rc.py" "$XFSTESTS_SRC/common/rc" ||
+      { echo "patching common/rc failed" >&2; return 2; }
+  fi
   local w="$WORK/gocryptfs" helper=/sbin/mount.fuse.gocryptfs
   rm -rf "$w"
   mkdir -p "$w"/{back/test,back/scratch,mnt/test,mnt/scratch,results}
