@@ -370,14 +370,26 @@ fn a_new_file_inherits_the_default_acl_of_its_directory() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", describe(&out));
-        let script = r#"umask 0 && touch "$0/file" && mkdir "$0/sub" && mkfifo "$0/fifo""#;
+        // Under a default ACL the umask does not apply (umask 722 would
+        // leave ----r----- instead), elsewhere it does.
+        let script = r#"umask 0 && touch "$0/file" && mkdir "$0/sub" && mkfifo "$0/fifo" &&
+            umask 722 && touch "$0/file3" && mkdir "$0/sub3" && mkfifo "$0/fifo3" &&
+            touch "$0/../plain""#;
         let out = Command::new("sh")
             .args(["-c", script])
             .arg(&dir)
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", describe(&out));
-        for (name, want) in [("file", 0o440), ("sub", 0o540), ("fifo", 0o440)] {
+        for (name, want) in [
+            ("file", 0o440),
+            ("sub", 0o540),
+            ("fifo", 0o440),
+            ("file3", 0o440),
+            ("sub3", 0o540),
+            ("fifo3", 0o440),
+            ("../plain", 0o044),
+        ] {
             let mode = fs::symlink_metadata(dir.join(name)).unwrap().mode() & 0o7777;
             assert_eq!(mode, want, "{name}: {mode:o}");
         }

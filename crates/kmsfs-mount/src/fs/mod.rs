@@ -87,6 +87,20 @@ fn lost_to_umask_in(dir: &Dir, mode: u32) -> u32 {
     }
 }
 
+/// The permission bits a node created in `dir` is asked for: the
+/// request's mode less the caller's umask, except under a default ACL,
+/// which takes the umask's place (POSIX.1e; generic/099 with umask 722).
+/// The kernel leaves the umask to us (FUSE_DONT_MASK); one that does not
+/// has applied it already, and applying it again changes nothing. Costs
+/// an open and a getxattr of the directory per create.
+fn requested_mode(dir: &Dir, mode: u32, umask: u32) -> u32 {
+    if mode & umask & 0o7777 != 0 && has_default_acl(dir) {
+        mode & 0o7777
+    } else {
+        mode & !umask & 0o7777
+    }
+}
+
 fn has_default_acl(dir: &Dir) -> bool {
     dir.open_readable()
         .is_ok_and(|d| kmsfs_sys::fgetxattr(d.as_fd(), "system.posix_acl_default").is_ok())
@@ -980,6 +994,9 @@ impl fuser::Filesystem for KmsFs {
             fuser::InitFlags::FUSE_PARALLEL_DIROPS,
             fuser::InitFlags::FUSE_AUTO_INVAL_DATA,
             fuser::InitFlags::FUSE_CACHE_SYMLINKS,
+            // The caller's umask comes to us unapplied, for
+            // `requested_mode` (a default ACL replaces it).
+            fuser::InitFlags::FUSE_DONT_MASK,
         ] {
             if config.add_capabilities(cap).is_err() {
                 tracing::debug!(?cap, "kernel lacks FUSE capability");
@@ -1128,7 +1145,7 @@ impl fuser::Filesystem for KmsFs {
             let (dir, entry) = self.parent_entry(parent, name)?;
             let stored = entry.as_os_str();
             let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
-            let perm = mode & !umask & 0o7777;
+            let perm = requested_mode(&dir, mode, umask);
             if kind == SFlag::S_IFREG || kind.is_empty() {
                 self.create_regular(req, "mknod", (parent, &dir), &entry, perm)?;
             } else {
@@ -1167,7 +1184,7 @@ impl fuser::Filesystem for KmsFs {
             let stored = entry.as_os_str();
             let names = self.names()?;
             self.prepare(&dir, &entry)?;
-            let perm = mode & !umask & 0o7777;
+            let perm = requested_mode(&dir, mode, umask);
             dir.mkdir(stored, perm).map_err(|e| {
                 self.unprepare(&dir, &entry);
                 errno(&e)
@@ -1834,7 +1851,7 @@ impl fuser::Filesystem for KmsFs {
                 "create",
                 (parent, &dir),
                 &entry,
-                mode & !umask & 0o7777,
+                requested_mode(&dir, mode, umask),
             )?;
             let (attr, generation) = file
                 .metadata()
