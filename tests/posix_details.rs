@@ -395,3 +395,25 @@ fn a_new_file_inherits_the_default_acl_of_its_directory() {
         }
     }
 }
+
+#[test]
+fn a_directory_replaced_by_rename_can_still_be_fstatted() {
+    // generic/035: fstat of an open directory that a rename replaced gave
+    // ESTALE (the directory had no name left to be found by).
+    for m in both_versions() {
+        fs::create_dir(m.path("dir1")).unwrap();
+        fs::create_dir(m.path("dir2")).unwrap();
+        let held = fs::File::open(m.path("dir2")).unwrap();
+        fs::rename(m.path("dir1"), m.path("dir2")).unwrap();
+        let meta = held.metadata().expect("fstat of the replaced directory");
+        assert!(meta.is_dir());
+        assert_eq!(meta.nlink(), 0, "a replaced directory has no links");
+        // And a replaced regular file, held open.
+        fs::write(m.path("file1"), b"new").unwrap();
+        fs::write(m.path("file2"), b"old").unwrap();
+        let held = fs::File::open(m.path("file2")).unwrap();
+        fs::rename(m.path("file1"), m.path("file2")).unwrap();
+        assert_eq!(held.metadata().unwrap().nlink(), 0);
+        assert_eq!(fs::read(m.path("file2")).unwrap(), b"new");
+    }
+}

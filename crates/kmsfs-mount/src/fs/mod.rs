@@ -1305,11 +1305,23 @@ impl fuser::Filesystem for KmsFs {
             // for the rename, so no request can make a new target meanwhile;
             // it has also refused the cases the backing rename would (a
             // directory into itself), short of an I/O error.
-            if replaced.is_some()
+            let replaces = replaced.is_some()
                 && replaced != Some(moved)
                 && !same_entry
                 && !flags.contains(RenameFlags::RENAME_EXCHANGE)
-                && !flags.contains(RenameFlags::RENAME_NOREPLACE)
+                && !flags.contains(RenameFlags::RENAME_NOREPLACE);
+            // A directory the rename replaces is kept by descriptor, as
+            // rmdir keeps one (`Tree::keep_removed_dir`): a process holding
+            // it open can still fstat it (generic/035).
+            let replaced_dir = if replaces {
+                to.open_dir(newname).ok().filter(|d| {
+                    d.metadata()
+                        .is_ok_and(|m| Some(self.tree.inodes.fuse_ino(m.ino())) == replaced)
+                })
+            } else {
+                None
+            };
+            if replaces
                 && self.names()?.is_encrypted()
                 && is_dir(&from, name)
                 && is_dir(&to, newname)
@@ -1348,6 +1360,9 @@ impl fuser::Filesystem for KmsFs {
                 } else if other != moved {
                     self.tree.inodes.unlink(other, newparent.0, newname);
                     self.tree.drop_dir(other);
+                    if let Some(kept) = replaced_dir {
+                        self.tree.keep_removed_dir(other, kept);
+                    }
                 }
             }
             self.tree
