@@ -417,3 +417,31 @@ fn a_directory_replaced_by_rename_can_still_be_fstatted() {
         assert_eq!(fs::read(m.path("file2")).unwrap(), b"new");
     }
 }
+
+#[test]
+fn dot_dot_has_the_parents_inode_number_in_a_readdirplus_listing() {
+    // generic/257: a listing read from the start comes by readdirplus,
+    // whose `..` had the directory's own inode number (after a seek, a
+    // plain readdir gave the right one).
+    for m in both_versions() {
+        let dir = m.path("ttt");
+        fs::create_dir(&dir).unwrap();
+        for n in 1..=168 {
+            fs::write(dir.join(n.to_string()), b"").unwrap();
+        }
+        let want = fs::metadata(&m.mnt).unwrap().ino();
+        // getdents from the start, as t_dir_offset2 reads (ls may stat
+        // `..` instead of trusting the listing).
+        let listed = nix::dir::Dir::open(
+            &dir,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|e| e.unwrap())
+        .find(|e| e.file_name().to_bytes() == b"..")
+        .map(|e| e.ino());
+        assert_eq!(listed, Some(want), "ttt/.. in a listing from the start");
+    }
+}

@@ -1631,7 +1631,14 @@ impl fuser::Filesystem for KmsFs {
                 continue;
             };
             let m = node.opened_metadata();
-            let attr = self.attr(m, Some(&node));
+            let mut attr = self.attr(m, Some(&node));
+            // The kernel ignores the attributes of the dot entries but lists
+            // their inode number (fuser takes it from the attributes): `..`
+            // must be the parent's, as in the snapshot, not the directory's
+            // own (generic/257).
+            if dots {
+                attr.ino = INodeNo(e.ino);
+            }
             if reply.add(
                 attr.ino,
                 (i + 1) as u64,
