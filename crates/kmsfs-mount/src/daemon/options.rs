@@ -8,6 +8,7 @@ use nix::mount::MsFlags;
 
 use super::error::DaemonError;
 use crate::fs::Tuning;
+use kmsfs_volume::backing::Atime;
 
 /// How to mount and serve, from the mount options.
 #[derive(Debug, Clone)]
@@ -120,6 +121,20 @@ impl MountOptions {
                 }
             }
         }
+        // Reads by the daemon move the backing file's access time unless
+        // it opens with O_NOATIME: that is how these options take effect
+        // (see `Tuning::file_atime`).
+        if plan.read_only || plan.flags.contains(F::MS_NOATIME) {
+            plan.tuning.file_atime = Atime::Kept;
+            plan.tuning.dir_atime = Atime::Kept;
+        } else {
+            plan.tuning.file_atime = Atime::Updated;
+            plan.tuning.dir_atime = if plan.flags.contains(F::MS_NODIRATIME) {
+                Atime::Kept
+            } else {
+                Atime::Updated
+            };
+        }
         Ok(plan)
     }
 }
@@ -230,6 +245,24 @@ mod tests {
         assert!(o.flags.contains(F::MS_LAZYTIME | F::MS_NODIRATIME));
         let o = parse(&["lazytime", "nolazytime", "nodiratime", "diratime"]).unwrap();
         assert!(!o.flags.intersects(F::MS_LAZYTIME | F::MS_NODIRATIME));
+    }
+
+    #[test]
+    fn atime_options_decide_whether_the_daemons_reads_keep_atime() {
+        use Atime::{Kept, Updated};
+        for (opts, file, dir) in [
+            (&[][..], Updated, Updated),
+            (&["relatime"][..], Updated, Updated),
+            (&["strictatime"][..], Updated, Updated),
+            (&["nodiratime"][..], Updated, Kept),
+            (&["noatime"][..], Kept, Kept),
+            (&["noatime", "relatime"][..], Updated, Updated),
+            (&["ro"][..], Kept, Kept),
+            (&["ro", "rw"][..], Updated, Updated),
+        ] {
+            let t = parse(opts).unwrap().tuning;
+            assert_eq!((t.file_atime, t.dir_atime), (file, dir), "{opts:?}");
+        }
     }
 
     #[test]

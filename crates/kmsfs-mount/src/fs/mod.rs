@@ -34,7 +34,7 @@ use nix::unistd::{Gid, Uid};
 use inodes::ROOT;
 use kmsfs_format::content::{ContentError, PositionalIo};
 use kmsfs_kms::Caller;
-use kmsfs_volume::backing::{Dir, EntryKind, Node};
+use kmsfs_volume::backing::{Atime, Dir, EntryKind, Node};
 use kmsfs_volume::config::HEADER_XATTR;
 use kmsfs_volume::names::{EntryName, VolumeNames};
 use kmsfs_volume::{FileError, FileKey, Volume};
@@ -74,6 +74,38 @@ fn lost_to_umask(mode: u32) -> u32 {
     mode & DAEMON_UMASK
 }
 
+/// The bits of `mode` that the daemon's umask removed from a node just
+/// created in `dir`: none if `dir` has a default ACL, which the backing
+/// filesystem applies instead of the umask (a chmod "adding back" bits
+/// would overwrite the mode and ACL the new node inherited: generic/099).
+fn lost_to_umask_in(dir: &Dir, mode: u32) -> u32 {
+    let lost = lost_to_umask(mode);
+    if lost != 0 && has_default_acl(dir) {
+        0
+    } else {
+        lost
+    }
+}
+
+/// The permission bits a node created in `dir` is asked for: the
+/// request's mode less the caller's umask, except under a default ACL,
+/// which takes the umask's place (POSIX.1e; generic/099 with umask 722).
+/// The kernel leaves the umask to us (FUSE_DONT_MASK); one that does not
+/// has applied it already, and applying it again changes nothing. Costs
+/// an open and a getxattr of the directory per create.
+fn requested_mode(dir: &Dir, mode: u32, umask: u32) -> u32 {
+    if mode & umask & 0o7777 != 0 && has_default_acl(dir) {
+        mode & 0o7777
+    } else {
+        mode & !umask & 0o7777
+    }
+}
+
+fn has_default_acl(dir: &Dir) -> bool {
+    dir.open_readable()
+        .is_ok_and(|d| kmsfs_sys::fgetxattr(d.as_fd(), "system.posix_acl_default").is_ok())
+}
+
 /// Whether setting or removing the extended attribute `name` can change
 /// the inode's mode bits (the access ACL's owner, group/mask and other
 /// entries are the mode).
@@ -96,6 +128,14 @@ fn generation(m: &Metadata) -> Generation {
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos() as u64);
     Generation(born)
+}
+
+/// A backing inode's timestamp: (seconds, nanoseconds).
+type Timestamp = (i64, i64);
+
+/// A backing inode's access time.
+fn atime_of(m: &Metadata) -> Timestamp {
+    (m.atime(), m.atime_nsec())
 }
 
 fn kind_of(ft: fs::FileType) -> FileType {
@@ -257,6 +297,14 @@ pub(crate) struct Tuning {
     pub keep_cache: bool,
     /// How long the kernel may trust names and attributes.
     pub attr_ttl: Duration,
+    /// Whether a user's reads of a file may move its access time. FUSE
+    /// leaves atime to the filesystem (the kernel marks its inodes
+    /// S_NOATIME), so it is the backing file's, moved by the daemon's reads
+    /// under the backing filesystem's rules: kept (`O_NOATIME`) on a
+    /// `noatime` or read-only mount.
+    pub file_atime: Atime,
+    /// The same for listing a directory (also kept under `nodiratime`).
+    pub dir_atime: Atime,
 }
 
 impl Default for Tuning {
@@ -265,6 +313,8 @@ impl Default for Tuning {
             writeback_cache: true,
             keep_cache: true,
             attr_ttl: TTL,
+            file_atime: Atime::Updated,
+            dir_atime: Atime::Updated,
         }
     }
 }
@@ -498,7 +548,7 @@ impl KmsFs {
         kind: FileType,
         mode: u32,
     ) -> Result<(), Errno> {
-        let lost = lost_to_umask(mode);
+        let lost = lost_to_umask_in(dir, mode);
         let by_daemon = Self::created_by_daemon(req);
         if by_daemon && (lost == 0 || kind == FileType::Symlink) {
             return Ok(());
@@ -552,15 +602,25 @@ impl KmsFs {
     ) -> Result<(), Errno> {
         let (dir, entry) = self.parent_entry(parent, name)?;
         let stored = entry.as_os_str();
-        let ino = dir
-            .open_node(stored)
-            .map_err(|e| errno(&e))?
-            .opened_metadata()
-            .ino();
+        let node = dir.open_node(stored).map_err(|e| errno(&e))?;
+        let ino = node.opened_metadata().ino();
+        // A directory is kept by descriptor past its removal (see
+        // `Tree::keep_removed_dir`); checked to be the inode just seen.
+        let kept = if node.opened_metadata().is_dir() {
+            dir.open_dir(stored).ok().filter(|d| {
+                d.metadata()
+                    .is_ok_and(|m| kmsfs_volume::backing::same_inode(&m, node.opened_metadata()))
+            })
+        } else {
+            None
+        };
         remove(self.names()?, &dir, &entry).map_err(|e| errno(&e))?;
         let ino = self.tree.inodes.fuse_ino(ino);
         self.tree.inodes.unlink(ino, parent.0, stored);
         self.tree.drop_dir(ino);
+        if let Some(kept) = kept {
+            self.tree.keep_removed_dir(ino, kept);
+        }
         Ok(())
     }
 
@@ -619,7 +679,7 @@ impl KmsFs {
         };
         // The descriptor is the file we created: chmod and chown it, not a
         // name.
-        if lost_to_umask(mode) != 0 {
+        if lost_to_umask_in(dir, mode) != 0 {
             nix::sys::stat::fchmod(file.as_fd(), Mode::from_bits_truncate(mode & 0o7777))
                 .map_err(|e| fail(nix_errno(e)))?;
         }
@@ -638,11 +698,24 @@ impl KmsFs {
     /// on every open, so the key policy and the key's state are checked for
     /// each process, not just the first.
     fn open_file(&self, caller: &Caller, ino: u64) -> Result<(u64, Arc<OpenFile>), Errno> {
+        self.open_file_atime(caller, ino)
+            .map(|(fh, of, _)| (fh, of))
+    }
+
+    /// [`Self::open_file`], also returning the backing file's access time
+    /// from before the header was read (which may move it).
+    fn open_file_atime(
+        &self,
+        caller: &Caller,
+        ino: u64,
+    ) -> Result<(u64, Arc<OpenFile>, Option<Timestamp>), Errno> {
         let fail = |e: FileError| {
             self.log_file_error("open", &self.tree.describe(ino, None), &e);
             Errno::from_i32(e.errno())
         };
+        let mut atime_before = None;
         if let Some(of) = self.files.get_ino(ino) {
+            atime_before = of.file.metadata().ok().map(|m| atime_of(&m));
             // Already open: authorize this caller against the same header.
             let header = self.volume.read_header(&of.file).map_err(fail)?;
             if let Some(header) = header {
@@ -652,10 +725,14 @@ impl KmsFs {
         let mut refusal = None;
         let mut unreachable = None;
         let opened = self.files.open(ino, || {
-            let file = self.tree.open_file(ino, !self.read_only).map_err(|e| {
-                unreachable = Some(e);
-                io::Error::from_raw_os_error(libc::ESTALE)
-            })?;
+            let file = self
+                .tree
+                .open_file(ino, !self.read_only, self.tuning.file_atime)
+                .map_err(|e| {
+                    unreachable = Some(e);
+                    io::Error::from_raw_os_error(libc::ESTALE)
+                })?;
+            atime_before = file.metadata().ok().map(|m| atime_of(&m));
             // A file without a header gets its key now, as this caller, for
             // any kind of open on a writable mount: otherwise a handle
             // opened before a key existed would later read what key users
@@ -670,7 +747,10 @@ impl KmsFs {
             }
         });
         match opened {
-            Ok(v) => Ok(v),
+            Ok((fh, of)) => {
+                self.note_kernel_mtime(&of);
+                Ok((fh, of, atime_before))
+            }
             Err(e) => match (refusal, unreachable) {
                 (Some(fe), _) => Err(fail(fe)),
                 (None, Some(code)) => Err(code),
@@ -727,6 +807,60 @@ impl KmsFs {
             .map_err(|e| fail(FileError::Content(e)))
     }
 
+    /// A new entry of the open-file table starts from the backing mtime,
+    /// which is what the kernel was shown (see `KernelMtime`).
+    fn note_kernel_mtime(&self, of: &OpenFile) {
+        if !self.tuning.writeback_cache {
+            return;
+        }
+        let mut m = of.mtime.lock().unwrap_or_else(|p| p.into_inner());
+        if m.shown.is_none() {
+            m.shown = of.file.metadata().ok().map(|m| (m.mtime(), m.mtime_nsec()));
+        }
+    }
+
+    /// After a change of ours to the backing file's content or size: its
+    /// mtime no longer is the kernel's.
+    fn backing_mtime_moved(&self, of: &OpenFile) {
+        if self.tuning.writeback_cache {
+            of.mtime.lock().unwrap_or_else(|p| p.into_inner()).moved = true;
+        }
+    }
+
+    /// The kernel set the file's mtime (a setattr): the backing file has it
+    /// now (`m`, its metadata after the change).
+    fn kernel_set_mtime(&self, of: &OpenFile, m: &Metadata) {
+        if self.tuning.writeback_cache {
+            let mut k = of.mtime.lock().unwrap_or_else(|p| p.into_inner());
+            k.shown = Some((m.mtime(), m.mtime_nsec()));
+            k.moved = false;
+        }
+    }
+
+    /// Puts the kernel's mtime back on the backing file after our writes
+    /// moved it (at flush, fsync and release, not per write). The lock is
+    /// held across the futimens, so a write that lands after it marks the
+    /// file moved again rather than being forgotten.
+    fn restore_kernel_mtime(&self, of: &OpenFile) {
+        if !self.tuning.writeback_cache {
+            return;
+        }
+        let mut k = of.mtime.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((secs, nsecs)) = k.shown.filter(|_| k.moved) else {
+            return;
+        };
+        match nix::sys::stat::futimens(
+            of.file.as_fd(),
+            &TimeSpec::UTIME_OMIT,
+            &TimeSpec::new(secs, nsecs),
+        ) {
+            Ok(()) => k.moved = false,
+            Err(e) => {
+                tracing::debug!(ino = of.ino, error = %e, "cannot restore the kernel's mtime")
+            }
+        }
+    }
+
     /// Preallocates the backing storage of plaintext `[offset, offset +
     /// length)` of an open file (`fallocate`), the in-file header too when
     /// the file has none yet (`headerless`). Only allocates: the size and
@@ -770,7 +904,10 @@ impl KmsFs {
                 .map_err(|e| errno(&e));
         }
         if kind.is_file() {
-            return self.tree.open_file(ino.0, false).map(XattrTarget::Opened);
+            return self
+                .tree
+                .open_file(ino.0, false, Atime::Kept)
+                .map(XattrTarget::Opened);
         }
         let (dir, name) = located.link.ok_or(Errno::ESTALE)?;
         Ok(XattrTarget::Entry(dir, name))
@@ -792,7 +929,10 @@ impl KmsFs {
             dir => self.tree.inodes.first_link(dir).map_or(ROOT, |(p, _)| p),
         };
         let mut entries = vec![dot(".", ino.0), dot("..", parent)];
-        for entry in dir.entries().map_err(|e| errno(&e))? {
+        for entry in dir
+            .entries_with(self.tuning.dir_atime)
+            .map_err(|e| errno(&e))?
+        {
             if is_reserved(names, ino.0, &entry.name) {
                 continue;
             }
@@ -854,6 +994,9 @@ impl fuser::Filesystem for KmsFs {
             fuser::InitFlags::FUSE_PARALLEL_DIROPS,
             fuser::InitFlags::FUSE_AUTO_INVAL_DATA,
             fuser::InitFlags::FUSE_CACHE_SYMLINKS,
+            // The caller's umask comes to us unapplied, for
+            // `requested_mode` (a default ACL replaces it).
+            fuser::InitFlags::FUSE_DONT_MASK,
         ] {
             if config.add_capabilities(cap).is_err() {
                 tracing::debug!(?cap, "kernel lacks FUSE capability");
@@ -928,7 +1071,9 @@ impl fuser::Filesystem for KmsFs {
                     // audited) as an open would be, for any size.
                     let caller = self.callers.of(req);
                     self.authorize(&caller, &of, "truncate")?;
-                    self.truncate_open(&caller, &of, size)?;
+                    let truncated = self.truncate_open(&caller, &of, size);
+                    self.backing_mtime_moved(&of);
+                    truncated?;
                 }
                 let fd = of.file.as_fd();
                 if uid.is_some() || gid.is_some() {
@@ -943,11 +1088,11 @@ impl fuser::Filesystem for KmsFs {
                     nix::sys::stat::futimens(fd, &timespec(atime), &timespec(mtime))
                         .map_err(nix_errno)?;
                 }
-                return of
-                    .file
-                    .metadata()
-                    .map(|m| self.attr(&m, None))
-                    .map_err(|e| errno(&e));
+                let m = of.file.metadata().map_err(|e| errno(&e))?;
+                if mtime.is_some() {
+                    self.kernel_set_mtime(&of, &m);
+                }
+                return Ok(self.attr(&m, None));
             }
             if let Some(size) = size {
                 self.truncate(&self.callers.of(req), ino.0, size)?;
@@ -1000,7 +1145,7 @@ impl fuser::Filesystem for KmsFs {
             let (dir, entry) = self.parent_entry(parent, name)?;
             let stored = entry.as_os_str();
             let kind = SFlag::from_bits_truncate(mode & libc::S_IFMT);
-            let perm = mode & !umask & 0o7777;
+            let perm = requested_mode(&dir, mode, umask);
             if kind == SFlag::S_IFREG || kind.is_empty() {
                 self.create_regular(req, "mknod", (parent, &dir), &entry, perm)?;
             } else {
@@ -1039,7 +1184,7 @@ impl fuser::Filesystem for KmsFs {
             let stored = entry.as_os_str();
             let names = self.names()?;
             self.prepare(&dir, &entry)?;
-            let perm = mode & !umask & 0o7777;
+            let perm = requested_mode(&dir, mode, umask);
             dir.mkdir(stored, perm).map_err(|e| {
                 self.unprepare(&dir, &entry);
                 errno(&e)
@@ -1051,10 +1196,11 @@ impl fuser::Filesystem for KmsFs {
                     // On the directory we opened (never by name); what the
                     // kernel made, which may have inherited setgid, plus
                     // what our umask took.
-                    if lost_to_umask(perm) != 0 {
+                    let lost = lost_to_umask_in(&dir, perm);
+                    if lost != 0 {
                         let node = new.as_node()?;
                         let now = node.opened_metadata().mode() & 0o7777;
-                        node.chmod(now | lost_to_umask(perm))?;
+                        node.chmod(now | lost)?;
                     }
                     Ok(())
                 })
@@ -1146,6 +1292,44 @@ impl fuser::Filesystem for KmsFs {
             };
             let moved = ino_of(&from, name).map_err(|e| errno(&e))?;
             let replaced = ino_of(&to, newname).ok();
+            let is_dir = |dir: &Dir, name: &OsStr| {
+                dir.open_node(name)
+                    .is_ok_and(|n| n.opened_metadata().is_dir())
+            };
+            let same_entry = parent == newparent && name == newname;
+            // A directory may replace an empty one. With encrypted names
+            // an empty directory still holds its id file, and the backing
+            // rename would refuse with ENOTEMPTY (generic/023, 078): the
+            // target goes first, as rmdir would remove it (ENOTEMPTY if it
+            // holds anything else). The kernel holds both parents locked
+            // for the rename, so no request can make a new target meanwhile;
+            // it has also refused the cases the backing rename would (a
+            // directory into itself), short of an I/O error.
+            let replaces = replaced.is_some()
+                && replaced != Some(moved)
+                && !same_entry
+                && !flags.contains(RenameFlags::RENAME_EXCHANGE)
+                && !flags.contains(RenameFlags::RENAME_NOREPLACE);
+            // A directory the rename replaces is kept by descriptor, as
+            // rmdir keeps one (`Tree::keep_removed_dir`): a process holding
+            // it open can still fstat it (generic/035).
+            let replaced_dir = if replaces {
+                to.open_dir(newname).ok().filter(|d| {
+                    d.metadata()
+                        .is_ok_and(|m| Some(self.tree.inodes.fuse_ino(m.ino())) == replaced)
+                })
+            } else {
+                None
+            };
+            if replaces
+                && self.names()?.is_encrypted()
+                && is_dir(&from, name)
+                && is_dir(&to, newname)
+            {
+                self.names()?
+                    .remove_dir(&to, &to_entry)
+                    .map_err(|e| errno(&e))?;
+            }
             let mut f = nix::fcntl::RenameFlags::empty();
             if flags.contains(RenameFlags::RENAME_NOREPLACE) {
                 f |= nix::fcntl::RenameFlags::RENAME_NOREPLACE;
@@ -1165,7 +1349,6 @@ impl fuser::Filesystem for KmsFs {
                 self.unprepare(&to, &to_entry);
                 errno(&e)
             })?;
-            let same_entry = parent == newparent && name == newname;
             if !flags.contains(RenameFlags::RENAME_EXCHANGE) && !same_entry && !whiteout {
                 self.names()?.forget(&from, &from_entry);
             }
@@ -1177,6 +1360,9 @@ impl fuser::Filesystem for KmsFs {
                 } else if other != moved {
                     self.tree.inodes.unlink(other, newparent.0, newname);
                     self.tree.drop_dir(other);
+                    if let Some(kept) = replaced_dir {
+                        self.tree.keep_removed_dir(other, kept);
+                    }
                 }
             }
             self.tree
@@ -1228,8 +1414,19 @@ impl fuser::Filesystem for KmsFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.open_file(&self.callers.of(req), ino.0) {
-            Ok((fh, _)) => reply.opened(FileHandle(fh), self.open_flags()),
+        match self.open_file_atime(&self.callers.of(req), ino.0) {
+            Ok((fh, of, before)) => {
+                // Reading the header may have moved the access time (the
+                // backing filesystem's rules, e.g. relatime after a change),
+                // and the reads that follow may be served from the page
+                // cache without reaching us: the kernel must not keep the
+                // old atime it has cached from the lookup before this open.
+                let after = of.file.metadata().ok().map(|m| atime_of(&m));
+                if before.is_some() && after != before {
+                    self.invalidate_attrs_now(ino);
+                }
+                reply.opened(FileHandle(fh), self.open_flags())
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -1290,7 +1487,9 @@ impl fuser::Filesystem for KmsFs {
             let k = key
                 .as_ref()
                 .ok_or(FileError::Io(io::Error::from_raw_os_error(libc::EIO)))?;
-            self.volume.content(k).write(&of.file, offset, data)?;
+            let written = self.volume.content(k).write(&of.file, offset, data);
+            self.backing_mtime_moved(&of);
+            written?;
             Ok::<_, FileError>(())
         })();
         match result {
@@ -1307,10 +1506,17 @@ impl fuser::Filesystem for KmsFs {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        // close(2) waits for this (and the kernel has written back the
+        // file's dirty pages and its times just before): the last moment
+        // at which a stat after close can still be made to agree with
+        // what is stored.
+        if let Some(of) = self.files.handle(fh.0) {
+            self.restore_kernel_mtime(&of);
+        }
         reply.ok();
     }
 
@@ -1324,7 +1530,10 @@ impl fuser::Filesystem for KmsFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.files.release(fh.0);
+        // Pages of a shared mapping may be written back after the flush.
+        if let Some(of) = self.files.release(fh.0) {
+            self.restore_kernel_mtime(&of);
+        }
         reply.ok();
     }
 
@@ -1339,6 +1548,7 @@ impl fuser::Filesystem for KmsFs {
         let Some(of) = self.files.handle(fh.0) else {
             return reply.error(Errno::EBADF);
         };
+        self.restore_kernel_mtime(&of);
         let r = if datasync {
             of.file.sync_data()
         } else {
@@ -1421,7 +1631,14 @@ impl fuser::Filesystem for KmsFs {
                 continue;
             };
             let m = node.opened_metadata();
-            let attr = self.attr(m, Some(&node));
+            let mut attr = self.attr(m, Some(&node));
+            // The kernel ignores the attributes of the dot entries but lists
+            // their inode number (fuser takes it from the attributes): `..`
+            // must be the parent's, as in the snapshot, not the directory's
+            // own (generic/257).
+            if dots {
+                attr.ino = INodeNo(e.ino);
+            }
             if reply.add(
                 attr.ino,
                 (i + 1) as u64,
@@ -1656,7 +1873,7 @@ impl fuser::Filesystem for KmsFs {
                 "create",
                 (parent, &dir),
                 &entry,
-                mode & !umask & 0o7777,
+                requested_mode(&dir, mode, umask),
             )?;
             let (attr, generation) = file
                 .metadata()
@@ -1666,10 +1883,19 @@ impl fuser::Filesystem for KmsFs {
             let mut key = Some(key);
             // The file was created read-write; a read-only mount has no
             // create, so this descriptor serves every handle.
-            let (fh, _) = self
+            if self.tuning.file_atime == Atime::Kept {
+                // As `Dir::open_file_with` does for an opened file; a
+                // courtesy (the daemon owns the file it just made).
+                let _ = nix::fcntl::fcntl(
+                    &file,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NOATIME),
+                );
+            }
+            let (fh, of) = self
                 .files
                 .open(attr.ino.0, || Ok((file, key.take())))
                 .map_err(|e| errno(&e))?;
+            self.note_kernel_mtime(&of);
             Ok((attr, generation, fh))
         })();
         match result {
@@ -1748,6 +1974,7 @@ impl fuser::Filesystem for KmsFs {
             self.volume.content(k).truncate(&of.file, end)?;
             Ok::<_, FileError>(())
         })();
+        self.backing_mtime_moved(&of);
         match result {
             Ok(()) => reply.ok(),
             Err(e) => {

@@ -20,6 +20,27 @@ pub(crate) struct OpenFile {
     /// None while the file has no header yet (an empty file created outside
     /// the mount, or left by a crash between create and header write).
     pub key: RwLock<Option<FileKey>>,
+    /// The modification time the kernel shows, for the writeback cache
+    /// (see [`KernelMtime`]).
+    pub mtime: Mutex<KernelMtime>,
+}
+
+/// With the writeback cache the kernel keeps a regular file's mtime itself
+/// (it never takes it from our replies while it has the inode cached) and
+/// sends it in a setattr when it writes the inode back; the data it writes
+/// back, before or after that setattr, moves the backing file's mtime to
+/// the time of our `pwrite`. So that what the kernel showed is what is
+/// stored, and what a remount shows, the kernel's value is put back on the
+/// backing file after writes: once at flush, fsync or release, not per
+/// write.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct KernelMtime {
+    /// The kernel's mtime: the backing mtime before our first write since
+    /// the file was opened, or the last one the kernel set.
+    pub shown: Option<(i64, i64)>,
+    /// The backing mtime has moved away from `shown` (a write, a
+    /// truncate or an allocation of ours).
+    pub moved: bool,
 }
 
 struct Entry {
@@ -65,6 +86,7 @@ impl OpenFiles {
                     ino,
                     file,
                     key: RwLock::new(key),
+                    mtime: Mutex::default(),
                 });
                 by_ino.insert(
                     ino,
@@ -93,16 +115,14 @@ impl OpenFiles {
             .cloned()
     }
 
-    /// Closes a handle; the last one of an inode drops its key.
-    pub(crate) fn release(&self, fh: u64) {
-        let Some(file) = self
+    /// Closes a handle; the last one of an inode drops its key. Returns
+    /// the file the handle was on.
+    pub(crate) fn release(&self, fh: u64) -> Option<Arc<OpenFile>> {
+        let file = self
             .handles
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&fh)
-        else {
-            return;
-        };
+            .remove(&fh)?;
         let mut by_ino = self.by_ino.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = by_ino.get_mut(&file.ino) {
             entry.handles = entry.handles.saturating_sub(1);
@@ -110,5 +130,6 @@ impl OpenFiles {
                 by_ino.remove(&file.ino);
             }
         }
+        Some(file)
     }
 }

@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 
 use fuser::Errno;
 use kmsfs_format::names::DirId;
-use kmsfs_volume::backing::{Dir, Node};
+use kmsfs_volume::backing::{Atime, Dir, Node};
 use kmsfs_volume::names::VolumeNames;
 
 use super::dir_cache::{CAPACITY, DirCache};
@@ -79,6 +79,14 @@ pub(super) struct Tree {
     dirs: DirCache<CachedDir>,
     /// The backing directory as the administrator named it: for log lines.
     root_path: std::path::PathBuf,
+    /// Directories removed through the mount that the kernel still knows
+    /// (a process's working directory, say), by FUSE inode, until it
+    /// forgets them. A removed directory has no name to be located by, but
+    /// on a local filesystem it still has its attributes: the kernel asks
+    /// for them (a permission check on `chdir("..")` once its cached ones
+    /// expire, a `stat(".")`), and ESTALE there made `cd ..` fail
+    /// (generic/011).
+    removed: std::sync::Mutex<std::collections::HashMap<u64, Dir>>,
 }
 
 impl Tree {
@@ -91,6 +99,7 @@ impl Tree {
             root_dev: meta.dev(),
             dirs: DirCache::new(CAPACITY),
             root_path: root_path.to_path_buf(),
+            removed: Default::default(),
         })
     }
 
@@ -150,7 +159,17 @@ impl Tree {
             let node = self.root.as_node().map_err(|e| errno(&e))?;
             return Ok(Located { link: None, node });
         }
-        let links = self.inodes.links(ino).ok_or(Errno::ESTALE)?;
+        let links = self.inodes.links(ino).unwrap_or_default();
+        if links.is_empty()
+            && let Some(dir) = self
+                .removed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&ino)
+        {
+            let node = dir.as_node().map_err(|e| errno(&e))?;
+            return Ok(Located { link: None, node });
+        }
         let mut failure = Errno::ESTALE;
         for (parent, name) in links {
             let Ok(dir) = self.dir(parent) else {
@@ -171,10 +190,12 @@ impl Tree {
     }
 
     /// Opens FUSE inode `ino`, a regular file, for I/O.
-    pub(super) fn open_file(&self, ino: u64, writable: bool) -> Result<File, Errno> {
+    pub(super) fn open_file(&self, ino: u64, writable: bool, atime: Atime) -> Result<File, Errno> {
         let located = self.locate(ino)?;
         let (dir, name) = located.link.ok_or(Errno::EISDIR)?;
-        let file = dir.open_file(&name, writable).map_err(|e| errno(&e))?;
+        let file = dir
+            .open_file_with(&name, writable, atime)
+            .map_err(|e| errno(&e))?;
         let meta = file.metadata().map_err(|e| errno(&e))?;
         if !self.is(ino, &meta) {
             return Err(Errno::ESTALE);
@@ -190,6 +211,22 @@ impl Tree {
     pub(super) fn forget(&self, ino: u64, n: u64) {
         if self.inodes.forget(ino, n) {
             self.dirs.remove(ino);
+            self.removed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&ino);
+        }
+    }
+
+    /// The directory `ino` (`dir`, a descriptor of it) was removed through
+    /// the mount: keep answering for its attributes while the kernel knows
+    /// it (see `removed`).
+    pub(super) fn keep_removed_dir(&self, ino: u64, dir: Dir) {
+        if self.inodes.links(ino).is_some() {
+            self.removed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(ino, dir);
         }
     }
 

@@ -51,6 +51,47 @@ fn open_at(dir: BorrowedFd<'_>, name: &OsStr, flags: OFlag, mode: Mode) -> io::R
     .map_err(from_nix)
 }
 
+/// Whether reads through a descriptor may move the backing inode's access
+/// time. The daemon's own reads (headers at open, rotation and fsck walks,
+/// side files, read-modify-write of blocks) are not accesses by a user, so
+/// they keep it ([`Atime::Kept`], `O_NOATIME`); only a mount's content
+/// reads and listings may move it, as its atime options allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Atime {
+    /// `O_NOATIME`: reads leave the access time as it is.
+    Kept,
+    /// Reads move the access time as the backing filesystem's own atime
+    /// rules (its mount options) say.
+    Updated,
+}
+
+impl Atime {
+    fn flag(self) -> OFlag {
+        match self {
+            Atime::Kept => OFlag::O_NOATIME,
+            Atime::Updated => OFlag::empty(),
+        }
+    }
+}
+
+/// `open_at` with `atime`'s flag; `O_NOATIME` is only allowed to the
+/// file's owner or with CAP_FOWNER (EPERM otherwise), and keeping the
+/// access time is a courtesy, not a requirement: without the right the
+/// file is opened as usual. Returns the flags that were applied.
+fn open_at_atime(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: OFlag,
+    atime: Atime,
+) -> io::Result<(File, OFlag)> {
+    match open_at(dir, name, flags | atime.flag(), Mode::empty()) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) && atime == Atime::Kept => {
+            open_at(dir, name, flags, Mode::empty()).map(|f| (f, OFlag::empty()))
+        }
+        other => other.map(|f| (f, atime.flag())),
+    }
+}
+
 /// The kind of a directory entry, as the backing filesystem reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
@@ -165,7 +206,15 @@ impl Dir {
     /// a FIFO, a device) is refused before it is opened for I/O, so opening
     /// never blocks on a FIFO or touches a device; the opened descriptor is
     /// checked to be the inode that was inspected.
+    /// The daemon's own reads through it keep the access time
+    /// ([`Atime::Kept`]); see [`Dir::open_file_with`].
     pub fn open_file(&self, name: &OsStr, writable: bool) -> io::Result<File> {
+        self.open_file_with(name, writable, Atime::Kept)
+    }
+
+    /// [`Dir::open_file`], saying whether reads through the descriptor may
+    /// move the file's access time.
+    pub fn open_file_with(&self, name: &OsStr, writable: bool, atime: Atime) -> io::Result<File> {
         let inspected = self.open_node(name)?;
         if !inspected.metadata.is_file() {
             return Err(io::Error::from_raw_os_error(
@@ -181,32 +230,50 @@ impl Dir {
         } else {
             OFlag::O_RDONLY
         };
-        let file = open_at(
+        let (file, kept) = open_at_atime(
             self.as_fd(),
             name,
             access | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
-            Mode::empty(),
+            atime,
         )?;
         let opened = file.metadata()?;
         if !same_inode(&opened, &inspected.metadata) {
             return Err(io::Error::from_raw_os_error(libc::ESTALE));
         }
-        nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))
-            .map_err(from_nix)?;
+        // Back to blocking I/O; F_SETFL also sets O_NOATIME, so keep it.
+        nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(kept)).map_err(from_nix)?;
         Ok(file)
     }
 
     /// This directory opened for reading (listing, fsync, xattrs). Opening
     /// "." relative to the descriptor cannot resolve to anything else.
+    /// Listing through it keeps the directory's access time (the
+    /// daemon's own walks); see [`Dir::open_readable_with`].
     pub fn open_readable(&self) -> io::Result<File> {
-        openat(
-            self.as_fd(),
-            ".",
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map(File::from)
-        .map_err(from_nix)
+        self.open_readable_with(Atime::Kept)
+    }
+
+    /// [`Dir::open_readable`], saying whether listing through it may move
+    /// the directory's access time.
+    pub fn open_readable_with(&self, atime: Atime) -> io::Result<File> {
+        // "." relative to the descriptor: not a name `check_name` passes.
+        let open = |extra: OFlag| {
+            openat(
+                self.as_fd(),
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | extra,
+                Mode::empty(),
+            )
+            .map(File::from)
+            .map_err(from_nix)
+        };
+        match open(atime.flag()) {
+            // As in `open_at_atime`: keeping the access time is a courtesy.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && atime == Atime::Kept => {
+                open(OFlag::empty())
+            }
+            other => other,
+        }
     }
 
     /// Creates the regular file `name` (it must not exist), open read-write.
@@ -290,9 +357,16 @@ impl Dir {
         .map_err(from_nix)
     }
 
-    /// The entries of this directory, "." and ".." left out.
+    /// The entries of this directory, "." and ".." left out (a walk of
+    /// the daemon's own: the access time is kept).
     pub fn entries(&self) -> io::Result<Vec<DirEntry>> {
-        let readable = self.open_readable()?;
+        self.entries_with(Atime::Kept)
+    }
+
+    /// [`Dir::entries`] for a listing a user asked for, which may move the
+    /// directory's access time (`atime`).
+    pub fn entries_with(&self, atime: Atime) -> io::Result<Vec<DirEntry>> {
+        let readable = self.open_readable_with(atime)?;
         let dir = nix::dir::Dir::from_fd(readable.into()).map_err(from_nix)?;
         let mut entries = Vec::new();
         for entry in dir {
