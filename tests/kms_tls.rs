@@ -178,6 +178,17 @@ print('OK')
     assert!(trusted.status.success(), "{}", stderr(&trusted));
     let listed: serde_json::Value = serde_json::from_slice(&trusted.stdout).unwrap();
     assert_eq!(listed["Keys"].as_array().unwrap().len(), 1);
+    // A CA bundle others may write is not trusted at all.
+    let shared = certs.path().join("shared-ca.pem");
+    std::fs::copy(ca, &shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let writable = kmsfs(Some(shared.to_str().unwrap()));
+    assert!(!writable.status.success());
+    assert!(
+        stderr(&writable).contains("may be changed by others"),
+        "{}",
+        stderr(&writable)
+    );
     let untrusted = kmsfs(None);
     assert!(!untrusted.status.success());
     assert!(

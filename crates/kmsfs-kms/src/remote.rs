@@ -253,6 +253,35 @@ impl KmsClient {
 /// AWS_CA_BUNDLE names none: Debian's bundle of the system's CAs.
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+/// The CA bundle at `path`, refused if someone other than root or this
+/// process's user could have written it: whoever can change the trusted
+/// CAs can impersonate the key service to a root daemon and read the data
+/// keys it unwraps. Checked on the file as opened, then read from it.
+fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let unreadable = |e: std::io::Error| {
+        KmsError::Validation(format!(
+            "cannot read the CA bundle {} (set AWS_CA_BUNDLE to the PEM file of the endpoint's CA): {e}",
+            path.display()
+        ))
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let m = file.metadata().map_err(unreadable)?;
+    let owner_ok = m.uid() == 0 || m.uid() == nix::unistd::geteuid().as_raw();
+    if !owner_ok || m.mode() & 0o022 != 0 {
+        return Err(KmsError::Validation(format!(
+            "the CA bundle {} may be changed by others (owner uid {}, mode {:04o}): it must belong to root or to this user and be writable by its owner only",
+            path.display(),
+            m.uid(),
+            m.mode() & 0o7777
+        )));
+    }
+    let mut pem = Vec::new();
+    file.read_to_end(&mut pem).map_err(unreadable)?;
+    Ok(pem)
+}
+
 /// TLS for https endpoints: rustls (ring), trusting the PEM certificates of
 /// AWS_CA_BUNDLE, as the AWS CLI and SDKs do, else the system's CAs.
 fn tls_config() -> Result<ureq::tls::TlsConfig> {
@@ -264,12 +293,7 @@ fn tls_config() -> Result<ureq::tls::TlsConfig> {
         .filter(|p| !p.is_empty())
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| SYSTEM_CA_BUNDLE.into());
-    let pem = std::fs::read(&path).map_err(|e| {
-        KmsError::Validation(format!(
-            "cannot read the CA bundle {} (set AWS_CA_BUNDLE to the PEM file of the endpoint's CA): {e}",
-            path.display()
-        ))
-    })?;
+    let pem = read_ca_bundle(&path)?;
     let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
         .filter_map(|item| match item {
             Ok(PemItem::Certificate(c)) => Some(c),
