@@ -1029,3 +1029,64 @@ fn state_refusals_through_the_aws_cli() {
         "NotFoundException",
     );
 }
+
+/// Issue 13: 512 idle unauthenticated connections used to hold every
+/// connection slot (taken before accept) until their header timeout, and
+/// signed clients waited behind them. Now a newcomer sheds an idle
+/// connection that never signed anything, and one peer's unauthenticated
+/// connections are capped.
+#[test]
+fn a_flood_of_idle_connections_does_not_lock_out_signed_clients() {
+    let s = Server::start_with(
+        &[
+            "--max-connections",
+            "64",
+            "--max-connections-per-peer",
+            "48",
+            // Long enough that waiting for the flood to time out would fail
+            // every signed request below (each allows 10 s).
+            "--read-timeout",
+            "60",
+        ],
+        &[("AWS_REGION", "local")],
+    );
+    let root = s.user_with_key("root");
+    let flood: Vec<TcpStream> = (0..300)
+        .map(|_| TcpStream::connect(("127.0.0.1", s.port)).unwrap())
+        .collect();
+    let mut served = 0;
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(&request(
+            s.port,
+            Some(&root),
+            "TrentService.ListKeys",
+            b"{}",
+            now(),
+            "local",
+        ))
+        .unwrap();
+        let mut buf = Vec::new();
+        let _ = c.read_to_end(&mut buf);
+        if buf.starts_with(b"HTTP/1.1 200") {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 20, "signed requests served while the flood idles");
+    // The flood was shed down to the per-peer cap: the server closed the
+    // rest (a read sees end of file rather than timing out).
+    let closed = flood
+        .into_iter()
+        .filter(|c| {
+            let mut c = c.try_clone().unwrap();
+            c.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            c.read(&mut [0u8; 1]).is_ok_and(|n| n == 0)
+        })
+        .count();
+    assert!(
+        closed >= 300 - 48,
+        "only {closed} of 300 idle connections were closed"
+    );
+}

@@ -25,9 +25,20 @@ pub(crate) struct ServeArgs {
     /// Seconds a client has to send a request's headers, then its body.
     #[arg(long, default_value_t = 10)]
     pub read_timeout: u64,
-    /// Most connections served at once (more wait to be accepted).
+    /// Most connections kept at once. Every connection is accepted; beyond
+    /// this a newcomer closes an idle one, preferring connections that have
+    /// not yet carried a signed request.
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
+    /// Most connections one peer (IP address, or uid on the socket) may hold
+    /// before any of them carried a signed request; beyond it the peer's own
+    /// oldest idle one is closed.
+    #[arg(long, default_value_t = 128)]
+    pub max_connections_per_peer: usize,
+    /// Seconds a keep-alive connection may sit idle between requests once it
+    /// carried a signed request (before that, --read-timeout).
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
     /// TLS certificate chain (PEM, leaf first) for the TCP listener: serves
     /// https. Clients trust it through AWS_CA_BUNDLE (or the AWS CLI's
     /// --ca-bundle, boto3's verify=).
@@ -53,6 +64,8 @@ pub(crate) fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), C
         max_body: args.max_body,
         read_timeout: std::time::Duration::from_secs(args.read_timeout.max(1)),
         max_connections: args.max_connections.max(1),
+        max_connections_per_peer: args.max_connections_per_peer.max(1),
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout.max(1)),
         tls: args
             .tls_cert
             .clone()

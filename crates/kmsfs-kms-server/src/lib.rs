@@ -9,8 +9,11 @@
 //!   Unix user mapped to the key's IAM user. Over the Unix socket the caller
 //!   is the peer's uid (SO_PEERCRED) and no signature is needed.
 //! - Robustness: bodies are capped, headers and bodies must arrive within a
-//!   timeout, connections are capped in number and lifetime, and the store
-//!   work runs on blocking threads so slow clients never stall it.
+//!   timeout, connections are capped in number, idle time and lifetime, and
+//!   the store work runs on blocking threads so slow clients never stall it.
+//!   Connections are accepted first and then admitted (admission.rs): idle
+//!   peers that never signed a request make way for new ones, so a flood of
+//!   silent sockets cannot lock signed clients out.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,11 +26,13 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
+pub mod admission;
 mod tls;
 
 pub use tls::TlsFiles;
+
+use admission::{Admission, Limits, PeerKey, Ticket};
 
 use kmsfs_kms::api;
 use kmsfs_kms::authn;
@@ -49,7 +54,14 @@ pub struct ServeOptions {
     pub read_timeout: Duration,
     /// Longest a connection may stay open (keep-alive included).
     pub max_connection_age: Duration,
+    /// Connections kept at once; a newcomer beyond it sheds an idle one.
     pub max_connections: usize,
+    /// Connections one peer (IP address, or uid on the socket) may hold
+    /// before any of them carried an authenticated request.
+    pub max_connections_per_peer: usize,
+    /// How long a keep-alive connection may sit between requests once it
+    /// has carried an authenticated one (before that: `read_timeout`).
+    pub idle_timeout: Duration,
     /// TLS on the TCP listener (https); plain HTTP without.
     pub tls: Option<TlsFiles>,
 }
@@ -63,6 +75,8 @@ impl Default for ServeOptions {
             read_timeout: Duration::from_secs(10),
             max_connection_age: Duration::from_secs(300),
             max_connections: 512,
+            max_connections_per_peer: 128,
+            idle_timeout: Duration::from_secs(60),
             tls: None,
         }
     }
@@ -177,7 +191,16 @@ impl Service {
     /// One request, start to finish: the HTTP status and JSON body to send.
     /// Blocking (store I/O): call it off the async runtime.
     pub fn handle(&self, peer: &Peer, req: &RawRequest) -> (u16, Vec<u8>) {
-        match self.dispatch(peer, req) {
+        let (status, body, _) = self.handle_noting_caller(peer, req);
+        (status, body)
+    }
+
+    /// [`Service::handle`], and whether the request's caller was
+    /// established (signature valid, or a Unix socket peer): connection
+    /// admission favours connections that carried such a request.
+    pub fn handle_noting_caller(&self, peer: &Peer, req: &RawRequest) -> (u16, Vec<u8>, bool) {
+        let mut authenticated = false;
+        let (status, body) = match self.dispatch(peer, req, &mut authenticated) {
             Ok(v) => (200, serde_json::to_vec(&v).unwrap_or_default()),
             Err(e) => {
                 if e.status >= 500 {
@@ -191,10 +214,16 @@ impl Service {
                         .unwrap_or_default(),
                 )
             }
-        }
+        };
+        (status, body, authenticated)
     }
 
-    fn dispatch(&self, peer: &Peer, req: &RawRequest) -> Result<Value, HttpError> {
+    fn dispatch(
+        &self,
+        peer: &Peer,
+        req: &RawRequest,
+        authenticated: &mut bool,
+    ) -> Result<Value, HttpError> {
         if req.method != "POST" || (req.path != "/" && !req.path.is_empty()) {
             return Err(HttpError::new(
                 404,
@@ -213,6 +242,7 @@ impl Service {
                 tracing::warn!(peer = %addr, code = %e.code, "authentication refused");
             })?,
         };
+        *authenticated = true;
         if Operation::from_name(operation).is_none() {
             return Err(HttpError::bad(
                 "UnknownOperationException",
@@ -291,8 +321,22 @@ async fn serve_request(
     service: Arc<Service>,
     opts: Arc<ServeOptions>,
     peer: Peer,
+    ticket: Arc<Ticket>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    ticket.begin();
+    let (response, authenticated) = answer_request(service, opts, peer, req).await;
+    ticket.end(authenticated);
+    Ok(response)
+}
+
+/// The response to one request, and whether its caller was established.
+async fn answer_request(
+    service: Arc<Service>,
+    opts: Arc<ServeOptions>,
+    peer: Peer,
+    req: Request<Incoming>,
+) -> (Response<Full<Bytes>>, bool) {
     let too_large = || {
         HttpError::new(
             413,
@@ -306,7 +350,7 @@ async fn serve_request(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > opts.max_body as u64) {
-        return Ok(error_response(too_large()));
+        return (error_response(too_large()), false);
     }
     let (parts, body) = req.into_parts();
     let collected = tokio::time::timeout(
@@ -316,20 +360,22 @@ async fn serve_request(
     .await;
     let body = match collected {
         Err(_) => {
-            return Ok(error_response(HttpError::new(
+            let e = HttpError::new(
                 408,
                 "RequestTimeoutException",
                 "The request body did not arrive in time",
-            )));
+            );
+            return (error_response(e), false);
         }
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            return Ok(error_response(too_large()));
+            return (error_response(too_large()), false);
         }
         Ok(Err(e)) => {
-            return Ok(error_response(HttpError::bad(
+            let e = HttpError::bad(
                 "SerializationException",
                 format!("cannot read the request body: {e}"),
-            )));
+            );
+            return (error_response(e), false);
         }
         Ok(Ok(b)) => b.to_bytes(),
     };
@@ -347,7 +393,7 @@ async fn serve_request(
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
     let outcome = tokio::task::spawn_blocking(move || {
-        service.handle(
+        service.handle_noting_caller(
             &peer,
             &RawRequest {
                 method: &method,
@@ -359,14 +405,17 @@ async fn serve_request(
         )
     })
     .await;
-    Ok(match outcome {
-        Ok((status, body)) => respond(status, body),
-        Err(e) => error_response(HttpError::new(
-            500,
-            "KMSInternalException",
-            format!("request handler failed: {e}"),
-        )),
-    })
+    match outcome {
+        Ok((status, body, authenticated)) => (respond(status, body), authenticated),
+        Err(e) => {
+            let e = HttpError::new(
+                500,
+                "KMSInternalException",
+                format!("request handler failed: {e}"),
+            );
+            (error_response(e), false)
+        }
+    }
 }
 
 fn serve_connection<S>(
@@ -374,22 +423,41 @@ fn serve_connection<S>(
     peer: Peer,
     service: Arc<Service>,
     opts: Arc<ServeOptions>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    ticket: Ticket,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
+        let ticket = Arc::new(ticket);
         let svc_opts = opts.clone();
+        let svc_ticket = ticket.clone();
         let svc = hyper::service::service_fn(move |req| {
-            serve_request(service.clone(), svc_opts.clone(), peer.clone(), req)
+            serve_request(
+                service.clone(),
+                svc_opts.clone(),
+                peer.clone(),
+                svc_ticket.clone(),
+                req,
+            )
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(opts.read_timeout)
             .max_buf_size(64 * 1024)
             .serve_connection(TokioIo::new(stream), svc);
-        let _ = tokio::time::timeout(opts.max_connection_age, conn).await;
-        drop(permit);
+        let lifetime = async {
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = ticket.closing() => {
+                    // Shed or idle too long: an idle connection closes
+                    // now, a request in flight is answered first.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(opts.max_connection_age, lifetime).await;
     });
 }
 
@@ -498,7 +566,22 @@ pub fn serve(
     let tls = opts.tls.as_ref().map(tls::acceptor).transpose()?;
     let opts = Arc::new(opts);
     runtime.block_on(async move {
-        let limit = Arc::new(Semaphore::new(opts.max_connections));
+        let admission = Admission::new(Limits {
+            total: opts.max_connections,
+            per_peer: opts.max_connections_per_peer,
+            idle_unauthenticated: opts.read_timeout,
+            idle_authenticated: opts.idle_timeout,
+        });
+        {
+            let admission = admission.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                loop {
+                    tick.tick().await;
+                    admission.close_idle(std::time::Instant::now());
+                }
+            });
+        }
         let tcp = match opts.listen {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
             None => None,
@@ -521,19 +604,18 @@ pub fn serve(
             opts.socket.as_deref(),
         );
         let tcp_loop = {
-            let (service, opts, limit) = (service.clone(), opts.clone(), limit.clone());
+            let (service, opts, admission) = (service.clone(), opts.clone(), admission.clone());
             async move {
                 let Some(l) = tcp else {
                     return std::future::pending::<std::io::Result<()>>().await;
                 };
                 loop {
-                    let permit = limit
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .map_err(std::io::Error::other)?;
                     match l.accept().await {
                         Ok((stream, addr)) => {
+                            let Some(ticket) = admission.admit(PeerKey::Ip(addr.ip())) else {
+                                tracing::debug!(peer = %addr, "every connection is busy: closed");
+                                continue;
+                            };
                             let _ = stream.set_nodelay(true);
                             let Some(tls) = tls.clone() else {
                                 serve_connection(
@@ -541,24 +623,29 @@ pub fn serve(
                                     Peer::Tcp(addr),
                                     service.clone(),
                                     opts.clone(),
-                                    permit,
+                                    ticket,
                                 );
                                 continue;
                             };
                             // The handshake runs in its own task, bounded
                             // like a request's headers, so that a slow peer
-                            // holds up nobody else.
+                            // holds up nobody else; a connection shed
+                            // meanwhile ends it.
                             let (service, opts) = (service.clone(), opts.clone());
                             tokio::spawn(async move {
                                 let handshake =
                                     tokio::time::timeout(opts.read_timeout, tls.accept(stream));
-                                match handshake.await {
+                                let handshake = tokio::select! {
+                                    h = handshake => h,
+                                    _ = ticket.closing() => return,
+                                };
+                                match handshake {
                                     Ok(Ok(stream)) => serve_connection(
                                         stream,
                                         Peer::Tcp(addr),
                                         service,
                                         opts,
-                                        permit,
+                                        ticket,
                                     ),
                                     Ok(Err(e)) => {
                                         tracing::debug!(peer = %addr, error = %e, "TLS handshake failed")
@@ -576,26 +663,28 @@ pub fn serve(
             }
         };
         let unix_loop = {
-            let (service, opts, limit) = (service.clone(), opts.clone(), limit.clone());
+            let (service, opts, admission) = (service.clone(), opts.clone(), admission.clone());
             async move {
                 let Some(l) = unix else {
                     return std::future::pending::<std::io::Result<()>>().await;
                 };
                 loop {
-                    let permit = limit
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .map_err(std::io::Error::other)?;
                     match l.accept().await {
                         Ok((stream, _)) => match unix_peer_caller(&stream) {
-                            Ok(caller) => serve_connection(
-                                stream,
-                                Peer::Unix(caller),
-                                service.clone(),
-                                opts.clone(),
-                                permit,
-                            ),
+                            Ok(caller) => {
+                                let Some(ticket) = admission.admit(PeerKey::Uid(caller.uid))
+                                else {
+                                    tracing::debug!(uid = caller.uid, "every connection is busy: closed");
+                                    continue;
+                                };
+                                serve_connection(
+                                    stream,
+                                    Peer::Unix(caller),
+                                    service.clone(),
+                                    opts.clone(),
+                                    ticket,
+                                )
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, "cannot read the peer's credentials")
                             }
