@@ -200,10 +200,12 @@ eq(err(daemon.decrypt, CiphertextBlob=blob, EncryptionContext=it), 'AccessDenied
         ],
     );
     s.boto3_as(
-        &[("bin", &bin)],
+        &[("root", &root), ("bin", &bin)],
         r#"
-for k in bin.list_keys()['Keys']:
+for k in root.list_keys()['Keys']:
     eq(err(bin.encrypt, KeyId=k['KeyId'], Plaintext=b'p'), 'AccessDeniedException')
+# Listing the account's keys is itself an account-level permission.
+eq(err(bin.list_keys), 'AccessDeniedException')
 "#,
     );
 }

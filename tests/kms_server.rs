@@ -614,6 +614,117 @@ fn unix_socket_caller_is_the_peer() {
     );
 }
 
+/// One request over the Unix socket made by a process running as `uid`
+/// with no supplementary groups (perl, so no interpreter under root's home
+/// is needed); (status, body).
+fn over_socket_as(socket: &Path, uid: u32, target: &str, body: &str) -> (u16, Value) {
+    const CLIENT: &str = r#"use IO::Socket::UNIX;
+my ($path, $target, $body) = @ARGV;
+my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path) or die "connect: $!";
+print $s "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/x-amz-json-1.1\r\nX-Amz-Target: $target\r\nContent-Length: " . length($body) . "\r\n\r\n$body";
+local $/; print <$s>;"#;
+    let out = Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .args(["--clear-groups", "perl", "-e", CLIENT])
+        .arg(socket)
+        .args([target, body])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let (_, body) = text.split_once("\r\n\r\n").unwrap_or(("", ""));
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+// The account-level operations (CreateKey, ListKeys, GenerateRandom, …)
+// name no key, so no key policy speaks for them: a local user on the 0666
+// socket needs what an IAM user needs at AWS, an identity policy.
+#[test]
+fn an_unprivileged_local_user_cannot_create_keys_without_an_identity_policy() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Server::start();
+    // Let uid 1 (`daemon`) reach the socket in the server's directory.
+    let dir = s.socket.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    const DAEMON: u32 = 1;
+    let keys_before = s.kmsfs_json(&["kms", "list-keys"])["Keys"]
+        .as_array()
+        .unwrap()
+        .len();
+    for (target, body) in [
+        ("TrentService.CreateKey", "{}"),
+        ("TrentService.ListKeys", "{}"),
+        ("TrentService.GenerateRandom", r#"{"NumberOfBytes": 8}"#),
+    ] {
+        let (status, err) = over_socket_as(&s.socket, DAEMON, target, body);
+        assert_eq!(status, 400, "{target}: {err}");
+        assert_eq!(err["__type"], "AccessDeniedException", "{target}: {err}");
+        assert!(
+            err["message"].as_str().unwrap().contains(
+                "User: arn:aws:iam::000000000000:user/daemon is not authorized to perform: kms:"
+            ),
+            "{err}"
+        );
+    }
+    let keys = s.kmsfs_json(&["kms", "list-keys"])["Keys"].clone();
+    assert_eq!(keys.as_array().unwrap().len(), keys_before, "{keys}");
+
+    // What an administrator does at AWS: an IAM user with a policy.
+    s.kmsfs_json(&["iam", "create-user", "--user-name", "daemon"]);
+    let out = s.kmsfs(&[
+        "iam",
+        "put-user-policy",
+        "--user-name",
+        "daemon",
+        "--policy-name",
+        "make-keys",
+        "--policy-document",
+        r#"{"Statement": [{"Effect": "Allow", "Action": "kms:CreateKey", "Resource": "*"}]}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (status, created) = over_socket_as(&s.socket, DAEMON, "TrentService.CreateKey", "{}");
+    assert_eq!(status, 200, "{created}");
+    let key_id = created["KeyMetadata"]["KeyId"].as_str().unwrap();
+    // The creator administers what it made (the default key policy), yet
+    // listing the account's keys is still not its to do.
+    let (status, described) = over_socket_as(
+        &s.socket,
+        DAEMON,
+        "TrentService.DescribeKey",
+        &json!({"KeyId": key_id}).to_string(),
+    );
+    assert_eq!(status, 200, "{described}");
+    let (status, err) = over_socket_as(&s.socket, DAEMON, "TrentService.ListKeys", "{}");
+    assert_eq!(
+        (status, &err["__type"]),
+        (400, &json!("AccessDeniedException"))
+    );
+    // An explicit Deny wins over the Allow, and says so.
+    let out = s.kmsfs(&[
+        "iam",
+        "put-user-policy",
+        "--user-name",
+        "daemon",
+        "--policy-name",
+        "no-more",
+        "--policy-document",
+        r#"{"Statement": [{"Effect": "Deny", "Action": "kms:Create*", "Resource": "*"}]}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (status, err) = over_socket_as(&s.socket, DAEMON, "TrentService.CreateKey", "{}");
+    assert_eq!(status, 400, "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("explicit deny"),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_input_does_not_hurt_the_server() {
     let s = Server::start_with(

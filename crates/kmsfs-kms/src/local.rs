@@ -145,6 +145,9 @@ pub struct LocalKms {
     /// Last cryptographic use per key, in memory until the next store write
     /// (see local/usage.rs for why).
     usage: usage::UsageTracker,
+    /// The Unix user who owns the store and may do account-level operations
+    /// without an identity policy (besides root); see [`check_account_level`].
+    owner_uid: u32,
 }
 
 impl std::fmt::Debug for LocalKms {
@@ -322,6 +325,54 @@ fn check_policy_or_grants(
     }
 }
 
+/// Whether `caller` may do the account-level `action` (one that names no
+/// key: CreateKey, ListKeys, GenerateRandom, …). No key policy speaks for
+/// these, so, as at AWS, an identity policy must allow it on `*` — except
+/// for the store's owners: Unix root (the account's root user) and
+/// `owner_uid` (by default the user the process holding the store runs as:
+/// an embedded store's owner, or `kms serve`'s). Everyone else, a local
+/// user on the socket included, needs an IAM user of their name with a
+/// policy allowing the action.
+fn check_account_level(
+    data: &StoreData,
+    owner_uid: u32,
+    caller: &Caller,
+    action: &str,
+) -> Result<()> {
+    if caller.uid == 0 || caller.uid == owner_uid {
+        return Ok(());
+    }
+    let principal = iam::principal_arn(&data.account, caller);
+    let facts = RequestFacts {
+        action,
+        resource: "*",
+        account: &data.account,
+        principal_arn: principal.as_deref(),
+        encryption_context: None,
+        region: caller.region.as_deref(),
+        key_spec: None,
+        key_usage: None,
+        key_origin: None,
+    };
+    let user = principal
+        .as_deref()
+        .and_then(|p| p.rsplit_once(":user/"))
+        .map(|(_, name)| name);
+    let decision = user.map_or(Decision::NotAllowed, |u| {
+        data.iam.identity_decision(u, &facts)
+    });
+    let who = principal.unwrap_or_else(|| format!("uid:{}", caller.uid));
+    match decision {
+        Decision::Allow => Ok(()),
+        Decision::Deny => Err(KmsError::AccessDenied(format!(
+            "User: {who} is not authorized to perform: {action} with an explicit deny in an identity-based policy"
+        ))),
+        Decision::NotAllowed => Err(KmsError::AccessDenied(format!(
+            "User: {who} is not authorized to perform: {action} because no identity-based policy allows the {action} action"
+        ))),
+    }
+}
+
 impl LocalKms {
     /// Opens (or creates) the store at `path`; the audit log goes beside it.
     pub fn open(path: &Path, secret: &RootSecret, clock: Arc<dyn Clock>) -> Result<LocalKms> {
@@ -354,10 +405,21 @@ impl LocalKms {
             audit: AuditLog::at(&PathBuf::from(audit_path)),
             usage: usage::UsageTracker::new(clock.now()),
             clock,
+            owner_uid: nix::unistd::geteuid().as_raw(),
         };
         // Rotation and deletion that came due while nobody had the store open.
         drop(kms.lock()?);
         Ok(kms)
+    }
+
+    /// Makes `uid` the store's owner: the Unix user who, besides root, may
+    /// do account-level operations (CreateKey, ListKeys, …) without an
+    /// identity policy. The default is the process's effective uid; a
+    /// process serving a store on behalf of another user names that user.
+    #[must_use]
+    pub fn with_owner(mut self, uid: u32) -> LocalKms {
+        self.owner_uid = uid;
+        self
     }
 
     pub fn audit_log(&self) -> &AuditLog {
@@ -466,6 +528,12 @@ impl LocalKms {
         out
     }
 
+    /// [`check_account_level`] for `op` on the current store.
+    fn account_level(&self, caller: &Caller, op: Operation) -> Result<()> {
+        let store = self.lock()?;
+        check_account_level(store.data(), self.owner_uid, caller, op.iam_action())
+    }
+
     /// Checks a request before it reaches the store; a refused request is
     /// audited like any other call.
     fn precheck<T>(
@@ -552,6 +620,7 @@ impl LocalKms {
 
     pub fn create_key(&self, caller: &Caller, input: CreateKeyInput) -> Result<KeyInfo> {
         self.run(caller, Operation::CreateKey, None, None, |trail| {
+            self.account_level(caller, Operation::CreateKey)?;
             let usage = Some(input.key_usage.as_str()).filter(|u| !u.is_empty());
             let (key_spec, key_usage) = super::keyspec::key_type(&input.key_spec, usage)?;
             multi_region::check_creatable(input.multi_region, input.origin)?;
@@ -744,6 +813,12 @@ impl LocalKms {
         self.run(caller, Operation::ListKeys, None, None, |_| {
             let store = self.lock()?;
             let data = store.data();
+            check_account_level(
+                data,
+                self.owner_uid,
+                caller,
+                Operation::ListKeys.iam_action(),
+            )?;
             let region = data.region_or_default(caller.region.as_deref());
             Ok(data
                 .keys
@@ -881,6 +956,12 @@ impl LocalKms {
         self.run(caller, Operation::ListAliases, key_id, None, |_| {
             let store = self.lock()?;
             let data = store.data();
+            check_account_level(
+                data,
+                self.owner_uid,
+                caller,
+                Operation::ListAliases.iam_action(),
+            )?;
             let only = key_id
                 .map(|k| data.resolve_key_only(caller.region.as_deref(), k))
                 .transpose()?;

@@ -38,6 +38,7 @@ fn open(path: &std::path::Path) -> LocalKms {
         Arc::new(ManualClock::new(1_700_000_000)),
     )
     .unwrap()
+    .with_owner(owner().uid)
 }
 
 fn key(kms: &LocalKms, spec: &str, usage: &str) -> String {

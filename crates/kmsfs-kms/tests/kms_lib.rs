@@ -93,7 +93,9 @@ impl Env {
 
 fn open(path: &Path, clock: &Arc<ManualClock>) -> LocalKms {
     let clock: Arc<dyn Clock> = clock.clone();
-    LocalKms::open(path, &RootSecret::KeyFile, clock).unwrap()
+    LocalKms::open(path, &RootSecret::KeyFile, clock)
+        .unwrap()
+        .with_owner(owner().uid)
 }
 
 fn no_ctx() -> EncryptionContext {
@@ -1817,6 +1819,7 @@ fn corrupted_store_is_refused_and_left_alone() {
     assert_eq!(
         LocalKms::open(&env.path, &RootSecret::KeyFile, clock)
             .unwrap()
+            .with_owner(owner().uid)
             .list_keys(&owner())
             .unwrap()
             .len(),

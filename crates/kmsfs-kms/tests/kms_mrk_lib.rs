@@ -49,7 +49,9 @@ struct Env {
 
 fn open(path: &Path, clock: &Arc<ManualClock>) -> LocalKms {
     let clock: Arc<dyn Clock> = clock.clone();
-    LocalKms::open(path, &RootSecret::KeyFile, clock).unwrap()
+    LocalKms::open(path, &RootSecret::KeyFile, clock)
+        .unwrap()
+        .with_owner(owner("local").uid)
 }
 
 impl Env {

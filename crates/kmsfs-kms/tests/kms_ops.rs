@@ -38,7 +38,9 @@ fn stranger() -> Caller {
 
 fn open(path: &Path, clock: &Arc<ManualClock>) -> LocalKms {
     let clock: Arc<dyn Clock> = clock.clone();
-    LocalKms::open(path, &RootSecret::KeyFile, clock).unwrap()
+    LocalKms::open(path, &RootSecret::KeyFile, clock)
+        .unwrap()
+        .with_owner(owner().uid)
 }
 
 struct Env {
@@ -541,14 +543,26 @@ fn generate_random_and_custom_key_stores() {
         )
         .unwrap();
     assert_ne!(bytes, other);
-    // Any local caller may ask: no key policy applies.
-    api::handle(
-        &env.kms,
-        &stranger(),
-        "GenerateRandom",
-        &json!({"NumberOfBytes": 1}),
-    )
-    .unwrap();
+    // Operations that name no key are the account's: a caller who is
+    // neither root nor the store's owner needs an identity policy, and a
+    // uid with no IAM user has none.
+    for (op, input) in [
+        ("GenerateRandom", json!({"NumberOfBytes": 1})),
+        ("CreateKey", json!({})),
+        ("ListKeys", json!({})),
+        ("ListAliases", json!({})),
+        ("DescribeCustomKeyStores", json!({})),
+        ("CreateCustomKeyStore", json!({"CustomKeyStoreName": "n"})),
+    ] {
+        let err = api::handle(&env.kms, &stranger(), op, &input).unwrap_err();
+        assert_eq!(err.code(), "AccessDeniedException", "{op}");
+        assert!(
+            err.to_string()
+                .contains("because no identity-based policy allows the kms:"),
+            "{op}: {err}"
+        );
+    }
+    assert!(env.ok("ListKeys", json!({}))["Keys"].as_array().is_some());
     for bad in [
         json!({}),
         json!({"NumberOfBytes": 0}),

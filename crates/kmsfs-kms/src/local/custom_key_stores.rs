@@ -24,7 +24,10 @@ impl LocalKms {
         op: Operation,
         store_id: &str,
     ) -> Result<()> {
-        self.run(caller, op, None, None, |_| Err(not_found(store_id)))
+        self.run(caller, op, None, None, |_| {
+            self.account_level(caller, op)?;
+            Err(not_found(store_id))
+        })
     }
 
     pub fn create_custom_key_store(
@@ -35,6 +38,7 @@ impl LocalKms {
     ) -> Result<String> {
         let op = Operation::CreateCustomKeyStore;
         self.run(caller, op, None, None, |_| {
+            self.account_level(caller, op)?;
             if name.is_empty() || name.chars().count() > 256 {
                 return Err(KmsError::Validation(
                     "1 validation error detected: Value at 'customKeyStoreName' failed to satisfy constraint: Member must have length between 1 and 256".into(),
@@ -67,9 +71,12 @@ impl LocalKms {
             Operation::DescribeCustomKeyStores,
             None,
             None,
-            |_| match store_id.or(store_name) {
-                Some(named) => Err(not_found(named)),
-                None => Ok(vec![]),
+            |_| {
+                self.account_level(caller, Operation::DescribeCustomKeyStores)?;
+                match store_id.or(store_name) {
+                    Some(named) => Err(not_found(named)),
+                    None => Ok(vec![]),
+                }
             },
         )
     }

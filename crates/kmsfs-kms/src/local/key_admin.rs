@@ -161,6 +161,7 @@ impl LocalKms {
         };
         let n = self.precheck(caller, op, None, checked)?;
         self.run(caller, op, None, None, |_| {
+            self.account_level(caller, op)?;
             let mut bytes = Zeroizing::new(vec![0u8; n]);
             rand::fill(&mut bytes[..]);
             Ok(bytes)

@@ -171,8 +171,9 @@ impl LocalKms {
     /// ReplicateKey: a replica of the primary key `key_id` in
     /// `input.replica_region`, with the same id and material (every version)
     /// and its own policy, description, tags and state. The caller needs
-    /// kms:ReplicateKey on the primary; creating the replica takes what
-    /// CreateKey takes (nothing beyond authentication, see docs/KMS.md).
+    /// kms:ReplicateKey on the primary, and what CreateKey takes for the
+    /// replica (an identity policy allowing kms:CreateKey, or being the
+    /// store's owner; see docs/KMS.md).
     pub fn replicate_key(
         &self,
         caller: &Caller,
@@ -198,6 +199,9 @@ impl LocalKms {
             });
         let policy = self.precheck(caller, op, Some(key_id), valid)?;
         self.change_key_in_store(caller, op, key_id, |data, id, now, arn| {
+            // The replica is a new key of the account: AWS asks for
+            // kms:CreateKey besides kms:ReplicateKey on the primary.
+            super::check_account_level(data, self.owner_uid, caller, "kms:CreateKey")?;
             let primary = data.key(&id)?;
             let m = require_primary(primary, arn, op)?;
             // DisabledException or KMSInvalidStateException, as AWS lists.
