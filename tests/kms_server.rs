@@ -677,17 +677,17 @@ fn an_unprivileged_local_user_cannot_create_keys_without_an_identity_policy() {
 
     // What an administrator does at AWS: an IAM user with a policy.
     s.kmsfs_json(&["iam", "create-user", "--user-name", "daemon"]);
-    let out = s.kmsfs(&[
-        "iam",
-        "put-user-policy",
-        "--user-name",
-        "daemon",
-        "--policy-name",
+    let put_policy = |name: &str, statement: &str| {
+        let document = format!(r#"{{"Statement": [{statement}]}}"#);
+        let mut args = vec!["iam", "put-user-policy", "--user-name", "daemon"];
+        args.extend(["--policy-name", name, "--policy-document", &document]);
+        let out = s.kmsfs(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    put_policy(
         "make-keys",
-        "--policy-document",
-        r#"{"Statement": [{"Effect": "Allow", "Action": "kms:CreateKey", "Resource": "*"}]}"#,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+        r#"{"Effect": "Allow", "Action": "kms:CreateKey", "Resource": "*"}"#,
+    );
     let (status, created) = over_socket_as(&s.socket, DAEMON, "TrentService.CreateKey", "{}");
     assert_eq!(status, 200, "{created}");
     let key_id = created["KeyMetadata"]["KeyId"].as_str().unwrap();
@@ -706,17 +706,10 @@ fn an_unprivileged_local_user_cannot_create_keys_without_an_identity_policy() {
         (400, &json!("AccessDeniedException"))
     );
     // An explicit Deny wins over the Allow, and says so.
-    let out = s.kmsfs(&[
-        "iam",
-        "put-user-policy",
-        "--user-name",
-        "daemon",
-        "--policy-name",
+    put_policy(
         "no-more",
-        "--policy-document",
-        r#"{"Statement": [{"Effect": "Deny", "Action": "kms:Create*", "Resource": "*"}]}"#,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+        r#"{"Effect": "Deny", "Action": "kms:Create*", "Resource": "*"}"#,
+    );
     let (status, err) = over_socket_as(&s.socket, DAEMON, "TrentService.CreateKey", "{}");
     assert_eq!(status, 400, "{err}");
     assert!(
