@@ -59,7 +59,7 @@ fn main() {
         .arn;
     let (id, secret) = kms
         .iam_update(|iam, now| {
-            iam.create_user(&user, now)?;
+            iam.create_user(&user, now, kmsfs_kms::iam::UnixLink::IfExists)?;
             iam.create_access_key(&user, now)
         })
         .expect("access key");

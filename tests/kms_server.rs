@@ -564,8 +564,9 @@ fn iam_groups_administer_users_use() {
     // IAM housekeeping refusals.
     let out = s.kmsfs(&["iam", "delete-user", "--user-name", "bin"]);
     assert_eq!(out.status.code(), Some(254));
-    let out = s.kmsfs(&["iam", "create-user", "--user-name", "no-such-unix-user-q"]);
+    let out = s.kmsfs(&["iam", "create-user", "--user-name", "bin"]);
     assert_eq!(out.status.code(), Some(254));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     let keys = s.kmsfs_json(&["iam", "list-access-keys", "--user-name", "bin"]);
     assert!(
         keys["AccessKeyMetadata"][0]
@@ -715,6 +716,138 @@ fn an_unprivileged_local_user_cannot_create_keys_without_an_identity_policy() {
     assert!(
         err["message"].as_str().unwrap().contains("explicit deny"),
         "{err}"
+    );
+}
+
+// A key service for many hosts names its principals itself: an IAM user
+// needs no Unix account on the server, acts as no uid, and is named by its
+// ARN in policies, grants and the audit log.
+#[test]
+fn iam_user_names_need_no_unix_account() {
+    let s = Server::start();
+    const APP: &str = "fleet-app-7";
+    assert!(nix::unistd::User::from_name(APP).unwrap().is_none());
+    let app = s.user_with_key(APP);
+    let peer = s.user_with_key("fleet-app-8");
+    let arn = format!("arn:aws:iam::000000000000:user/{APP}");
+    let users = s.kmsfs_json(&["iam", "list-users"]);
+    assert!(users.to_string().contains(&arn), "{users}");
+
+    // Account-level permission as for anyone, then its own key.
+    let err = s.aws_err(&app, &["kms", "create-key"]);
+    assert!(
+        err.contains("AccessDeniedException") && err.contains(&arn),
+        "{err}"
+    );
+    let out = s.kmsfs(&[
+        "iam",
+        "put-user-policy",
+        "--user-name",
+        APP,
+        "--policy-name",
+        "make-keys",
+        "--policy-document",
+        r#"{"Statement": [{"Effect": "Allow", "Action": "kms:CreateKey", "Resource": "*"}]}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = s.aws_json(&app, &["kms", "create-key"])["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The default policy names the creator by ARN: it has no uid.
+    let policy = s.aws_json(&app, &["kms", "get-key-policy", "--key-id", &key]);
+    let policy: Value = serde_json::from_str(policy["Policy"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        policy["Statement"][0]["Principal"],
+        json!({"AWS": [arn.clone()]})
+    );
+    let b64 = s.aws_json(
+        &app,
+        &["kms", "encrypt", "--key-id", &key, "--plaintext", "hi"],
+    )["CiphertextBlob"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    use base64::Engine;
+    let blob = write(
+        s.dir.path(),
+        "app.enc",
+        &base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    );
+    let decrypts = |who: &Key| {
+        let out = s.aws_json(who, &["kms", "decrypt", "--ciphertext-blob", &blob]);
+        out["Plaintext"] == "aGk="
+    };
+    assert!(decrypts(&app));
+    // Another IAM-only user is a stranger to it, until granted by ARN.
+    let err = s.aws_err(&peer, &["kms", "decrypt", "--ciphertext-blob", &blob]);
+    assert!(err.contains("AccessDeniedException"), "{err}");
+    s.aws_json(
+        &app,
+        &[
+            "kms",
+            "create-grant",
+            "--key-id",
+            &key,
+            "--grantee-principal",
+            "arn:aws:iam::000000000000:user/fleet-app-8",
+            "--operations",
+            "Decrypt",
+        ],
+    );
+    assert!(decrypts(&peer));
+
+    // A name a Unix account has, made IAM-only: the signed requests do not
+    // act as that uid (daemon, uid 1), and that account gains nothing of it.
+    let out = s.kmsfs(&[
+        "iam",
+        "create-user",
+        "--user-name",
+        "daemon",
+        "--no-unix-user",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let daemon = s.kmsfs_json(&["iam", "create-access-key", "--user-name", "daemon"]);
+    let daemon = Key {
+        id: daemon["AccessKey"]["AccessKeyId"].as_str().unwrap().into(),
+        secret: daemon["AccessKey"]["SecretAccessKey"]
+            .as_str()
+            .unwrap()
+            .into(),
+    };
+    let root = s.user_with_key("root");
+    let uid_key = s.aws_json(
+        &root,
+        &[
+            "kms",
+            "create-key",
+            "--policy",
+            r#"{"Statement": [{"Effect": "Allow", "Principal": {"User": ["0"]}, "Action": "kms:*", "Resource": "*"},
+                              {"Effect": "Allow", "Principal": {"User": ["1"]}, "Action": "kms:DescribeKey", "Resource": "*"}]}"#,
+        ],
+    )["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let err = s.aws_err(&daemon, &["kms", "describe-key", "--key-id", &uid_key]);
+    assert!(err.contains("AccessDeniedException"), "{err}");
+
+    // The audit log names the IAM principal by ARN and gives it no uid.
+    let audit = std::fs::read_to_string(format!("{}.audit.log", s.store.display())).unwrap();
+    let mine: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["callerArn"] == json!(arn))
+        .collect();
+    assert!(
+        mine.iter()
+            .any(|e| e["eventName"] == "CreateKey" && e["outcome"] == "Success")
+    );
+    assert!(
+        mine.iter().all(|e| e.get("callerUid").is_none()),
+        "{mine:?}"
     );
 }
 

@@ -28,10 +28,16 @@ pub(crate) struct IamArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum IamCommand {
-    /// Creates an IAM user for the local Unix user of the same name.
+    /// Creates an IAM user. If a local Unix user of the same name exists,
+    /// the IAM user stands for it (signed requests act as its uid and
+    /// groups) unless --no-unix-user; otherwise it is an IAM principal only,
+    /// named by its ARN.
     CreateUser {
         #[arg(long)]
         user_name: String,
+        /// Never tie the user to a Unix account, even one of its name.
+        #[arg(long)]
+        no_unix_user: bool,
     },
     /// Deletes a user (delete its access keys first).
     DeleteUser {
@@ -324,9 +330,17 @@ pub(crate) fn run(args: &IamArgs, keystore: Option<PathBuf>) -> Result<(), CliEr
             group_name,
             PolicyCall::Delete { name: policy_name },
         )?,
-        CreateUser { user_name } => kms
+        CreateUser {
+            user_name,
+            no_unix_user,
+        } => kms
             .iam_update(|iam, now| {
-                iam.create_user(user_name, now)?;
+                let link = if *no_unix_user {
+                    kmsfs_kms::iam::UnixLink::Never
+                } else {
+                    kmsfs_kms::iam::UnixLink::IfExists
+                };
+                iam.create_user(user_name, now, link)?;
                 Ok(json!({"User": user_json(&account, iam, user_name)}))
             })
             .map_err(service("CreateUser"))?,

@@ -390,7 +390,7 @@ impl Served {
             .name;
         let (key_id, secret) = kms
             .iam_update(|iam, now| {
-                iam.create_user(&me, now)?;
+                iam.create_user(&me, now, kmsfs_kms::iam::UnixLink::IfExists)?;
                 iam.create_access_key(&me, now)
             })
             .unwrap();

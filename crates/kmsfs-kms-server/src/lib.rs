@@ -480,6 +480,7 @@ fn unix_peer_caller(stream: &tokio::net::UnixStream) -> std::io::Result<Caller> 
         uid,
         gid,
         groups,
+        iam_user: None,
         region: None,
     })
 }

@@ -55,7 +55,7 @@ fn access_key(store: &LocalStore, name: &str) -> Credentials {
     let (id, secret) = store
         .kms()
         .iam_update(|iam, now| {
-            iam.create_user(name, now)?;
+            iam.create_user(name, now, kmsfs_kms::iam::UnixLink::IfExists)?;
             iam.create_access_key(name, now)
         })
         .unwrap();
@@ -148,6 +148,7 @@ impl Harness for Served {
                     uid: 65534,
                     gid: 65534,
                     groups: vec![],
+                    iam_user: None,
                     region: None,
                 },
             }),

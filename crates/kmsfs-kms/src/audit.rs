@@ -15,7 +15,12 @@ use serde::Serialize;
 #[serde(rename_all = "camelCase")]
 pub struct AuditEvent<'a> {
     pub event_time: String,
-    pub caller_uid: u32,
+    /// Absent for an IAM principal that is no local user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_uid: Option<u32>,
+    /// The IAM user's ARN, for a request signed with an access key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caller_arn: Option<String>,
     pub event_name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
@@ -142,7 +147,8 @@ mod tests {
     fn event(name: &str) -> AuditEvent<'_> {
         AuditEvent {
             event_time: "2026-12-02T00:00:00Z".into(),
-            caller_uid: 0,
+            caller_uid: Some(0),
+            caller_arn: None,
             event_name: name,
             key_id: None,
             key_version: None,

@@ -66,8 +66,10 @@ pub enum AuthFailure {
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub access_key_id: String,
-    /// The IAM user (a Unix user name) owning the access key.
+    /// The IAM user owning the access key.
     pub user: String,
+    /// Whether that user stands for the Unix user of its name.
+    pub unix_user: bool,
     /// The credential scope's region (checked per [`RegionCheck`]).
     pub region: String,
     /// The request's signature (lower-case hex), e.g. for a replay cache.
@@ -77,9 +79,10 @@ pub struct Verified {
 }
 
 impl Verified {
-    /// The Unix identity the request acts as.
+    /// The identity the request acts as: the IAM user, and the Unix user
+    /// of its name if it stands for one.
     pub fn caller(&self) -> Result<Caller, AuthFailure> {
-        iam::caller_for_user(&self.user).map_err(|e| {
+        iam::caller_for_user(&self.user, self.unix_user).map_err(|e| {
             AuthFailure::Unmapped(format!(
                 "The access key's user cannot be mapped to a Unix user: {e}"
             ))
@@ -163,11 +166,16 @@ pub fn verify(
     }
     let key = kms
         .iam_read(|d| {
-            d.active_key(&auth.access_key_id)
-                .map(|(user, secret)| (user.to_string(), Zeroizing::new(secret.to_string())))
+            d.active_key(&auth.access_key_id).map(|(user, secret)| {
+                (
+                    user.to_string(),
+                    d.is_unix_user(user),
+                    Zeroizing::new(secret.to_string()),
+                )
+            })
         })
         .map_err(AuthFailure::Store)?;
-    let Some((user, secret)) = key else {
+    let Some((user, unix_user, secret)) = key else {
         return Err(AuthFailure::UnknownKey);
     };
     let expected = sigv4::expected_signature(
@@ -189,6 +197,7 @@ pub fn verify(
     Ok(Verified {
         access_key_id: auth.access_key_id,
         user,
+        unix_user,
         region: auth.region,
         signature: auth.signature,
         when,
@@ -215,7 +224,7 @@ mod tests {
             .name;
         let (id, secret) = kms
             .iam_update(|iam, now| {
-                iam.create_user(&me, now)?;
+                iam.create_user(&me, now, crate::iam::UnixLink::IfExists)?;
                 iam.create_access_key(&me, now)
             })
             .unwrap();

@@ -1,4 +1,5 @@
-//! A small IAM: users (each one a local Unix user, by name), groups, and
+//! A small IAM: users (IAM principals named by ARN, each one optionally
+//! standing for the local Unix user of its name), groups, and
 //! access keys (an `AKIA…` id and a secret) that sign requests to
 //! `kmsfs kms serve` with AWS Signature Version 4.
 //!
@@ -8,9 +9,10 @@
 //! store's locking and crash safety. A secret is shown once, by
 //! CreateAccessKey; nothing prints it afterwards.
 //!
-//! Key policies keep naming Unix users and groups; an IAM group is matched by
-//! name against the policy's `Group` principals, for the Unix user mapped to
-//! an IAM user in it.
+//! Key policies name IAM users by ARN, and Unix users and groups by name or
+//! id; an IAM group is matched by name against the policy's `Group`
+//! principals, for the IAM user of a signed request or the Unix-backed IAM
+//! user of a local caller.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,9 +39,33 @@ pub struct IamData {
 pub struct IamUser {
     pub user_id: String,
     pub created: Timestamp,
+    /// Whether the user stands for the local Unix user of its name (its
+    /// signed requests act as that uid and its groups). Decided when the
+    /// user is made, so a Unix account created later under the same name
+    /// gains nothing. Stores written before IAM users could be anything else
+    /// lack the field: all of theirs were Unix users.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub unix_user: bool,
     /// Inline identity policies: name → policy document (JSON text).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub policies: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// Whether a new IAM user stands for the local Unix user of its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnixLink {
+    /// If there is one (what `kmsfs iam create-user` does by default).
+    IfExists,
+    /// Never: an IAM principal only, whatever Unix accounts exist.
+    Never,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,25 +159,20 @@ pub fn unix_user(name: &str) -> Result<nix::unistd::User> {
     }
 }
 
-/// The Caller of a request signed by `user_name`'s access key: the Unix
-/// user's uid, primary gid and supplementary groups.
-/// The IAM ARN that names `caller` in grants: `arn:aws:iam::ACCOUNT:user/NAME`
-/// for the Unix user NAME of its uid. IAM users are Unix users of the same
-/// name (see [`caller_for_user`]), so this is the ARN of the IAM user a
-/// signed request came from, and the ARN a local caller would have as one.
-/// None for a uid without a user name: no grant can name it.
-pub fn principal_arn(account: &str, caller: &Caller) -> Option<String> {
-    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(caller.uid)).ok()??;
-    Some(user_arn(account, &user.name))
-}
-
 /// The ARN of IAM user `name`.
 pub fn user_arn(account: &str, name: &str) -> String {
     format!("arn:aws:iam::{account}:user/{name}")
 }
 
-pub fn caller_for_user(user_name: &str) -> Result<Caller> {
-    let u = unix_user(user_name)?;
+/// The Caller of a request signed by `user_name`'s access key. A user that
+/// stands for a Unix user (`unix_user`) acts as its uid, primary gid and
+/// supplementary groups; any other is an IAM principal alone
+/// ([`Caller::iam_only`]).
+pub fn caller_for_user(user_name: &str, unix_user: bool) -> Result<Caller> {
+    if !unix_user {
+        return Ok(Caller::iam_only(user_name));
+    }
+    let u = self::unix_user(user_name)?;
     let cname = std::ffi::CString::new(user_name)
         .map_err(|_| KmsError::Validation("user name holds a NUL byte".into()))?;
     let groups = nix::unistd::getgrouplist(&cname, u.gid)
@@ -161,6 +182,7 @@ pub fn caller_for_user(user_name: &str) -> Result<Caller> {
         uid: u.uid.as_raw(),
         gid: u.gid.as_raw(),
         groups,
+        iam_user: Some(user_name.to_string()),
         // Set by the server from the request's credential scope.
         region: None,
     })
@@ -171,9 +193,9 @@ impl IamData {
         self.users.is_empty() && self.groups.is_empty() && self.access_keys.is_empty()
     }
 
-    pub fn create_user(&mut self, name: &str, now: Timestamp) -> Result<&IamUser> {
+    pub fn create_user(&mut self, name: &str, now: Timestamp, link: UnixLink) -> Result<&IamUser> {
         validate_name("userName", name)?;
-        unix_user(name)?;
+        let unix_user = link == UnixLink::IfExists && unix_user(name).is_ok();
         if self.users.contains_key(name) {
             return Err(KmsError::AlreadyExists(format!(
                 "User with name {name} already exists."
@@ -184,6 +206,7 @@ impl IamData {
             IamUser {
                 user_id: random_string("AIDA", ID_ALPHABET, 17),
                 created: now,
+                unix_user,
                 policies: BTreeMap::new(),
             },
         );
@@ -423,14 +446,44 @@ impl IamData {
             .map(|k| (k.user_name.as_str(), k.secret.as_str()))
     }
 
-    /// Whether the Unix user `uid` is, as an IAM user, a member of IAM group `group`.
-    pub fn uid_in_group(&self, uid: u32, group: &str) -> bool {
+    /// The IAM ARN that names `caller` in policies and grants:
+    /// `arn:aws:iam::ACCOUNT:user/NAME` for the IAM user a signed request
+    /// came from, else for the Unix user NAME of its uid (the ARN a local
+    /// caller has as the IAM user of its name). None for a uid without a
+    /// user name, and for a local user whose name an IAM-only user holds:
+    /// that ARN is the IAM user's, and a Unix account of the same name must
+    /// not take its grants or policies.
+    pub fn principal_arn(&self, account: &str, caller: &Caller) -> Option<String> {
+        if let Some(name) = &caller.iam_user {
+            return Some(user_arn(account, name));
+        }
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(caller.uid)).ok()??;
+        if self.users.get(&user.name).is_some_and(|u| !u.unix_user) {
+            return None;
+        }
+        Some(user_arn(account, &user.name))
+    }
+
+    /// Whether IAM user `name` stands for the Unix user of its name.
+    pub fn is_unix_user(&self, name: &str) -> bool {
+        self.users.get(name).is_some_and(|u| u.unix_user)
+    }
+
+    /// Whether `caller` is a member of IAM group `group`: as the IAM user
+    /// that signed its request, or, for a local caller, as the Unix-backed
+    /// IAM user of its uid.
+    pub fn caller_in_group(&self, caller: &Caller, group: &str) -> bool {
         let Some(g) = self.groups.get(group) else {
             return false;
         };
-        g.members.iter().any(|name| {
-            matches!(nix::unistd::User::from_name(name), Ok(Some(u)) if u.uid.as_raw() == uid)
-        })
+        if let Some(name) = &caller.iam_user {
+            return g.members.contains(name);
+        }
+        caller.has_uid()
+            && g.members.iter().any(|name| {
+                self.is_unix_user(name)
+                    && matches!(nix::unistd::User::from_name(name), Ok(Some(u)) if u.uid.as_raw() == caller.uid)
+            })
     }
 }
 
@@ -441,18 +494,44 @@ mod tests {
     #[test]
     fn users_groups_and_keys() {
         let mut iam = IamData::default();
-        assert!(iam.create_user("no-such-unix-user-xyz", 1).is_err());
-        assert!(iam.create_user("bad name", 1).is_err());
-        iam.create_user("root", 1).unwrap();
+        assert!(iam.create_user("bad name", 1, UnixLink::IfExists).is_err());
+        iam.create_user("root", 1, UnixLink::IfExists).unwrap();
+        assert!(iam.is_unix_user("root"));
         assert!(matches!(
-            iam.create_user("root", 1),
+            iam.create_user("root", 1, UnixLink::IfExists),
             Err(KmsError::AlreadyExists(_))
         ));
         iam.create_group("kmsadmins", 1).unwrap();
         iam.add_user_to_group("kmsadmins", "root").unwrap();
-        assert!(iam.uid_in_group(0, "kmsadmins"));
-        assert!(!iam.uid_in_group(1, "kmsadmins"));
-        assert!(!iam.uid_in_group(0, "other"));
+        let local = |uid| Caller {
+            uid,
+            gid: uid,
+            groups: vec![],
+            iam_user: None,
+            region: None,
+        };
+        assert!(iam.caller_in_group(&local(0), "kmsadmins"));
+        assert!(!iam.caller_in_group(&local(1), "kmsadmins"));
+        assert!(!iam.caller_in_group(&local(0), "other"));
+
+        // A user who is no Unix account is its own principal; one named like
+        // a Unix account but made IAM-only does not take that account's uid,
+        // nor does the account take the IAM user's name.
+        iam.create_user("no-such-unix-user-xyz", 1, UnixLink::IfExists)
+            .unwrap();
+        assert!(!iam.is_unix_user("no-such-unix-user-xyz"));
+        let c = caller_for_user("no-such-unix-user-xyz", false).unwrap();
+        assert_eq!((c.uid, c.has_uid()), (Caller::NO_UID, false));
+        assert_eq!(
+            iam.principal_arn("111122223333", &c).as_deref(),
+            Some("arn:aws:iam::111122223333:user/no-such-unix-user-xyz")
+        );
+        iam.create_user("daemon", 1, UnixLink::Never).unwrap();
+        assert!(!iam.is_unix_user("daemon"));
+        assert_eq!(iam.principal_arn("111122223333", &local(1)), None);
+        iam.add_user_to_group("kmsadmins", "daemon").unwrap();
+        assert!(!iam.caller_in_group(&local(1), "kmsadmins"));
+        assert!(iam.caller_in_group(&Caller::iam_only("daemon"), "kmsadmins"));
 
         let (id, secret) = iam.create_access_key("root", 1).unwrap();
         assert!(id.starts_with("AKIA") && id.len() == 20, "{id}");
@@ -471,14 +550,23 @@ mod tests {
             iam.delete_access_key(&id, Some("root")).unwrap();
         }
         iam.delete_user("root").unwrap();
-        assert!(!iam.uid_in_group(0, "kmsadmins"));
+        assert!(!iam.caller_in_group(&local(0), "kmsadmins"));
         let round: IamData = serde_json::from_str(&serde_json::to_string(&iam).unwrap()).unwrap();
-        assert!(round.users.is_empty());
+        assert_eq!(
+            round.users.keys().collect::<Vec<_>>(),
+            ["daemon", "no-such-unix-user-xyz"]
+        );
+        assert!(!round.is_unix_user("daemon") && !round.is_unix_user("no-such-unix-user-xyz"));
+        // A user stored before the field existed was a Unix user.
+        let old: IamData =
+            serde_json::from_str(r#"{"users": {"bin": {"user_id": "AIDAX", "created": 1}}}"#)
+                .unwrap();
+        assert!(old.is_unix_user("bin"));
     }
 
     #[test]
     fn caller_of_a_unix_user() {
-        let c = caller_for_user("root").unwrap();
+        let c = caller_for_user("root", true).unwrap();
         assert_eq!(c.uid, 0);
         assert_eq!(c.gid, 0);
     }

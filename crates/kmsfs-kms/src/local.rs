@@ -13,7 +13,6 @@ use super::blob::{self, BlobHeader, EncryptionContext, MAX_PLAINTEXT};
 use super::clock::Clock;
 use super::error::{KmsError, Result};
 use super::grants::Grant;
-use super::iam;
 use super::keyspec::{KeySpec, KeyUsage};
 use super::material::{KeyMaterial, SecretBytes, random_nonce};
 use super::model::{
@@ -148,6 +147,8 @@ pub struct LocalKms {
     /// The Unix user who owns the store and may do account-level operations
     /// without an identity policy (besides root); see [`check_account_level`].
     owner_uid: u32,
+    /// The store's AWS account id, fixed when the store was created.
+    account: String,
 }
 
 impl std::fmt::Debug for LocalKms {
@@ -238,7 +239,7 @@ fn policy_decision(
     action: &str,
     ctx: Option<&EncryptionContext>,
 ) -> Decision {
-    let principal = iam::principal_arn(&data.account, caller);
+    let principal = data.iam.principal_arn(&data.account, caller);
     let facts = RequestFacts {
         action,
         resource,
@@ -269,7 +270,7 @@ fn policy_decision(
     doc.decide(&Who {
         caller,
         facts: &facts,
-        iam_group: &|group| data.iam.uid_in_group(caller.uid, group),
+        iam_group: &|group| data.iam.caller_in_group(caller, group),
         identity: &identity,
     })
 }
@@ -309,7 +310,7 @@ fn check_policy_or_grants(
             caller.uid
         ))),
         Decision::NotAllowed => {
-            let principal = iam::principal_arn(&data.account, caller);
+            let principal = data.iam.principal_arn(&data.account, caller);
             if principal
                 .as_deref()
                 .is_some_and(|p| key.grants.iter().any(|g| granted(g, p)))
@@ -342,7 +343,7 @@ fn check_account_level(
     if caller.uid == 0 || caller.uid == owner_uid {
         return Ok(());
     }
-    let principal = iam::principal_arn(&data.account, caller);
+    let principal = data.iam.principal_arn(&data.account, caller);
     let facts = RequestFacts {
         action,
         resource: "*",
@@ -400,12 +401,14 @@ impl LocalKms {
     fn with_store(path: &Path, store: KeyStore, clock: Arc<dyn Clock>) -> Result<LocalKms> {
         let mut audit_path = path.as_os_str().to_os_string();
         audit_path.push(".audit.log");
+        let account = store.data().account.clone();
         let kms = LocalKms {
             store: Mutex::new(store),
             audit: AuditLog::at(&PathBuf::from(audit_path)),
             usage: usage::UsageTracker::new(clock.now()),
             clock,
             owner_uid: nix::unistd::geteuid().as_raw(),
+            account,
         };
         // Rotation and deletion that came due while nobody had the store open.
         drop(kms.lock()?);
@@ -478,7 +481,8 @@ impl LocalKms {
     fn system_event(&self, name: &str, arn: &str, version: Option<u32>) {
         self.audit.record(&AuditEvent {
             event_time: iso_now(self.clock.now()),
-            caller_uid: nix::unistd::getuid().as_raw(),
+            caller_uid: Some(nix::unistd::getuid().as_raw()),
+            caller_arn: None,
             event_name: name,
             key_id: Some(arn.to_string()),
             key_version: version,
@@ -515,9 +519,14 @@ impl LocalKms {
             Ok(_) => ("Success", None),
             Err(e) => (e.code(), Some(e.message())),
         };
+        let caller_arn = caller
+            .iam_user
+            .as_ref()
+            .map(|name| super::iam::user_arn(&self.account, name));
         self.audit.record(&AuditEvent {
             event_time: iso_now(self.clock.now()),
-            caller_uid: caller.uid,
+            caller_uid: Some(caller.uid).filter(|_| caller.has_uid()),
+            caller_arn,
             event_name: op.name(),
             key_id: trail.key_id,
             key_version: trail.key_version,
@@ -640,7 +649,7 @@ impl LocalKms {
                     self.lockout_check(&doc, caller, input.bypass_policy_lockout_safety_check)?;
                     text.clone()
                 }
-                None => PolicyDocument::default_for(caller.uid).to_json(),
+                None => PolicyDocument::default_for_caller(caller, &self.account).to_json(),
             };
             let now = self.clock.now();
             let key_id = Uuid::new_v4();

@@ -23,6 +23,7 @@ fn stranger(of: &Caller) -> Caller {
         uid,
         gid: uid,
         groups: vec![],
+        iam_user: None,
         region: None,
     }
 }

@@ -28,6 +28,7 @@ fn owner() -> Caller {
         uid: 1000,
         gid: 1000,
         groups: vec![],
+        iam_user: None,
         region: None,
     }
 }
@@ -1099,6 +1100,7 @@ fn admin() -> Caller {
         uid: 2000,
         gid: 2000,
         groups: vec![ADMIN_GROUP],
+        iam_user: None,
         region: None,
     }
 }
@@ -1108,6 +1110,7 @@ fn key_user() -> Caller {
         uid: KEY_USER,
         gid: 1001,
         groups: vec![],
+        iam_user: None,
         region: None,
     }
 }
@@ -1117,6 +1120,7 @@ fn stranger() -> Caller {
         uid: 1002,
         gid: 1002,
         groups: vec![100],
+        iam_user: None,
         region: None,
     }
 }
@@ -1154,6 +1158,7 @@ fn default_policy_is_the_creator_only() {
         uid: 0,
         gid: 0,
         groups: vec![0],
+        iam_user: None,
         region: None,
     };
     assert_eq!(

@@ -25,6 +25,7 @@ fn caller(uid: u32, region: &str) -> Caller {
         uid,
         gid: uid,
         groups: vec![],
+        iam_user: None,
         region: Some(region.into()),
     }
 }

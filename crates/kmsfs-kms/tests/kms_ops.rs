@@ -23,6 +23,7 @@ fn owner() -> Caller {
         uid: 1000,
         gid: 1000,
         groups: vec![],
+        iam_user: None,
         region: None,
     }
 }
@@ -32,6 +33,7 @@ fn stranger() -> Caller {
         uid: 4242,
         gid: 4242,
         groups: vec![],
+        iam_user: None,
         region: None,
     }
 }

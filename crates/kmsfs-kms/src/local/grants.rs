@@ -11,7 +11,6 @@ use crate::grants::{
     self, Constraints, Grant, MAX_GRANTS_PER_KEY, validate_grant_id, validate_name,
     validate_operations, validate_principal,
 };
-use crate::iam;
 use crate::model::StoreData;
 use crate::policy::{Caller, Decision};
 use crate::protocol::Operation;
@@ -101,7 +100,9 @@ impl LocalKms {
                     },
                 )?;
                 key.require_usable(&arn)?;
-                let creator = iam::principal_arn(&data.account, caller)
+                let creator = data
+                    .iam
+                    .principal_arn(&data.account, caller)
                     .unwrap_or_else(|| format!("uid:{}", caller.uid));
                 let key = data.key_mut(&id)?;
                 if let Some(g) = key.grants.iter().find(|g| {
@@ -182,7 +183,7 @@ impl LocalKms {
             let store = self.lock()?;
             let data = store.data();
             let region = data.region_or_default(caller.region.as_deref());
-            let own = iam::principal_arn(&data.account, caller).as_deref() == Some(retiring);
+            let own = data.iam.principal_arn(&data.account, caller).as_deref() == Some(retiring);
             let mut out = Vec::new();
             for key in data.keys.values().filter(|k| k.region == region) {
                 let visible = own
@@ -224,7 +225,7 @@ impl LocalKms {
         };
         let (key, grant_id) = self.precheck(caller, op, key_id, named)?;
         self.remove_grant(caller, op, key, &grant_id, |data, key, grant| {
-            let principal = iam::principal_arn(&data.account, caller);
+            let principal = data.iam.principal_arn(&data.account, caller);
             let party = grant.zip(principal.as_deref()).is_some_and(|(grant, p)| {
                 grant.retiring.as_deref() == Some(p)
                     || (grant.grantee == p && grant.allows_operation("RetireGrant"))

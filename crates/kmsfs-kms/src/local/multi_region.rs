@@ -195,7 +195,7 @@ impl LocalKms {
                     self.lockout_check(&doc, caller, input.bypass_policy_lockout_safety_check)?;
                     Ok(text.clone())
                 }
-                None => Ok(PolicyDocument::default_for(caller.uid).to_json()),
+                None => Ok(PolicyDocument::default_for_caller(caller, &self.account).to_json()),
             });
         let policy = self.precheck(caller, op, Some(key_id), valid)?;
         self.change_key_in_store(caller, op, key_id, |data, id, now, arn| {

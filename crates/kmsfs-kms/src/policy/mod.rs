@@ -73,13 +73,19 @@ pub const USER_ACTIONS: &[&str] = &[
     "kms:DeriveSharedSecret",
 ];
 
-/// Who is calling: the numeric identity the kernel vouches for, and the
-/// region the request is addressed to.
+/// Who is calling: the numeric identity the kernel vouches for (or
+/// [`Caller::NO_UID`] for an IAM principal that is no local user), the IAM
+/// user a signed request came from, and the region the request is
+/// addressed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
     pub groups: Vec<u32>,
+    /// The IAM user whose access key signed the request; None for local
+    /// callers (the CLI on an embedded store, the Unix socket, a mount's
+    /// daemon), who are named by their Unix user.
+    pub iam_user: Option<String>,
     /// The region of the request: its SigV4 credential scope, or the CLI's
     /// `--region` / AWS_REGION / AWS config. None when the request names no
     /// region (a mount's daemon, the Unix socket without a signature): then a
@@ -100,8 +106,32 @@ impl Caller {
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
             groups,
+            iam_user: None,
             region: None,
         }
+    }
+
+    /// The uid and gid of a caller with no Unix identity: `(uid_t)-1`,
+    /// which the kernel never gives a process (setuid(2) reads it as "leave
+    /// unchanged"), so no uid- or gid-based principal can name it by
+    /// accident.
+    pub const NO_UID: u32 = u32::MAX;
+
+    /// The caller of a request signed by IAM user `name`, who is no local
+    /// Unix user: named by its ARN and IAM groups alone.
+    pub fn iam_only(name: &str) -> Caller {
+        Caller {
+            uid: Caller::NO_UID,
+            gid: Caller::NO_UID,
+            groups: vec![],
+            iam_user: Some(name.to_string()),
+            region: None,
+        }
+    }
+
+    /// Whether the caller is a Unix identity (possibly also an IAM user).
+    pub fn has_uid(&self) -> bool {
+        self.uid != Caller::NO_UID
     }
 
     /// The same caller, addressing `region`.
@@ -111,7 +141,7 @@ impl Caller {
     }
 
     pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid || self.groups.contains(&gid)
+        self.has_uid() && (self.gid == gid || self.groups.contains(&gid))
     }
 }
 
@@ -252,6 +282,12 @@ fn wildcard_match(p: &[u8], s: &[u8]) -> bool {
 fn user_matches(entry: &str, caller: &Caller) -> bool {
     if entry == "*" {
         return true;
+    }
+    if caller.iam_user.as_deref() == Some(entry) {
+        return true;
+    }
+    if !caller.has_uid() {
+        return false;
     }
     if let Ok(uid) = entry.parse::<u32>() {
         return uid == caller.uid;
@@ -433,19 +469,37 @@ impl PolicyDocument {
         Ok(doc)
     }
 
+    /// The default policy of a key `creator` makes in `account`: the
+    /// creator's uid (as [`PolicyDocument::default_for`]) for a local
+    /// identity, the IAM user's ARN for an IAM principal with no uid.
+    pub fn default_for_caller(creator: &Caller, account: &str) -> PolicyDocument {
+        match &creator.iam_user {
+            Some(name) if !creator.has_uid() => PolicyDocument::default_granting(NamedPrincipals {
+                aws: Some(OneOrMany::Many(vec![crate::iam::user_arn(account, name)])),
+                ..Default::default()
+            }),
+            _ => PolicyDocument::default_for(creator.uid),
+        }
+    }
+
     /// The default policy of a new key: its creator may do everything, as
     /// AWS's default policy lets the account do everything.
     pub fn default_for(creator_uid: u32) -> PolicyDocument {
+        PolicyDocument::default_granting(NamedPrincipals {
+            user: Some(OneOrMany::Many(vec![creator_uid.to_string()])),
+            ..Default::default()
+        })
+    }
+
+    /// A default policy giving `creator` `kms:*`.
+    fn default_granting(creator: NamedPrincipals) -> PolicyDocument {
         PolicyDocument {
             version: default_version(),
             id: Some("key-default-1".into()),
             statement: vec![Statement {
                 sid: Some("Enable full access for the key's creator".into()),
                 effect: Effect::Allow,
-                principal: Some(Principal::Named(NamedPrincipals {
-                    user: Some(OneOrMany::Many(vec![creator_uid.to_string()])),
-                    ..Default::default()
-                })),
+                principal: Some(Principal::Named(creator)),
                 action: Some(OneOrMany::One("kms:*".into())),
                 not_action: None,
                 resource: Some(OneOrMany::One("*".into())),
@@ -553,6 +607,7 @@ mod tests {
             uid,
             gid: 60000,
             groups: groups.to_vec(),
+            iam_user: None,
             region: None,
         }
     }

@@ -236,6 +236,7 @@ impl Callers {
             uid: req.uid(),
             gid: req.gid(),
             groups,
+            iam_user: None,
             // A volume names its CMK by id or ARN, which binds the region.
             region: None,
         }
