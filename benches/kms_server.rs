@@ -73,6 +73,8 @@ fn main() {
     std::thread::spawn(move || {
         let opts = ServeOptions {
             listen: Some("127.0.0.1:0".parse().unwrap()),
+            // The server's own throughput is measured, not the quota.
+            requests_per_second: 0,
             ..ServeOptions::default()
         };
         server::serve(server_kms, opts, |addr, _| {

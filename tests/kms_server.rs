@@ -783,7 +783,11 @@ fn iam_user_names_need_no_unix_account() {
     assert!(decrypts(&app));
     // Another IAM-only user is a stranger to it, until granted by ARN.
     let err = s.aws_err(&peer, &["kms", "decrypt", "--ciphertext-blob", &blob]);
-    assert!(err.contains("AccessDeniedException"), "{err}");
+    assert!(
+        err.contains("AccessDeniedException")
+            && err.contains("User arn:aws:iam::000000000000:user/fleet-app-8 is not authorized"),
+        "{err}"
+    );
     s.aws_json(
         &app,
         &[
@@ -849,6 +853,76 @@ fn iam_user_names_need_no_unix_account() {
         mine.iter().all(|e| e.get("callerUid").is_none()),
         "{mine:?}"
     );
+}
+
+// Quotas as AWS KMS has them: a request rate per principal
+// (ThrottlingException, each principal its own bucket) and a number of keys
+// per region (LimitExceededException).
+#[test]
+fn per_principal_rate_limits_and_the_key_quota() {
+    let s = Server::start_with(
+        &["--requests-per-second", "5", "--key-quota", "3"],
+        &[("AWS_REGION", "local")],
+    );
+    let root = s.user_with_key("root");
+    let bin = s.user_with_key("bin");
+    let call = |key: &Key, target: &str| {
+        send(
+            s.port,
+            &request(s.port, Some(key), target, b"{}", now(), "local"),
+        )
+    };
+    // 30 requests at once from 10 threads: well within one second however
+    // slow the machine.
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..10)
+            .map(|_| {
+                scope.spawn(|| {
+                    (0..3)
+                        .map(|_| call(&root, "TrentService.ListKeys"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    let served = answers.iter().filter(|(status, _)| *status == 200).count();
+    let throttled: Vec<&Value> = answers
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .map(|(_, body)| body)
+        .collect();
+    assert!(served >= 5, "a burst of one second's worth: {answers:?}");
+    assert!(throttled.len() >= 10, "{answers:?}");
+    for body in &throttled {
+        assert_eq!(body["__type"], "ThrottlingException", "{body}");
+    }
+    // Another principal has its own bucket: served (and refused for what
+    // it may not do, not for root's rate).
+    let (status, body) = call(&bin, "TrentService.ListKeys");
+    assert_eq!(
+        (status, &body["__type"]),
+        (400, &json!("AccessDeniedException"))
+    );
+
+    std::thread::sleep(Duration::from_millis(1200));
+    for _ in 0..3 {
+        let (status, body) = call(&root, "TrentService.CreateKey");
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = call(&root, "TrentService.CreateKey");
+    assert_eq!(
+        (status, &body["__type"]),
+        (400, &json!("LimitExceededException")),
+        "{body}"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, listed) = call(&root, "TrentService.ListKeys");
+    assert_eq!(status, 200);
+    assert_eq!(listed["Keys"].as_array().unwrap().len(), 3, "{listed}");
 }
 
 #[test]

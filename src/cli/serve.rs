@@ -47,6 +47,15 @@ pub(crate) struct ServeArgs {
     /// The certificate's private key (PEM, PKCS#8, PKCS#1 or SEC1).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Requests per second each principal (IAM user, or uid on the socket)
+    /// may make, in bursts of as many; beyond it ThrottlingException, which
+    /// AWS SDKs retry with backoff. 0: no limit.
+    #[arg(long, default_value_t = server::DEFAULT_REQUESTS_PER_SECOND)]
+    pub requests_per_second: u32,
+    /// Most KMS keys one region of the store may hold (AWS's default
+    /// quota); CreateKey and ReplicateKey beyond it: LimitExceededException.
+    #[arg(long, default_value_t = kmsfs_kms::local::DEFAULT_KEY_QUOTA)]
+    pub key_quota: usize,
 }
 
 pub(crate) fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), CliError> {
@@ -54,10 +63,10 @@ pub(crate) fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), C
         (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
         (l, _) => l,
     };
-    let kms = Arc::new(open_local_kms(
-        keystore,
-        Arc::new(kmsfs_kms::clock::SystemClock),
-    )?);
+    let kms = Arc::new(
+        open_local_kms(keystore, Arc::new(kmsfs_kms::clock::SystemClock))?
+            .with_key_quota(args.key_quota),
+    );
     let opts = ServeOptions {
         listen,
         socket: args.socket.clone(),
@@ -71,6 +80,7 @@ pub(crate) fn serve(args: &ServeArgs, keystore: Option<PathBuf>) -> Result<(), C
             .clone()
             .zip(args.tls_key.clone())
             .map(|(cert, key)| server::TlsFiles { cert, key }),
+        requests_per_second: args.requests_per_second,
         ..ServeOptions::default()
     };
     let scheme = if opts.tls.is_some() { "https" } else { "http" };

@@ -28,6 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
 
 pub mod admission;
+pub mod rate;
 mod tls;
 
 pub use tls::TlsFiles;
@@ -64,7 +65,15 @@ pub struct ServeOptions {
     pub idle_timeout: Duration,
     /// TLS on the TCP listener (https); plain HTTP without.
     pub tls: Option<TlsFiles>,
+    /// Requests per second each principal (IAM user, or uid on the socket)
+    /// may make, in bursts of as many; beyond: ThrottlingException. 0: no
+    /// limit.
+    pub requests_per_second: u32,
 }
+
+/// AWS KMS's default quota for cryptographic operations on symmetric keys in
+/// its smaller regions, per account: what AWS users already design for.
+pub const DEFAULT_REQUESTS_PER_SECOND: u32 = 5_500;
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -78,6 +87,7 @@ impl Default for ServeOptions {
             max_connections_per_peer: 128,
             idle_timeout: Duration::from_secs(60),
             tls: None,
+            requests_per_second: DEFAULT_REQUESTS_PER_SECOND,
         }
     }
 }
@@ -123,6 +133,8 @@ pub enum Peer {
 pub struct Service {
     kms: Arc<LocalKms>,
     now: Box<dyn Fn() -> i64 + Send + Sync>,
+    /// Per-principal request rates; None: unlimited.
+    rate: Option<rate::RateLimiter>,
 }
 
 /// One received request, transport-independent.
@@ -150,7 +162,18 @@ impl Service {
 
     /// With another notion of "now" for signature expiry (tests).
     pub fn with_clock(kms: Arc<LocalKms>, now: Box<dyn Fn() -> i64 + Send + Sync>) -> Service {
-        Service { kms, now }
+        Service {
+            kms,
+            now,
+            rate: None,
+        }
+    }
+
+    /// Limits each principal to `per_second` requests a second (0: no limit).
+    #[must_use]
+    pub fn with_rate_limit(mut self, per_second: u32) -> Service {
+        self.rate = rate::RateLimiter::new(per_second);
+        self
     }
 
     pub fn kms(&self) -> &LocalKms {
@@ -243,6 +266,14 @@ impl Service {
             })?,
         };
         *authenticated = true;
+        if let Some(rate) = &self.rate
+            && !rate.admit(&rate::Principal::of(&caller), std::time::Instant::now())
+        {
+            return Err(HttpError::bad(
+                "ThrottlingException",
+                "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.",
+            ));
+        }
         if Operation::from_name(operation).is_none() {
             return Err(HttpError::bad(
                 "UnknownOperationException",
@@ -561,7 +592,7 @@ pub fn serve(
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let service = Arc::new(Service::new(kms));
+    let service = Arc::new(Service::new(kms).with_rate_limit(opts.requests_per_second));
     // Read before anything is bound: a bad certificate or key is a clear
     // error at startup, not a failure of every handshake.
     let tls = opts.tls.as_ref().map(tls::acceptor).transpose()?;

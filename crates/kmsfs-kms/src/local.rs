@@ -149,6 +149,25 @@ pub struct LocalKms {
     owner_uid: u32,
     /// The store's AWS account id, fixed when the store was created.
     account: String,
+    /// Most keys one region of the store may hold (see [`check_key_quota`]).
+    key_quota: usize,
+}
+
+/// AWS's default quota of KMS keys per account and region.
+pub const DEFAULT_KEY_QUOTA: usize = 100_000;
+
+/// Refuses a new key in `region` once it holds `quota` keys (every key
+/// counts, pending deletion included, as at AWS): the store is rewritten
+/// whole on every change, so an unbounded number of keys would make every
+/// change, and every reader's reload, slower for everyone.
+fn check_key_quota(data: &StoreData, region: &str, quota: usize) -> Result<()> {
+    let held = data.keys.values().filter(|k| k.region == region).count();
+    if held >= quota {
+        return Err(KmsError::LimitExceeded(format!(
+            "The request was rejected because it would exceed the quota of {quota} KMS keys in region {region} of this account"
+        )));
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for LocalKms {
@@ -306,8 +325,8 @@ fn check_policy_or_grants(
     match key_policy_decision(data, key, caller, action, ctx)? {
         Decision::Allow => Ok(()),
         Decision::Deny => Err(KmsError::AccessDenied(format!(
-            "User uid:{} is not authorized to perform: {action} on resource: {arn} with an explicit deny in the key policy",
-            caller.uid
+            "User {} is not authorized to perform: {action} on resource: {arn} with an explicit deny in the key policy",
+            caller_name(data, caller)
         ))),
         Decision::NotAllowed => {
             let principal = data.iam.principal_arn(&data.account, caller);
@@ -318,11 +337,20 @@ fn check_policy_or_grants(
                 Ok(())
             } else {
                 Err(KmsError::AccessDenied(format!(
-                    "User uid:{} is not authorized to perform: {action} on resource: {arn} because no key policy statement or grant allows it",
-                    caller.uid
+                    "User {} is not authorized to perform: {action} on resource: {arn} because no key policy statement or grant allows it",
+                    caller_name(data, caller)
                 )))
             }
         }
+    }
+}
+
+/// How refusals name `caller`: `uid:N` for a local identity (what the audit
+/// log's callerUid shows), the ARN for an IAM principal with no uid.
+pub(crate) fn caller_name(data: &StoreData, caller: &Caller) -> String {
+    match data.iam.principal_arn(&data.account, caller) {
+        Some(arn) if !caller.has_uid() => arn,
+        _ => format!("uid:{}", caller.uid),
     }
 }
 
@@ -409,6 +437,7 @@ impl LocalKms {
             clock,
             owner_uid: nix::unistd::geteuid().as_raw(),
             account,
+            key_quota: DEFAULT_KEY_QUOTA,
         };
         // Rotation and deletion that came due while nobody had the store open.
         drop(kms.lock()?);
@@ -422,6 +451,15 @@ impl LocalKms {
     #[must_use]
     pub fn with_owner(mut self, uid: u32) -> LocalKms {
         self.owner_uid = uid;
+        self
+    }
+
+    /// Limits each region of the store to `keys` keys (default
+    /// [`DEFAULT_KEY_QUOTA`]); CreateKey and ReplicateKey beyond it are
+    /// LimitExceededException.
+    #[must_use]
+    pub fn with_key_quota(mut self, keys: usize) -> LocalKms {
+        self.key_quota = keys;
         self
     }
 
@@ -708,6 +746,7 @@ impl LocalKms {
             store.update(|data| {
                 let mut key = key;
                 key.region = data.region_or_default(caller.region.as_deref()).to_string();
+                check_key_quota(data, &key.region, self.key_quota)?;
                 data.keys.insert(key_id, key);
                 self.usage.merge_into(data);
                 trail.key_id = Some(data.key_arn(&key_id));

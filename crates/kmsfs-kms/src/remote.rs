@@ -192,8 +192,28 @@ impl KmsClient {
     }
 
     /// One POST (signed over HTTP, plain over the Unix socket); the body of
-    /// a 2xx answer, or the error an AWS error answer names.
+    /// a 2xx answer, or the error an AWS error answer names. A
+    /// ThrottlingException is retried, as the AWS SDKs do (a throttled
+    /// request was refused before it did anything, so any operation may be
+    /// sent again): up to [`THROTTLE_ATTEMPTS`] attempts, with exponential
+    /// backoff and full jitter so throttled clients do not return in step.
     fn post(&self, operation: &str, body: &[u8]) -> Result<Vec<u8>> {
+        let mut attempt = 0;
+        loop {
+            let (status, bytes) = self.post_once(operation, body)?;
+            attempt += 1;
+            if attempt < THROTTLE_ATTEMPTS && is_throttling(status, &bytes) {
+                let cap = THROTTLE_BASE_DELAY.saturating_mul(1 << attempt);
+                let ms = u64::try_from(cap.min(THROTTLE_MAX_DELAY).as_millis()).unwrap_or(1000);
+                std::thread::sleep(Duration::from_millis(rand::random_range(0..=ms)));
+                continue;
+            }
+            return answer(&self.url, status, bytes);
+        }
+    }
+
+    /// One POST; the answer's status and body, whatever they are.
+    fn post_once(&self, operation: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
         let base = vec![
             ("Content-Type".to_string(), CONTENT_TYPE.to_string()),
             (
@@ -208,8 +228,7 @@ impl KmsClient {
             ),
         ];
         if let Some(unix) = &self.unix {
-            let (status, bytes) = unix.post(&base, body, MAX_ANSWER)?;
-            return answer(&self.url, status, bytes);
+            return unix.post(&base, body, MAX_ANSWER);
         }
         let creds = self.credentials.as_ref().ok_or_else(|| {
             KmsError::AccessDenied(
@@ -245,8 +264,24 @@ impl KmsClient {
             .map_err(|e| {
                 KmsError::Internal(format!("cannot read the answer of {}: {e}", self.url))
             })?;
-        answer(&self.url, status, bytes)
+        Ok((status, bytes))
     }
+}
+
+/// Attempts of a throttled request, the first included (the AWS SDKs'
+/// standard retry mode makes 3; a key service shared by a fleet may refuse
+/// a burst for a little longer, and a mount's open should not fail for it).
+const THROTTLE_ATTEMPTS: u32 = 5;
+const THROTTLE_BASE_DELAY: Duration = Duration::from_millis(25);
+const THROTTLE_MAX_DELAY: Duration = Duration::from_secs(1);
+
+/// Whether an answer is the service's ThrottlingException.
+fn is_throttling(status: u16, bytes: &[u8]) -> bool {
+    status == 400
+        && serde_json::from_slice::<ErrorAnswer>(bytes)
+            .ok()
+            .and_then(|e| e.exception)
+            .is_some_and(|name| name.rsplit('#').next() == Some("ThrottlingException"))
 }
 
 /// Where the certificates trusted for https endpoints come from when
@@ -464,5 +499,28 @@ impl KeyService for RemoteKms {
             state,
             current_version,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_throttling;
+
+    #[test]
+    fn throttling_answers_are_recognised_and_nothing_else() {
+        assert!(is_throttling(
+            400,
+            br#"{"__type": "ThrottlingException", "message": "Rate exceeded"}"#
+        ));
+        assert!(is_throttling(
+            400,
+            br#"{"__type": "com.amazonaws.kms#ThrottlingException"}"#
+        ));
+        assert!(!is_throttling(
+            400,
+            br#"{"__type": "AccessDeniedException"}"#
+        ));
+        assert!(!is_throttling(400, b"not json"));
+        assert!(!is_throttling(200, br#"{"__type": "ThrottlingException"}"#));
     }
 }

@@ -237,8 +237,8 @@ impl LocalKms {
                 Ok(())
             } else {
                 Err(KmsError::AccessDenied(format!(
-                    "User uid:{} is not authorized to perform: kms:RetireGrant on grant {grant_id} of {}: only its retiring principal, its grantee when the grant allows RetireGrant, or a principal the key policy allows may retire it",
-                    caller.uid,
+                    "User {} is not authorized to perform: kms:RetireGrant on grant {grant_id} of {}: only its retiring principal, its grantee when the grant allows RetireGrant, or a principal the key policy allows may retire it",
+                    super::caller_name(data, caller),
                     data.key_arn(&key.key_id)
                 )))
             }

@@ -202,6 +202,7 @@ impl LocalKms {
             // The replica is a new key of the account: AWS asks for
             // kms:CreateKey besides kms:ReplicateKey on the primary.
             super::check_account_level(data, self.owner_uid, caller, "kms:CreateKey")?;
+            super::check_key_quota(data, &input.replica_region, self.key_quota)?;
             let primary = data.key(&id)?;
             let m = require_primary(primary, arn, op)?;
             // DisabledException or KMSInvalidStateException, as AWS lists.
