@@ -159,10 +159,7 @@ pub fn unix_user(name: &str) -> Result<nix::unistd::User> {
     }
 }
 
-/// The ARN of IAM user `name`.
-pub fn user_arn(account: &str, name: &str) -> String {
-    format!("arn:aws:iam::{account}:user/{name}")
-}
+pub use super::policy::user_arn;
 
 /// The Caller of a request signed by `user_name`'s access key. A user that
 /// stands for a Unix user (`unix_user`) acts as its uid, primary gid and

@@ -305,6 +305,12 @@ fn group_matches(entry: &str, caller: &Caller) -> bool {
     matches!(nix::unistd::Group::from_name(entry), Ok(Some(g)) if caller.in_group(g.gid.as_raw()))
 }
 
+/// The ARN of IAM user `name` of `account` (policies name IAM users so; the
+/// IAM module re-exports it).
+pub fn user_arn(account: &str, name: &str) -> String {
+    format!("arn:aws:iam::{account}:user/{name}")
+}
+
 /// How a statement's principal names the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PrincipalMatch {
@@ -475,7 +481,7 @@ impl PolicyDocument {
     pub fn default_for_caller(creator: &Caller, account: &str) -> PolicyDocument {
         match &creator.iam_user {
             Some(name) if !creator.has_uid() => PolicyDocument::default_granting(NamedPrincipals {
-                aws: Some(OneOrMany::Many(vec![crate::iam::user_arn(account, name)])),
+                aws: Some(OneOrMany::Many(vec![user_arn(account, name)])),
                 ..Default::default()
             }),
             _ => PolicyDocument::default_for(creator.uid),
