@@ -270,10 +270,6 @@ fn policy_decision(
         key_usage: key.map(|k| k.key_usage.as_str()),
         key_origin: key.map(|k| k.origin.as_str()),
     };
-    let user = principal
-        .as_deref()
-        .and_then(|p| p.rsplit_once(":user/"))
-        .map(|(_, name)| name);
     // Unix root is the account's root user: as at AWS, a key policy that
     // names the account lets its root user in without any identity policy
     // (and a policy that names neither keeps root out like anyone else).
@@ -281,9 +277,7 @@ fn policy_decision(
         if caller.uid == 0 {
             Decision::Allow
         } else {
-            user.map_or(Decision::NotAllowed, |u| {
-                data.iam.identity_decision(u, &facts)
-            })
+            identity_policies(data, &facts)
         }
     };
     doc.decide(&Who {
@@ -345,6 +339,17 @@ fn check_policy_or_grants(
     }
 }
 
+/// What the identity policies of the IAM user that `facts` names (by its
+/// principal ARN) decide; nothing is allowed to a caller with no IAM user.
+fn identity_policies(data: &StoreData, facts: &RequestFacts) -> Decision {
+    facts
+        .principal_arn
+        .and_then(|p| p.rsplit_once(":user/"))
+        .map_or(Decision::NotAllowed, |(_, user)| {
+            data.iam.identity_decision(user, facts)
+        })
+}
+
 /// How refusals name `caller`: `uid:N` for a local identity (what the audit
 /// log's callerUid shows), the ARN for an IAM principal with no uid.
 pub(crate) fn caller_name(data: &StoreData, caller: &Caller) -> String {
@@ -383,13 +388,7 @@ fn check_account_level(
         key_usage: None,
         key_origin: None,
     };
-    let user = principal
-        .as_deref()
-        .and_then(|p| p.rsplit_once(":user/"))
-        .map(|(_, name)| name);
-    let decision = user.map_or(Decision::NotAllowed, |u| {
-        data.iam.identity_decision(u, &facts)
-    });
+    let decision = identity_policies(data, &facts);
     let who = principal.unwrap_or_else(|| format!("uid:{}", caller.uid));
     match decision {
         Decision::Allow => Ok(()),
