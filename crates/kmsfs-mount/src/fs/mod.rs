@@ -18,6 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -376,16 +377,19 @@ impl KmsFs {
     /// dropping its attributes makes it ask for them again. In that mode,
     /// though, the kernel never takes a regular file's size from us for an
     /// inode it has cached, so its names are invalidated too: once the
-    /// last descriptor is closed the kernel drops the inode, and the next
-    /// lookup shows the size that is stored. Sent from another thread,
-    /// after this request's reply: a notification about an inode the
-    /// kernel is busy with in this very request may wait on a lock that
-    /// request holds.
-    fn invalidate_attrs(&self, ino: u64) {
-        let Some(notifier) = self.notifier.get().cloned() else {
-            return;
-        };
+    /// last descriptor is closed the kernel drops the inode (and its
+    /// pages), and the next lookup shows the size that is stored.
+    ///
+    /// Sent from another thread, after this request's reply: a
+    /// notification about an inode the kernel is busy with in this very
+    /// request may wait on a lock that request holds (a write holds the
+    /// file's inode lock; dropping a name takes the directory's, which an
+    /// unlink may hold while it waits for the file's). The returned
+    /// receiver hears when the kernel has taken the notifications.
+    fn invalidate_attrs(&self, ino: u64) -> Option<mpsc::Receiver<()>> {
+        let notifier = self.notifier.get().cloned()?;
         let links = self.kernel_names(ino);
+        let (done, heard) = mpsc::channel();
         let spawned = std::thread::Builder::new()
             .name("kmsfs-inval".into())
             .spawn(move || {
@@ -399,9 +403,14 @@ impl KmsFs {
                         tracing::debug!(ino, error = %e, "cannot invalidate the kernel's entry");
                     }
                 }
+                let _ = done.send(());
             });
-        if let Err(e) = spawned {
-            tracing::debug!(error = %e, "cannot start the invalidation thread");
+        match spawned {
+            Ok(_) => Some(heard),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot start the invalidation thread");
+                None
+            }
         }
     }
 
@@ -1498,6 +1507,7 @@ impl fuser::Filesystem for KmsFs {
             Err(e) => {
                 self.log_file_error("write", &self.tree.describe(ino.0, None), &e);
                 reply.error(Errno::from_i32(e.errno()));
+                of.write_failed.store(true, Ordering::Release);
                 self.invalidate_attrs(ino.0);
             }
         }
@@ -1517,6 +1527,18 @@ impl fuser::Filesystem for KmsFs {
         // what is stored.
         if let Some(of) = self.files.handle(fh.0) {
             self.restore_kernel_mtime(&of);
+            // The invalidation sent when a write failed may not have
+            // reached the kernel yet: if it arrives after close returns, a
+            // reader in between is shown pages that were never stored.
+            // Send it again and wait for the kernel to take it (bounded,
+            // in case something holds the directory lock it needs; then
+            // the window is only narrowed). The flush of close(2) holds no
+            // inode lock, so the wait is normally short.
+            if of.write_failed.swap(false, Ordering::AcqRel)
+                && let Some(heard) = self.invalidate_attrs(of.ino)
+            {
+                let _ = heard.recv_timeout(Duration::from_secs(2));
+            }
         }
         reply.ok();
     }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kmsfs_volume::FileKey;
@@ -23,6 +23,10 @@ pub(crate) struct OpenFile {
     /// The modification time the kernel shows, for the writeback cache
     /// (see [`KernelMtime`]).
     pub mtime: Mutex<KernelMtime>,
+    /// A write was refused since the last flush (ENOSPC, EIO): the kernel
+    /// may hold pages and a size we did not store, and the flush that
+    /// close(2) waits for makes it drop them before close returns.
+    pub write_failed: AtomicBool,
 }
 
 /// With the writeback cache the kernel keeps a regular file's mtime itself
@@ -87,6 +91,7 @@ impl OpenFiles {
                     file,
                     key: RwLock::new(key),
                     mtime: Mutex::default(),
+                    write_failed: AtomicBool::new(false),
                 });
                 by_ino.insert(
                     ino,
