@@ -21,6 +21,41 @@ pub(crate) struct KmsServer {
     pub(crate) socket: PathBuf,
     /// The environment every `kmsfs` command of this server gets.
     env: Vec<(String, String)>,
+    /// The server's own flags, for a restart.
+    extra: Vec<String>,
+}
+
+/// Starts `kmsfs kms serve` and reads the port it bound from its first line.
+fn spawn_server(
+    store: &std::path::Path,
+    socket: &std::path::Path,
+    extra: &[String],
+    env: &[(String, String)],
+) -> (Child, u16) {
+    let mut command = Command::new(BIN);
+    command
+        .arg("--keystore")
+        .arg(store)
+        .args(["kms", "serve", "--listen", "127.0.0.1:0", "--socket"])
+        .arg(socket)
+        .args(extra);
+    isolate(&mut command, env);
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("server printed nothing").unwrap();
+    let port = first
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    // Drain the rest so the server never blocks on stdout.
+    std::thread::spawn(move || for _ in lines {});
+    (child, port)
 }
 
 /// An IAM access key.
@@ -52,34 +87,24 @@ impl KmsServer {
     pub(crate) fn start_with(extra: &[&str], env: &[(&str, &str)]) -> KmsServer {
         let dir = tempfile::tempdir().unwrap();
         let store = dir.path().join("keystore");
+        KmsServer::start_on(dir, store, extra, env)
+    }
+
+    /// A server of the store at `store` (a file or a PostgreSQL URL), with
+    /// its socket and working files in `dir`.
+    pub(crate) fn start_on(
+        dir: TempDir,
+        store: PathBuf,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> KmsServer {
         let socket = dir.path().join("kms.sock");
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut command = Command::new(BIN);
-        command
-            .arg("--keystore")
-            .arg(&store)
-            .args(["kms", "serve", "--listen", "127.0.0.1:0", "--socket"])
-            .arg(&socket)
-            .args(extra);
-        isolate(&mut command, &env);
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().expect("server printed nothing").unwrap();
-        let port = first
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
-        // Drain the rest so the server never blocks on stdout.
-        std::thread::spawn(move || for _ in lines {});
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, port) = spawn_server(&store, &socket, &extra, &env);
         KmsServer {
             dir,
             store,
@@ -87,7 +112,22 @@ impl KmsServer {
             port,
             socket,
             env,
+            extra,
         }
+    }
+
+    /// Kills the server with SIGKILL (no chance to finish anything).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again, on a new port, after [`KmsServer::kill`].
+    pub(crate) fn restart(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+        let (child, port) = spawn_server(&self.store, &self.socket, &self.extra, &self.env);
+        self.child = child;
+        self.port = port;
     }
 
     pub(crate) fn url(&self) -> String {

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod kms_server;
+pub(crate) mod postgres;
 
 use std::fs;
 use std::io;

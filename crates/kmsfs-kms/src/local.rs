@@ -401,6 +401,25 @@ fn check_account_level(
     }
 }
 
+/// Where the audit log of the store at `path` goes: beside a file store;
+/// for a PostgreSQL store, KMSFS_AUDIT_LOG or beside its root key file
+/// (each replica keeps its own log of the calls it served).
+fn audit_log_path(path: &Path, store: &KeyStore) -> PathBuf {
+    let beside = |p: &Path| {
+        let mut name = p.as_os_str().to_os_string();
+        name.push(".audit.log");
+        PathBuf::from(name)
+    };
+    if !store.is_shared_database() {
+        return beside(path);
+    }
+    std::env::var_os("KMSFS_AUDIT_LOG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| super::store::root_key_file().map(|k| beside(&k)))
+        .unwrap_or_else(|| beside(&super::store::default_store_path()))
+}
+
 impl LocalKms {
     /// Opens (or creates) the store at `path`; the audit log goes beside it.
     pub fn open(path: &Path, secret: &RootSecret, clock: Arc<dyn Clock>) -> Result<LocalKms> {
@@ -426,12 +445,11 @@ impl LocalKms {
     }
 
     fn with_store(path: &Path, store: KeyStore, clock: Arc<dyn Clock>) -> Result<LocalKms> {
-        let mut audit_path = path.as_os_str().to_os_string();
-        audit_path.push(".audit.log");
+        let audit_path = audit_log_path(path, &store);
         let account = store.data().account.clone();
         let kms = LocalKms {
             store: Mutex::new(store),
-            audit: AuditLog::at(&PathBuf::from(audit_path)),
+            audit: AuditLog::at(&audit_path),
             usage: usage::UsageTracker::new(clock.now()),
             clock,
             owner_uid: nix::unistd::geteuid().as_raw(),

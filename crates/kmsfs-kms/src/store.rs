@@ -23,6 +23,9 @@ use super::error::{KmsError, Result, StoreError};
 use super::material::{KeyMaterial, NONCE_LEN, random_nonce};
 use super::model::StoreData;
 
+mod postgres;
+pub use postgres::{is_postgres_url, root_key_file};
+
 pub const STORE_MAGIC: [u8; 8] = *b"KMSFSKS\0";
 pub const STORE_VERSION: u16 = 1;
 pub const STORE_HEADER_LEN: usize = 52;
@@ -172,6 +175,9 @@ pub struct KeyStore {
     root: KeyMaterial,
     data: StoreData,
     stamp: Option<Stamp>,
+    /// Set when the store is a PostgreSQL database (`path` is then its URL
+    /// and `header`/`stamp` are unused).
+    pg: Option<postgres::PgStore>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -320,6 +326,9 @@ impl KeyStore {
         region: &str,
         account: &str,
     ) -> Result<KeyStore> {
+        if is_postgres_url(path) {
+            return KeyStore::open_postgres(path, secret, Some((region, account)));
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
             && !dir.exists()
         {
@@ -374,6 +383,7 @@ impl KeyStore {
             root,
             data: StoreData::new(region, account),
             stamp: None,
+            pg: None,
         };
         store.write()?;
         Ok(store)
@@ -381,6 +391,9 @@ impl KeyStore {
 
     /// Opens an existing store; refuses one that does not parse or authenticate.
     pub fn open(path: &Path, secret: &RootSecret) -> Result<KeyStore> {
+        if is_postgres_url(path) {
+            return KeyStore::open_postgres(path, secret, None);
+        }
         let bytes = fs::read(path).map_err(|e| io_err("cannot read the key store", path, e))?;
         let (header, _) = StoreHeader::decode(&bytes, path)?;
         let root = derive_root(&header, secret, path)?;
@@ -391,7 +404,40 @@ impl KeyStore {
             root,
             data,
             stamp: stamp(path),
+            pg: None,
         })
+    }
+
+    fn open_postgres(
+        url: &Path,
+        secret: &RootSecret,
+        create: Option<(&str, &str)>,
+    ) -> Result<KeyStore> {
+        let text = url
+            .to_str()
+            .ok_or_else(|| KmsError::store("the PostgreSQL URL is not UTF-8"))?;
+        let (pg, data) = postgres::PgStore::open(text, secret, create)?;
+        Ok(KeyStore {
+            // Without the password, should the URL hold one.
+            path: PathBuf::from(pg.shown()),
+            header: StoreHeader {
+                kind: 0,
+                m_kib: 0,
+                t: 0,
+                p: 0,
+                salt: [0; 16],
+            },
+            root: KeyMaterial::random(),
+            data,
+            stamp: None,
+            pg: Some(pg),
+        })
+    }
+
+    /// Whether this store is a PostgreSQL database shared with other
+    /// processes (and hosts).
+    pub fn is_shared_database(&self) -> bool {
+        self.pg.is_some()
     }
 
     fn unseal(bytes: &[u8], root: &KeyMaterial, path: &Path) -> Result<StoreData> {
@@ -426,6 +472,9 @@ impl KeyStore {
 
     /// Re-reads the store if another process changed it since we last looked.
     pub fn refresh(&mut self) -> Result<()> {
+        if let Some(pg) = self.pg.as_mut() {
+            return pg.refresh(&mut self.data);
+        }
         let now = stamp(&self.path);
         if now.is_some() && now == self.stamp {
             return Ok(());
@@ -452,6 +501,21 @@ impl KeyStore {
     /// Applies `change` to the current on-disk contents under the write lock
     /// and saves the result. Nothing is written if `change` fails.
     pub fn update<T>(&mut self, change: impl FnOnce(&mut StoreData) -> Result<T>) -> Result<T> {
+        if let Some(pg) = self.pg.as_mut() {
+            pg.begin(&mut self.data)?;
+            let mut next = self.data.clone();
+            let out = match change(&mut next) {
+                Ok(out) => out,
+                Err(e) => {
+                    pg.rollback();
+                    return Err(e);
+                }
+            };
+            next.sync_multi_region();
+            pg.commit(&mut next)?;
+            self.data = next;
+            return Ok(out);
+        }
         let _guard = lock(&self.path)?;
         self.reload()?;
         let mut next = self.data.clone();
