@@ -68,6 +68,20 @@ struct StoreHeader {
 }
 
 impl StoreHeader {
+    /// The header of a new passphrase store: this build's Argon2id costs
+    /// and a fresh random salt.
+    fn new_passphrase() -> StoreHeader {
+        let mut salt = [0u8; 16];
+        rand::fill(&mut salt[..]);
+        StoreHeader {
+            kind: KIND_PASSPHRASE,
+            m_kib: ARGON2_M_KIB,
+            t: ARGON2_T,
+            p: ARGON2_P,
+            salt,
+        }
+    }
+
     fn encode(&self, nonce: &[u8; NONCE_LEN]) -> [u8; STORE_HEADER_LEN] {
         let mut h = [0u8; STORE_HEADER_LEN];
         h[0..8].copy_from_slice(&STORE_MAGIC);
@@ -364,15 +378,7 @@ impl KeyStore {
                 (header, root)
             }
             RootSecret::Passphrase(_) => {
-                let mut salt = [0u8; 16];
-                rand::fill(&mut salt[..]);
-                let header = StoreHeader {
-                    kind: KIND_PASSPHRASE,
-                    m_kib: ARGON2_M_KIB,
-                    t: ARGON2_T,
-                    p: ARGON2_P,
-                    salt,
-                };
+                let header = StoreHeader::new_passphrase();
                 let root = derive_root(&header, secret, path)?;
                 (header, root)
             }

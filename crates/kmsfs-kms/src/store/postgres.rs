@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::{
-    ARGON2_M_KIB, ARGON2_P, ARGON2_T, KIND_KEY_FILE, KIND_PASSPHRASE, RootSecret, StoreHeader,
-    create_root_key_file, derive_root, read_root_key_file,
+    KIND_KEY_FILE, KIND_PASSPHRASE, RootSecret, StoreHeader, create_root_key_file, derive_root,
+    read_root_key_file,
 };
 use crate::error::{KmsError, Result};
 use crate::material::{KeyMaterial, NONCE_LEN, random_nonce};
@@ -678,21 +678,13 @@ fn initialise(
 ) -> Result<(i16, Vec<u8>, Vec<u8>)> {
     let (kind, params, root) = match secret {
         RootSecret::Passphrase(_) => {
-            let mut salt = [0u8; 16];
-            rand::fill(&mut salt[..]);
-            let header = StoreHeader {
-                kind: KIND_PASSPHRASE,
-                m_kib: ARGON2_M_KIB,
-                t: ARGON2_T,
-                p: ARGON2_P,
-                salt,
-            };
+            let header = StoreHeader::new_passphrase();
             let root = derive_root(&header, secret, Path::new(shown))?;
             let mut params = Vec::new();
             for v in [header.m_kib, header.t, header.p] {
                 params.extend_from_slice(&v.to_be_bytes());
             }
-            params.extend_from_slice(&salt);
+            params.extend_from_slice(&header.salt);
             (KIND_PASSPHRASE, params, root)
         }
         RootSecret::KeyFile => {
